@@ -1,0 +1,1 @@
+"""Data engine: the runtime every job shares and the image/text operators."""

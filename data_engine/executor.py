@@ -1,0 +1,326 @@
+"""Run a job on Ray Data: input listing -> shards -> reader -> stages -> atomic shard writes -> manifest.
+
+How scheduling maps onto Ray:
+- One Ray block is one output shard. Blocks are never split (`target_max_block_size = None`) and every
+  operator takes whole blocks (`batch_size=None`), sub-batching inside by the stage's own batch size; the
+  writer groups rows by their `_shard` column, so merged blocks would still be written correctly.
+- Pure stages are Ray tasks (Ray fuses consecutive ones with the reader and writer into one task per
+  shard); stages with `uses_model` are actor pools, so `setup()` loads the model once per actor.
+- Per-stage counts travel with the rows (a JSON list on the first row of each shard) into the shard's
+  stats sidecar, so a resumed run still reports the work of the shards it skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from data_engine.job import JobConfig, StageSpec
+from data_engine.readers import make_reader
+from data_engine.schemas import conform_table, get_schema
+from data_engine.shards import (JOB_FINGERPRINT_NAME, MANIFEST_NAME, ShardDirError, atomic_write_json,
+                                completed_shards, read_shard_stats, remove_stale_temps, shard_file_name,
+                                write_shard)
+from data_engine.stage import Stage, StageStats
+from data_engine.stage_runner import apply_stage
+
+SHARD_COLUMN = "_shard"
+STATS_COLUMN = "_stage_stats"
+INTERNAL_COLUMNS = (SHARD_COLUMN, STATS_COLUMN)
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    shard_id: int
+    items: list[str]
+
+
+def plan_shards(items: list[str], shard_rows: int) -> list[ShardPlan]:
+    return [ShardPlan(i // shard_rows, items[i:i + shard_rows]) for i in range(0, len(items), shard_rows)]
+
+
+def output_schema(job: JobConfig, stages: list[Stage]) -> pa.Schema:
+    extra = tuple(field for stage in stages for field in stage.output_fields())
+    return get_schema(job.schema_name).arrow(extra)
+
+
+# ---- worker side -------------------------------------------------------------------------------------
+
+_WORKER_STAGES: dict[str, Stage] = {}
+
+
+def _stage_for_worker(spec_json: str) -> Stage:
+    """Build and set up a stage once per worker process (Ray reuses task workers across tasks)."""
+    stage = _WORKER_STAGES.get(spec_json)
+    if stage is None:
+        stage = StageSpec.model_validate_json(spec_json).build()
+        _setup_on_node_once(stage, spec_json)
+        stage.setup()
+        _WORKER_STAGES[spec_json] = stage
+    return stage
+
+
+def _setup_on_node_once(stage: Stage, spec_json: str) -> None:
+    key = hashlib.sha256(spec_json.encode()).hexdigest()[:16]
+    lock_dir = Path(tempfile.gettempdir(), "joyai-node-setup")
+    lock_dir.mkdir(exist_ok=True)
+    done_marker = lock_dir / f"{key}.done"
+    with open(lock_dir / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done_marker.exists():
+            stage.setup_on_node()
+            done_marker.touch()
+
+
+def _shard_groups(block: pa.Table) -> Iterator[pa.Table]:
+    shard_ids = block.column(SHARD_COLUMN)
+    if block.num_rows and pc.min_max(shard_ids)["min"] == pc.min_max(shard_ids)["max"]:
+        yield block
+        return
+    for shard_id in pc.unique(shard_ids).to_pylist():
+        yield block.filter(pc.equal(shard_ids, shard_id))
+
+
+def _append_stats(group: pa.Table, stats: StageStats) -> pa.Table:
+    column = group.column(STATS_COLUMN).to_pylist()
+    if not column or column[0] is None:
+        raise RuntimeError("shard split across Ray blocks: its first row (with stats) is missing")
+    column[0] = json.dumps(json.loads(column[0]) + [stats.to_json()])
+    position = group.column_names.index(STATS_COLUMN)
+    return group.set_column(position, STATS_COLUMN, pa.array(column, type=pa.string()))
+
+
+def _run_stage_on_block(stage: Stage, batch_size: int, block: pa.Table) -> pa.Table:
+    processed = []
+    for group in _shard_groups(block):
+        table, stats = apply_stage(stage, group, batch_size)
+        processed.append(_append_stats(table, stats))
+    return pa.concat_tables(processed) if processed else block
+
+
+def run_task_stage(block: pa.Table, spec_json: str, batch_size: int) -> pa.Table:
+    return _run_stage_on_block(_stage_for_worker(spec_json), batch_size, block)
+
+
+class StageActor:
+    """Actor-pool wrapper for model stages: setup() (model load) happens once, in the constructor."""
+
+    def __init__(self, spec_json: str, batch_size: int) -> None:
+        self.stage = _stage_for_worker(spec_json)
+        self.batch_size = batch_size
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        return _run_stage_on_block(self.stage, self.batch_size, block)
+
+
+def read_shards(plans: pa.Table, job_json: str) -> pa.Table:
+    job = JobConfig.model_validate_json(job_json)
+    reader = make_reader(job.reader)
+    tables = []
+    for shard_id, items in zip(plans.column("shard").to_pylist(), plans.column("items").to_pylist()):
+        started = time.perf_counter()
+        table = reader.read_items(job.input, items)
+        reasons = table.column("reject_reason").to_pylist()
+        stats = StageStats("read", rows_in=len(items), rows_out=sum(r is None for r in reasons))
+        stats.add_rejects(reasons)
+        stats.seconds = time.perf_counter() - started
+        first_row_stats = [json.dumps([stats.to_json()])] + [None] * (table.num_rows - 1)
+        table = table.append_column(SHARD_COLUMN, pa.array([shard_id] * table.num_rows, type=pa.int64()))
+        tables.append(table.append_column(STATS_COLUMN, pa.array(first_row_stats, type=pa.string())))
+    return pa.concat_tables(tables)
+
+
+def write_shards(block: pa.Table, out_dir: str, schema_bytes: bytes, row_group_rows: int) -> pa.Table:
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+    written = {"shard": [], "rows": []}
+    for group in _shard_groups(block):
+        shard_id = group.column(SHARD_COLUMN)[0].as_py()
+        stage_stats = json.loads(group.column(STATS_COLUMN)[0].as_py())
+        rows = conform_table(group.drop_columns(list(INTERNAL_COLUMNS)), schema, where=shard_file_name(shard_id))
+        write_shard(Path(out_dir), shard_id, rows, stage_stats, row_group_rows=row_group_rows)
+        written["shard"].append(shard_id)
+        written["rows"].append(rows.num_rows)
+    return pa.table(written)
+
+
+# ---- driver side -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def ray_session(job: JobConfig, address: str | None) -> Iterator[None]:
+    """Use a running Ray (tests share one), a cluster address, or start a local Ray sized by the job."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or job.ray.address
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=job.ray.num_cpus or os.cpu_count(), object_store_memory=job.ray.object_store_memory,
+                 include_dashboard=False, log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def job_fingerprint(job: JobConfig, listing_hash: str) -> dict[str, Any]:
+    """What makes an output directory's shards interchangeable: same rows config, same input, same sharding."""
+    return {"config_hash": job.config_hash(), "listing_hash": listing_hash, "shard_rows": job.reader.shard_rows,
+            "schema": job.schema_name}
+
+
+def _claim_output_dir(out_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """An output directory belongs to one job configuration and input listing; refuse to mix two."""
+    path = out_dir / JOB_FINGERPRINT_NAME
+    if path.exists():
+        try:
+            existing = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ShardDirError(f"{path}: malformed ({exc}); delete the output directory to start over") from exc
+        differing = sorted(k for k in fingerprint if existing.get(k) != fingerprint[k])
+        if differing:
+            raise ShardDirError(
+                f"{out_dir} holds shards of a different job ({', '.join(differing)} differ); "
+                "use another --out or delete it"
+            )
+        return
+    atomic_write_json(path, fingerprint)
+
+
+def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage]], pending: list[ShardPlan],
+                   out_dir: Path, schema: pa.Schema, progress: bool) -> Any:
+    import ray
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.target_max_block_size = None  # a block is a whole shard; never split it
+    context.enable_progress_bars = progress
+    ds = ray.data.from_items([{"shard": p.shard_id, "items": p.items} for p in pending],
+                             override_num_blocks=len(pending))
+    ds = ds.map_batches(read_shards, fn_args=(job.model_dump_json(by_alias=True),), batch_size=None,
+                        batch_format="pyarrow", num_cpus=1)
+    for spec, stage in specs_and_stages:
+        resources = spec.stage_resources()
+        common: dict[str, Any] = dict(batch_size=None, batch_format="pyarrow", num_cpus=resources.num_cpus,
+                                      num_gpus=resources.num_gpus or None, memory=resources.memory)
+        if stage.uses_model:
+            ds = ds.map_batches(StageActor, fn_constructor_args=(spec.model_dump_json(), resources.batch_size),
+                                concurrency=resources.concurrency or 1, **common)
+        else:
+            ds = ds.map_batches(run_task_stage, fn_args=(spec.model_dump_json(), resources.batch_size),
+                                concurrency=resources.concurrency, **common)
+    schema_bytes = schema.serialize().to_pybytes()
+    return ds.map_batches(write_shards, fn_args=(str(out_dir), schema_bytes, job.row_group_rows),
+                          batch_size=None, batch_format="pyarrow", num_cpus=1)
+
+
+def run_job(job: JobConfig, *, out_dir: Path | None = None, address: str | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a job; returns the manifest it wrote."""
+    started_wall = time.time()
+    started = time.perf_counter()
+    out = Path(out_dir or job.output)
+    reader = make_reader(job.reader)
+    specs_and_stages = [(spec, spec.build()) for spec in job.stages]
+    schema = output_schema(job, [stage for _, stage in specs_and_stages])
+    items = reader.list_items(job.input)
+    plans = plan_shards(items, job.reader.shard_rows)
+    listing_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()
+
+    out.mkdir(parents=True, exist_ok=True)
+    _claim_output_dir(out, job_fingerprint(job, listing_hash))
+    remove_stale_temps(out)
+    done = completed_shards(out)
+    pending = [p for p in plans if p.shard_id not in done]
+    _log(f"[{job.name}] {len(items)} items in {len(plans)} shards; {len(done)} already complete, "
+         f"{len(pending)} to run -> {out}")
+    if pending:
+        with ray_session(job, address):
+            dataset = _build_dataset(job, specs_and_stages, pending, out, schema, progress)
+            # The writer emits one row per shard written; consuming them drives the streaming execution.
+            shards_written = sum(batch.num_rows for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+        _log(f"[{job.name}] wrote {shards_written} shards")
+    missing = [p.shard_id for p in plans if p.shard_id not in completed_shards(out)]
+    if missing:
+        raise ShardDirError(f"{out}: shards {missing[:10]} were not written; rerun to resume")
+
+    manifest = build_manifest(job, out, plans, items_count=len(items), listing_hash=listing_hash)
+    manifest["timings"] = {
+        "started": datetime.fromtimestamp(started_wall, timezone.utc).isoformat(),
+        "finished": datetime.now(timezone.utc).isoformat(),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "shards_run": len(pending),
+        "shards_skipped": len(plans) - len(pending),
+    }
+    atomic_write_json(out / MANIFEST_NAME, manifest, crashpoint="manifest_mid_write")
+    for line in summary_lines(manifest):
+        _log(line)
+    return manifest
+
+
+def build_manifest(job: JobConfig, out: Path, plans: list[ShardPlan], *, items_count: int,
+                   listing_hash: str) -> dict[str, Any]:
+    order = ["read"] + [spec.name for spec in job.stages]
+    totals = {name: StageStats(name) for name in order}
+    shards = []
+    for plan in plans:
+        shard_stats = read_shard_stats(out, plan.shard_id)
+        shards.append({"file": shard_file_name(plan.shard_id), "rows": shard_stats["rows"]})
+        for entry in shard_stats["stages"]:
+            totals[entry["name"]].merge(StageStats.from_json(entry))
+    rejects = {f"{name}:{reason}": count for name in order for reason, count in sorted(totals[name].rejects.items())}
+    rows_written = sum(s["rows"] for s in shards)
+    return {
+        "schema": {"name": job.schema_name, "version": get_schema(job.schema_name).version},
+        "job": job.name,
+        "stage_output": order[-1],
+        "config": job.model_dump(mode="json", by_alias=True),
+        "config_hash": job.config_hash(),
+        "input": {"uri": job.input, "n_items": items_count, "listing_hash": listing_hash,
+                  "upstream": _upstream_lineage(job.input)},
+        "rows_in": items_count,
+        "rows_written": rows_written,
+        "rows_accepted": rows_written - sum(rejects.values()),
+        "rejects": rejects,
+        "stages": [totals[name].to_json() for name in order],
+        "shards": shards,
+    }
+
+
+def _upstream_lineage(input_uri: str) -> dict[str, Any] | None:
+    """When the input is another stage's output, record which job and config produced it."""
+    manifest_path = Path(input_uri.removeprefix("file://"), MANIFEST_NAME)
+    if not manifest_path.is_file():
+        return None
+    upstream = json.loads(manifest_path.read_text())
+    return {"job": upstream.get("job"), "config_hash": upstream.get("config_hash"), "schema": upstream.get("schema")}
+
+
+def summary_lines(manifest: dict[str, Any]) -> list[str]:
+    lines = []
+    for stage in manifest["stages"]:
+        rejects = ", ".join(f"{reason}={count}" for reason, count in stage["rejects"].items()) or "none"
+        rate = f"{stage['rows_per_s']:.1f} rows/s" if stage["rows_per_s"] else "- rows/s"
+        lines.append(f"  {stage['name']}: {stage['rows_in']} in, {stage['rows_out']} out, {rate}; rejects: {rejects}")
+    lines.append(f"  total: {manifest['rows_written']} rows written, {manifest['rows_accepted']} accepted")
+    return lines
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,131 @@
+"""Typed job configuration, validated at load time with one-line errors that name the field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from data_engine.readers import ReaderConfig
+from data_engine.schemas import SCHEMAS
+from data_engine.stage import STAGE_REGISTRY, Resources, Stage, StageConfig
+
+
+class JobConfigError(ValueError):
+    """A job configuration is invalid; str() is one line naming the field."""
+
+
+class StageSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    op: str
+    name: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("op")
+    @classmethod
+    def _known_op(cls, op: str) -> str:
+        _import_stages()
+        if op not in STAGE_REGISTRY:
+            raise ValueError(f"unknown op {op!r}; allowed: {', '.join(sorted(STAGE_REGISTRY))}")
+        return op
+
+    @model_validator(mode="after")
+    def _validate_nested(self) -> StageSpec:
+        stage_cls = STAGE_REGISTRY[self.op]
+        self.config = _validated_dump(stage_cls.Config, self.config, f"{self.op}.config")
+        merged = stage_cls.default_resources.model_dump() | self.resources
+        self.resources = _validated_dump(Resources, merged, f"{self.op}.resources")
+        self.name = self.name or self.op
+        return self
+
+    def stage_config(self) -> StageConfig:
+        return STAGE_REGISTRY[self.op].Config.model_validate(self.config)
+
+    def build(self) -> Stage:
+        return STAGE_REGISTRY[self.op](self.stage_config(), self.name)
+
+    def stage_resources(self) -> Resources:
+        return Resources.model_validate(self.resources)
+
+
+class RayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = None  # None: start a local Ray; "auto" or ray://host:port for a cluster
+    num_cpus: int | None = None  # local Ray only; declared so a small machine never oversubscribes
+    object_store_memory: int | None = None  # bytes, local Ray only
+
+
+class JobConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    input: str
+    output: str
+    schema_name: str = Field(alias="schema")
+    reader: ReaderConfig = Field(default_factory=ReaderConfig)
+    stages: list[StageSpec]
+    ray: RayConfig = Field(default_factory=RayConfig)
+    row_group_rows: int = Field(default=1024, gt=0)
+
+    @field_validator("schema_name")
+    @classmethod
+    def _known_schema(cls, name: str) -> str:
+        if name not in SCHEMAS:
+            raise ValueError(f"unknown schema {name!r}; allowed: {', '.join(sorted(SCHEMAS))}")
+        return name
+
+    @model_validator(mode="after")
+    def _unique_stage_names(self) -> JobConfig:
+        names = [s.name for s in self.stages]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"stage names must be unique; repeated: {duplicated}")
+        return self
+
+    def result_config(self) -> dict[str, Any]:
+        """The part of the config that determines the rows (not where or how fast they are computed)."""
+        return {
+            "name": self.name,
+            "input": self.input,
+            "schema": self.schema_name,
+            "reader": self.reader.model_dump(mode="json"),
+            "stages": [{"op": s.op, "name": s.name, "config": s.config} for s in self.stages],
+        }
+
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.result_config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _validated_dump(model: type[BaseModel], data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate a nested section, re-raising with the section's path so the one-line error names the field."""
+    try:
+        return model.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"{where}.{_format_location(first['loc'])}: {first['msg']}") from None
+
+
+def _import_stages() -> None:
+    import data_engine.stages  # noqa: F401  (registers every stage op)
+
+
+def _format_location(location: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in location) or "<root>"
+
+
+def parse_job_config(data: Any, *, source: str = "job") -> JobConfig:
+    if not isinstance(data, dict):
+        raise JobConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
+        raise JobConfigError(f"{source}: {_format_location(first['loc'])}: {message}{more}") from None

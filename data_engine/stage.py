@@ -1,0 +1,128 @@
+"""The stage contract every operator follows.
+
+A stage says what it computes; `executor.py` decides how Ray schedules it. A stage has:
+- `Config`: a pydantic model validated when the job loads (unknown keys are errors);
+- `default_resources`: cpus, gpus, memory, batch size, concurrency (the job YAML may override them);
+- `setup_on_node()` once per node (stage weights on local disk), `setup()` once per worker (load a model);
+- `process_batch()` over the accepted rows of an Arrow table, returning the columns it adds or replaces and,
+  optionally, a per-row processing reject reason (a corrupt file, a failed request);
+- `decide()` for filters: threshold decisions over stored score columns only, so `redecide` can re-apply
+  new thresholds without recomputing scores.
+Stages that load models (`uses_model = True`) run as Ray actor pools, pure functions as Ray tasks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+REJECT_COLUMN = "_reject"  # optional key in process_batch output: per-row processing reject reason
+
+
+class StageConfig(BaseModel):
+    """Base for stage configs: strict about unknown keys so a typo is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_cpus: float = Field(default=1.0, ge=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    memory: int | None = Field(default=None, gt=0)  # bytes reserved per worker
+    batch_size: int = Field(default=64, gt=0)  # rows per process_batch call
+    concurrency: int | None = Field(default=None, gt=0)  # actor pool size (model stages) or max parallel tasks
+
+
+ConfigT = TypeVar("ConfigT", bound=StageConfig)
+
+
+class Stage(ABC, Generic[ConfigT]):
+    op: ClassVar[str]
+    Config: ClassVar[type[StageConfig]]
+    default_resources: ClassVar[Resources] = Resources()
+    uses_model: ClassVar[bool] = False
+    # Reasons decide() can return; redecide resets exactly these before re-applying thresholds.
+    decision_reasons: ClassVar[frozenset[str]] = frozenset()
+    # Config fields read only by decide(); the only fields redecide may change.
+    threshold_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: ConfigT, name: str | None = None) -> None:
+        self.config = config
+        self.name = name or self.op
+
+    @abstractmethod
+    def output_fields(self) -> tuple[pa.Field, ...]:
+        """Columns this stage adds to the job's schema (all nullable: rejected rows hold nulls)."""
+
+    def replaced_columns(self) -> tuple[str, ...]:
+        """Existing schema columns this stage may overwrite for the rows it processes."""
+        return ()
+
+    def setup_on_node(self) -> None:
+        """Once per node before workers start, e.g. copy weights to local disk."""
+
+    def setup(self) -> None:
+        """Once per worker, e.g. load a model."""
+
+    @abstractmethod
+    def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
+        """Compute columns for every row of `batch` (all of them accepted so far)."""
+
+    def decide(self, scores: pa.Table) -> list[str | None]:
+        """Threshold decisions from stored columns: a reject reason per row or None to keep it."""
+        return [None] * scores.num_rows
+
+
+@dataclass
+class StageStats:
+    """Counts of one stage over one shard; summed across shards for the manifest."""
+
+    name: str
+    rows_in: int = 0
+    rows_out: int = 0
+    seconds: float = 0.0
+    rejects: dict[str, int] = field(default_factory=dict)
+
+    def add_rejects(self, reasons: Sequence[str | None]) -> None:
+        for reason in reasons:
+            if reason is not None:
+                self.rejects[reason] = self.rejects.get(reason, 0) + 1
+
+    def merge(self, other: StageStats) -> None:
+        self.rows_in += other.rows_in
+        self.rows_out += other.rows_out
+        self.seconds += other.seconds
+        for reason, count in other.rejects.items():
+            self.rejects[reason] = self.rejects.get(reason, 0) + count
+
+    def to_json(self) -> dict[str, Any]:
+        rate = self.rows_in / self.seconds if self.seconds > 0 else None
+        return {
+            "name": self.name,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rejects": dict(sorted(self.rejects.items())),
+            "seconds": round(self.seconds, 6),
+            "rows_per_s": round(rate, 3) if rate is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StageStats:
+        return cls(data["name"], data["rows_in"], data["rows_out"], data["seconds"], dict(data["rejects"]))
+
+
+STAGE_REGISTRY: dict[str, type[Stage]] = {}
+
+
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    if cls.op in STAGE_REGISTRY and STAGE_REGISTRY[cls.op] is not cls:
+        raise ValueError(f"stage op {cls.op!r} registered twice")
+    STAGE_REGISTRY[cls.op] = cls
+    return cls

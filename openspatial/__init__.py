@@ -1,0 +1,1 @@
+"""openspatial: see ARCHITECTURE.md; built in its own issue."""

@@ -1,0 +1,145 @@
+"""`python -m pipelines`: run, validate, inspect and redecide jobs. Usage errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from data_engine.job import JobConfigError
+from data_engine.readers import InputError
+from data_engine.schemas import SchemaError
+from data_engine.shards import ShardDirError, iter_shards, read_manifest
+from pipelines.jobfile import load_job, parse_override
+
+USAGE_ERRORS = (JobConfigError, InputError, ShardDirError, SchemaError)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from data_engine.executor import run_job
+
+    job = load_job(Path(args.job), args.set)
+    manifest = run_job(job, out_dir=Path(args.out) if args.out else None, address=args.address,
+                       progress=not args.no_progress)
+    print(json.dumps({"output": str(Path(args.out or job.output).resolve()), "rows_written": manifest["rows_written"],
+                      "rows_accepted": manifest["rows_accepted"]}))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    job = load_job(Path(args.job), args.set)
+    stages = " -> ".join(["read"] + [spec.name for spec in job.stages])
+    print(f"{args.job}: ok ({job.name}: {stages}; schema {job.schema_name}; config hash {job.config_hash()[:12]})")
+    return 0
+
+
+def _bytes_summary(value: Any) -> Any:
+    return f"<{len(value)} bytes>" if isinstance(value, bytes) else value
+
+
+def inspect_shards(shard_dir: Path, sample_rows: int) -> dict[str, Any]:
+    manifest = read_manifest(shard_dir)
+    reasons: Counter[str] = Counter()
+    rows = 0
+    samples: list[dict[str, Any]] = []
+    schema = None
+    for _, table in iter_shards(shard_dir):
+        schema = schema or table.schema
+        rows += table.num_rows
+        for reason, stage in zip(table.column("reject_reason").to_pylist(), table.column("reject_stage").to_pylist()):
+            if reason is not None:
+                reasons[f"{stage}:{reason}"] += 1
+        for row in table.slice(0, max(0, sample_rows - len(samples))).to_pylist():
+            samples.append({key: _bytes_summary(value) for key, value in row.items()})
+    return {
+        "path": str(shard_dir),
+        "schema": manifest["schema"],
+        "columns": {field.name: str(field.type) for field in schema} if schema else {},
+        "rows": rows,
+        "rows_accepted": rows - sum(reasons.values()),
+        "rejects": dict(reasons.most_common()),
+        "manifest_rows_written": manifest["rows_written"],
+        "samples": samples,
+    }
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    report = inspect_shards(Path(args.shard_dir), args.rows)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"{report['path']}: schema {report['schema']['name']} v{report['schema']['version']}, "
+          f"{report['rows']} rows, {report['rows_accepted']} accepted")
+    print("columns: " + ", ".join(f"{name}: {kind}" for name, kind in report["columns"].items()))
+    print("rejects:" + ("".join(f"\n  {reason}: {count}" for reason, count in report["rejects"].items()) or " none"))
+    for sample in report["samples"]:
+        print("  " + json.dumps(sample, default=str))
+    return 0
+
+
+def _threshold_overrides(texts: list[str]) -> dict[str, dict[str, Any]]:
+    """`stages.NAME.config.FIELD=value` (or the short `NAME.FIELD=value`) -> {NAME: {FIELD: value}}."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        path, value = parse_override(text)
+        if len(path) == 4 and path[0] == "stages" and path[2] == "config":
+            stage, field = path[1], path[3]
+        elif len(path) == 2:
+            stage, field = path
+        else:
+            raise JobConfigError(f"--set {text!r}: expected stages.STAGE.config.FIELD=value")
+        overrides.setdefault(stage, {})[field] = value
+    return overrides
+
+
+def _cmd_redecide(args: argparse.Namespace) -> int:
+    from data_engine.executor import summary_lines
+    from data_engine.redecide import redecide
+
+    manifest = redecide(Path(args.shard_dir), _threshold_overrides(args.set))
+    for line in summary_lines(manifest):
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run (or resume) a job on local Ray or a cluster")
+    run.add_argument("job")
+    run.add_argument("--out", help="output directory (default: the job's `output`)")
+    run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    run.add_argument("--no-progress", action="store_true", help="hide Ray Data progress bars")
+    run.set_defaults(handler=_cmd_run)
+
+    validate = commands.add_parser("validate", help="check a job file without running it")
+    validate.add_argument("job")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    validate.set_defaults(handler=_cmd_validate)
+
+    inspect = commands.add_parser("inspect", help="schema, counts, rejects and sample rows of a shard directory")
+    inspect.add_argument("shard_dir")
+    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--rows", type=int, default=3, help="sample rows to show")
+    inspect.set_defaults(handler=_cmd_inspect)
+
+    redecide = commands.add_parser("redecide", help="re-apply filter thresholds to stored scores")
+    redecide.add_argument("shard_dir")
+    redecide.add_argument("--set", action="append", default=[], required=True,
+                          metavar="stages.STAGE.config.FIELD=VALUE")
+    redecide.set_defaults(handler=_cmd_redecide)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except USAGE_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

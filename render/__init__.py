@@ -1,0 +1,1 @@
+"""render: see ARCHITECTURE.md; built in its own issue."""

@@ -1,0 +1,1 @@
+"""Trainer: reads shards; models, objectives, packing, engine setup, checkpoints, CLI."""
