@@ -6,9 +6,10 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
+                      model_validator)
 
-from data_engine.readers import ReaderConfig
+from data_engine.readers import READERS, ImageFolderConfig, ReaderConfig
 from data_engine.schemas import SCHEMAS
 from data_engine.stage import STAGE_REGISTRY, Resources, Stage, StageConfig
 
@@ -67,10 +68,30 @@ class JobConfig(BaseModel):
     input: str
     output: str
     schema_name: str = Field(alias="schema")
-    reader: ReaderConfig = Field(default_factory=ReaderConfig)
+    # SerializeAsAny: dump the reader kind's own fields, not only the base class's.
+    reader: SerializeAsAny[ReaderConfig] = Field(default_factory=ImageFolderConfig)
     stages: list[StageSpec]
     ray: RayConfig = Field(default_factory=RayConfig)
     row_group_rows: int = Field(default=1024, gt=0)
+
+    @field_validator("reader", mode="before")
+    @classmethod
+    def _reader_of_its_kind(cls, data: Any) -> ReaderConfig:
+        """Validate the reader section against the config class of the reader kind it names."""
+        if isinstance(data, ReaderConfig):
+            return data
+        if not isinstance(data, dict):
+            raise ValueError("expected a mapping")
+        _import_stages()
+        kind = data.get("kind", ImageFolderConfig().kind)
+        if kind not in READERS:
+            raise ValueError(f"unknown reader kind {kind!r}; allowed: {', '.join(sorted(READERS))}")
+        config_cls = READERS[kind].Config
+        try:
+            return config_cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ValueError(f"{kind}.{_format_location(first['loc'])}: {first['msg']}") from None
 
     @field_validator("schema_name")
     @classmethod
@@ -78,6 +99,13 @@ class JobConfig(BaseModel):
         if name not in SCHEMAS:
             raise ValueError(f"unknown schema {name!r}; allowed: {', '.join(sorted(SCHEMAS))}")
         return name
+
+    @model_validator(mode="after")
+    def _reader_emits_the_schema(self) -> JobConfig:
+        emitted = READERS[self.reader.kind].schema.name
+        if emitted != self.schema_name:
+            raise ValueError(f"schema: reader {self.reader.kind} emits {emitted} rows, not {self.schema_name}")
+        return self
 
     @model_validator(mode="after")
     def _unique_stage_names(self) -> JobConfig:
@@ -112,7 +140,7 @@ def _validated_dump(model: type[BaseModel], data: dict[str, Any], where: str) ->
 
 
 def _import_stages() -> None:
-    import data_engine.stages  # noqa: F401  (registers every stage op)
+    import data_engine.stages  # noqa: F401  (registers every stage op and reader kind)
 
 
 def _format_location(location: tuple[Any, ...]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from data_engine.schemas import IMAGE_SAMPLE, ShardSchema
 
@@ -30,12 +30,18 @@ class InputError(ValueError):
 
 
 class ReaderConfig(BaseModel):
+    """Fields every reader has; each reader kind subclasses it with its own fields."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["image_folder"] = "image_folder"
-    shard_rows: int = 256  # items per output shard
+    kind: str
+    shard_rows: int = Field(default=256, gt=0)  # items per output shard
     source_dataset: str = "local"
     license: str = "unknown"
+
+
+class ImageFolderConfig(ReaderConfig):
+    kind: Literal["image_folder"] = "image_folder"
     extensions: tuple[str, ...] = _DEFAULT_EXTENSIONS
     sniff_content: bool = True  # also take files with other extensions whose bytes start like an image
     max_file_bytes: int = 256 * 1024 * 1024
@@ -57,7 +63,14 @@ def _looks_like_image(path: Path) -> bool:
 
 
 class Reader(ABC):
+    """Lists a job's input into item keys (driver) and turns a shard's items into rows (worker).
+
+    A reader may emit any number of rows per item (a scene can yield many QA rows); rows of one shard
+    must be deterministic given its items, so reruns reproduce them exactly.
+    """
+
     kind: ClassVar[str]
+    Config: ClassVar[type[ReaderConfig]]
     schema: ClassVar[ShardSchema]
 
     def __init__(self, config: ReaderConfig) -> None:
@@ -76,6 +89,7 @@ class ImageFolderReader(Reader):
     """Images under a directory tree, by extension and, optionally, by content sniffing."""
 
     kind = "image_folder"
+    Config = ImageFolderConfig
     schema = IMAGE_SAMPLE
 
     def list_items(self, input_uri: str) -> list[str]:
@@ -117,7 +131,17 @@ class ImageFolderReader(Reader):
             return None, "unreadable", f"{type(exc).__name__}: {exc}"
 
 
-READERS: dict[str, type[Reader]] = {ImageFolderReader.kind: ImageFolderReader}
+READERS: dict[str, type[Reader]] = {}
+
+
+def register_reader(cls: type[Reader]) -> type[Reader]:
+    if cls.kind in READERS and READERS[cls.kind] is not cls:
+        raise ValueError(f"reader kind {cls.kind!r} registered twice")
+    READERS[cls.kind] = cls
+    return cls
+
+
+register_reader(ImageFolderReader)
 
 
 def make_reader(config: ReaderConfig) -> Reader:

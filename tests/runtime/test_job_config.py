@@ -37,7 +37,9 @@ def test_shipped_jobs_validate(job_file):
         ({"stages.0.op": "decode_imag"}, "stages.0.op: unknown op 'decode_imag'; allowed: decode_image"),
         ({"stages.0.resources.batch_size": 0}, "decode_image.resources.batch_size: Input should be greater than 0"),
         ({"schema": "images"}, "schema: unknown schema 'images'; allowed:"),
-        ({"reader.kind": "tar"}, "reader.kind: Input should be 'image_folder'"),
+        ({"schema": "caption"}, "schema: reader image_folder emits image_sample rows, not caption"),
+        ({"reader.kind": "tar"}, "reader: unknown reader kind 'tar'; allowed: image_folder"),
+        ({"reader.shard_rows": 0}, "reader: image_folder.shard_rows: Input should be greater than 0"),
         ({"stages.0.config.min_sid": 3}, "decode_image.config.min_sid: Extra inputs are not permitted"),
     ],
 )
