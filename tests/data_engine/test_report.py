@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,8 @@ import pytest
 from PIL import Image
 
 from data_engine.report import ReportError, compute_histogram, main, write_html_report
+from tests.browser import open_page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOSTILE_UPSTREAM_ID = "<script>alert(1)</script>.jpg"
 HOSTILE_REASON = "<img src=x onerror=alert(2)>"
 # Directory names are data too: quotes, ampersand and angle brackets are all legal on Linux.
@@ -211,27 +208,8 @@ def test_cli_writes_report_and_reports_errors(stage_dirs: list[Path], tmp_path: 
     assert "nowhere/_manifest.json: manifest missing" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not installed; CI installs Debian chromium for the browser test")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
 def test_report_renders_in_chromium_without_errors(browser: Any, report: Path) -> None:
-    page = browser.new_page()
-    problems: list[str] = []
-    dialogs: list[str] = []
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.on("request", lambda request: request.url.startswith(("file:", "data:")) or problems.append(request.url))
-    page.goto(report.as_uri(), wait_until="load")
+    page, problems, dialogs = open_page(browser, report)
 
     widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
     assert len(widths) == EXPECTED_THUMBNAILS

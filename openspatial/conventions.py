@@ -1,0 +1,122 @@
+"""The one place that owns coordinate conventions and the conversions into them.
+
+Canonical conventions (every other module assumes them):
+- world: Z up, gravity along -Z, metres;
+- camera: OpenCV (x right, y down, z forward), intrinsics K as a 3x3 pinhole matrix in pixels;
+- pose: camera-to-world 4x4 (`world_point = pose @ camera_point`);
+- oriented box (OBB): centre (3,), extents = FULL side lengths (3,) along the box's local axes, rotation (3, 3)
+  whose columns are the box's local axes in world coordinates. An object's front, when it has one, is its
+  local +x axis.
+
+Sources use other conventions; each converter below names the one it reads, and each has a round-trip test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Diagonal flip between OpenGL/Blender cameras (x right, y up, looking down -z) and OpenCV cameras.
+OPENGL_TO_OPENCV_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
+# World rotation that maps a Y-up world (x right, y up, z towards the viewer) onto our Z-up world.
+Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+ORTHONORMAL_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class OrientedBox:
+    center: np.ndarray  # (3,)
+    extents: np.ndarray  # (3,) full side lengths
+    rotation: np.ndarray  # (3, 3) columns = local axes in world
+
+    @property
+    def volume(self) -> float:
+        return float(np.prod(self.extents))
+
+    def corners(self) -> np.ndarray:
+        """(8, 3) corners; corner i has local signs from the bits of i (bit 0 -> x, bit 1 -> y, bit 2 -> z)."""
+        signs = np.array([[(i >> axis & 1) * 2 - 1 for axis in range(3)] for i in range(8)], dtype=float)
+        return self.center + (signs * (self.extents / 2)) @ self.rotation.T
+
+    def to_local(self, points: np.ndarray) -> np.ndarray:
+        return (np.asarray(points, dtype=float) - self.center) @ self.rotation
+
+    def contains(self, points: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        return np.all(np.abs(self.to_local(points)) <= self.extents / 2 + margin, axis=-1)
+
+    def transformed(self, transform: np.ndarray) -> OrientedBox:
+        """The box moved by a rigid 4x4 transform (rotation part must be a proper rotation)."""
+        rotation = transform[:3, :3]
+        return OrientedBox(rotation @ self.center + transform[:3, 3], self.extents.copy(), rotation @ self.rotation)
+
+    def to_json(self) -> dict:
+        return {"center": self.center.tolist(), "extents": self.extents.tolist(), "rotation": self.rotation.tolist()}
+
+
+def rotation_z(yaw: float) -> np.ndarray:
+    cos, sin = np.cos(yaw), np.sin(yaw)
+    return np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rotation_error(rotation: np.ndarray) -> float:
+    """Largest deviation of R^T R from identity, and of det(R) from +1."""
+    rotation = np.asarray(rotation, dtype=float)
+    return float(max(np.abs(rotation.T @ rotation - np.eye(3)).max(), abs(np.linalg.det(rotation) - 1.0)))
+
+
+def invert_pose(pose: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid 4x4 transform (camera-to-world <-> world-to-camera)."""
+    inverse = np.eye(4)
+    inverse[:3, :3] = pose[:3, :3].T
+    inverse[:3, 3] = -pose[:3, :3].T @ pose[:3, 3]
+    return inverse
+
+
+def pose_from_opengl(camera_to_world_gl: np.ndarray) -> np.ndarray:
+    """OpenGL/Blender/Hypersim camera (y up, looking down -z) -> OpenCV camera, same world."""
+    return np.asarray(camera_to_world_gl, dtype=float) @ OPENGL_TO_OPENCV_CAMERA
+
+
+def pose_to_opengl(camera_to_world: np.ndarray) -> np.ndarray:
+    return np.asarray(camera_to_world, dtype=float) @ OPENGL_TO_OPENCV_CAMERA
+
+
+def pose_from_world_to_camera(world_to_camera: np.ndarray) -> np.ndarray:
+    """Datasets that store extrinsics (world-to-camera) -> our camera-to-world pose."""
+    return invert_pose(np.asarray(world_to_camera, dtype=float))
+
+
+def world_transform_y_up_to_z_up() -> np.ndarray:
+    transform = np.eye(4)
+    transform[:3, :3] = Y_UP_TO_Z_UP
+    return transform
+
+
+def pose_to_z_up_world(camera_to_world_y_up: np.ndarray) -> np.ndarray:
+    """A camera-to-world pose in a Y-up world -> the same camera in our Z-up world."""
+    return world_transform_y_up_to_z_up() @ np.asarray(camera_to_world_y_up, dtype=float)
+
+
+def box_from_half_sizes(center, half_sizes, rotation) -> OrientedBox:
+    """Datasets that store half side lengths (Hypersim, many detectors) -> full extents."""
+    return OrientedBox(np.asarray(center, float), 2.0 * np.asarray(half_sizes, float), np.asarray(rotation, float))
+
+
+def box_from_axis_aligned_min_max(minimum, maximum) -> OrientedBox:
+    minimum, maximum = np.asarray(minimum, float), np.asarray(maximum, float)
+    return OrientedBox((minimum + maximum) / 2, maximum - minimum, np.eye(3))
+
+
+def box_from_yaw(center, extents, yaw: float) -> OrientedBox:
+    """Gravity-aligned box given a heading angle about +Z (radians, counter-clockwise seen from above)."""
+    return OrientedBox(np.asarray(center, float), np.asarray(extents, float), rotation_z(yaw))
+
+
+def yaw_of(rotation: np.ndarray) -> float:
+    """Heading (about +Z) of a rotation's local +x axis."""
+    return float(np.arctan2(rotation[1, 0], rotation[0, 0]))
+
+
+def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])

@@ -1,0 +1,1 @@
+"""Model definitions (torch only at import time: no package-level imports here)."""
