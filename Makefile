@@ -4,9 +4,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 ENV_CACHE ?= $(HOME)/.cache/joyai-envs
-ENV_KEY := $(shell cat constraints/dev.txt constraints/requirements-main.txt scripts/setup_env.sh | sha256sum | cut -c1-12)
-ENV_DIR := $(ENV_CACHE)/main-$(ENV_KEY)
+# Each environment lives in the cache under a key hashed from the files that define it (see scripts/env_common.sh).
+env_key = $(shell cat $(1) scripts/env_common.sh | sha256sum | cut -c1-12)
+ENV_DIR := $(ENV_CACHE)/main-$(call env_key,constraints/dev.txt constraints/requirements-main.txt scripts/setup_env.sh)
+RENDER_ENV_DIR := $(ENV_CACHE)/render-$(call env_key,constraints/requirements-render.txt scripts/setup_render_env.sh)
 PY := $(ENV_DIR)/bin/python
+export JOYAI_RENDER_PYTHON ?= $(RENDER_ENV_DIR)/bin/python
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export JOYAI_TINY_MODELS ?= $(CURDIR)/.cache/tiny-models
@@ -14,7 +17,7 @@ OUT ?= out
 RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps demo test bench tiny-models \
+.PHONY: help setup system-deps render-env demo test bench tiny-models \
         curate caption rebalance spatial-qa render-multiview render-edit train-mllm train-mmdit
 
 help:
@@ -25,13 +28,22 @@ help:
 system-deps:
 	@scripts/system_deps.sh
 
-$(ENV_DIR)/.complete: constraints/dev.txt constraints/requirements-main.txt scripts/setup_env.sh
+$(ENV_DIR)/.complete: constraints/dev.txt constraints/requirements-main.txt scripts/setup_env.sh scripts/env_common.sh
 	@scripts/setup_env.sh $(ENV_DIR)
 
+$(RENDER_ENV_DIR)/.complete: constraints/requirements-render.txt scripts/setup_render_env.sh scripts/env_common.sh
+	@scripts/setup_render_env.sh $(RENDER_ENV_DIR)
+
+# The links are conveniences for people; make itself always uses the keyed paths.
 .venv: $(ENV_DIR)/.complete
 	@ln -sfn $(ENV_DIR) .venv
 
-setup: system-deps .venv
+.venv-render: $(RENDER_ENV_DIR)/.complete
+	@ln -sfn $(RENDER_ENV_DIR) .venv-render
+
+render-env: .venv-render
+
+setup: system-deps .venv .venv-render
 
 tiny-models: setup
 	@$(PY) -m trainer.tiny_models --out $(JOYAI_TINY_MODELS)
@@ -44,7 +56,7 @@ test: setup tiny-models
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 bench: setup
-	@$(PY) -m benchmarks.run
+	@$(PY) -m benchmarks.run $(BENCH)
 
 # ---- one target per data stage -------------------------------------------------------------------------
 define stage_target

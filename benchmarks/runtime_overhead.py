@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
 import shutil
 import statistics
@@ -23,7 +22,7 @@ from PIL import Image
 
 from benchmarks.common import write_result
 from data_engine.demo_corpus import sample_photo_paths
-from data_engine.executor import run_job
+from data_engine.executor import init_local_ray, run_job
 from data_engine.readers import ImageFolderReader
 from data_engine.stage_runner import apply_stage
 from pipelines.jobfile import JOBS_DIR, load_job
@@ -95,8 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         plain = [plain_loop(photos, work / f"plain-{i}", args.shard_rows) for i in range(args.repeats)]
         seconds: dict[int, list[float]] = {}
         for workers in (1, 2):
-            os.environ["PYTHONPATH"] = str(Path(__file__).parents[1])
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            init_local_ray(num_cpus=workers)
             runtime_run(warmup, work / f"warm-{workers}", args.shard_rows)
             seconds[workers] = [runtime_run(photos, work / f"ray{workers}-{i}", args.shard_rows)
                                 for i in range(args.repeats)]

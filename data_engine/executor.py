@@ -145,19 +145,39 @@ def read_shards(plans: pa.Table, job_json: str) -> pa.Table:
 
 
 def write_shards(block: pa.Table, out_dir: str, schema_bytes: bytes, row_group_rows: int) -> pa.Table:
+    import ray
+
     schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+    node_id = ray.get_runtime_context().get_node_id()
     written = {"shard": [], "rows": []}
     for group in _shard_groups(block):
         shard_id = group.column(SHARD_COLUMN)[0].as_py()
         stage_stats = json.loads(group.column(STATS_COLUMN)[0].as_py())
         rows = conform_table(group.drop_columns(list(INTERNAL_COLUMNS)), schema, where=shard_file_name(shard_id))
-        write_shard(Path(out_dir), shard_id, rows, stage_stats, row_group_rows=row_group_rows)
+        write_shard(Path(out_dir), shard_id, rows, stage_stats, row_group_rows=row_group_rows, node_id=node_id)
         written["shard"].append(shard_id)
         written["rows"].append(rows.num_rows)
     return pa.table(written)
 
 
 # ---- driver side -------------------------------------------------------------------------------------
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def init_local_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
+    """Start a single-machine Ray that workers of this checkout can import the project from."""
+    import ray
+
+    # A one-machine Ray otherwise advertises the host's interface address; keep all its traffic on loopback.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Workers inherit the driver's environment: let them import this checkout without installing it.
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(PROJECT_ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), *paths]))
+    ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=object_store_memory,
+             include_dashboard=False, log_to_driver=True)
+
 
 @contextlib.contextmanager
 def ray_session(job: JobConfig, address: str | None) -> Iterator[None]:
@@ -171,8 +191,7 @@ def ray_session(job: JobConfig, address: str | None) -> Iterator[None]:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=job.ray.num_cpus or os.cpu_count(), object_store_memory=job.ray.object_store_memory,
-                 include_dashboard=False, log_to_driver=True)
+        init_local_ray(job.ray.num_cpus, job.ray.object_store_memory)
     try:
         yield
     finally:
@@ -238,6 +257,8 @@ def run_job(job: JobConfig, *, out_dir: Path | None = None, address: str | None 
     out = Path(out_dir or job.output)
     reader = make_reader(job.reader)
     specs_and_stages = [(spec, spec.build()) for spec in job.stages]
+    for _, stage in specs_and_stages:
+        stage.preflight()
     schema = output_schema(job, [stage for _, stage in specs_and_stages])
     items = reader.list_items(job.input)
     plans = plan_shards(items, job.reader.shard_rows)
@@ -279,9 +300,12 @@ def build_manifest(job: JobConfig, out: Path, plans: list[ShardPlan], *, items_c
     order = ["read"] + [spec.name for spec in job.stages]
     totals = {name: StageStats(name) for name in order}
     shards = []
+    shards_per_node: dict[str, int] = {}
     for plan in plans:
         shard_stats = read_shard_stats(out, plan.shard_id)
         shards.append({"file": shard_file_name(plan.shard_id), "rows": shard_stats["rows"]})
+        node = shard_stats.get("node_id") or "unknown"
+        shards_per_node[node] = shards_per_node.get(node, 0) + 1
         for entry in shard_stats["stages"]:
             totals[entry["name"]].merge(StageStats.from_json(entry))
     rejects = {f"{name}:{reason}": count for name in order for reason, count in sorted(totals[name].rejects.items())}
@@ -300,6 +324,7 @@ def build_manifest(job: JobConfig, out: Path, plans: list[ShardPlan], *, items_c
         "rejects": rejects,
         "stages": [totals[name].to_json() for name in order],
         "shards": shards,
+        "shards_per_node": shards_per_node,  # which Ray node wrote each shard, for cluster runs
     }
 
 

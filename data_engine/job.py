@@ -9,9 +9,10 @@ from typing import Any
 from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
                       model_validator)
 
-from data_engine.readers import READERS, ImageFolderConfig, ReaderConfig
+from data_engine.readers import ImageFolderConfig, ReaderConfig
 from data_engine.schemas import SCHEMAS
-from data_engine.stage import STAGE_REGISTRY, Resources, Stage, StageConfig
+from data_engine.stage import Resources, Stage, StageConfig
+from data_engine.stages import READER_MODULES, STAGE_MODULES, reader_class, stage_class
 
 
 class JobConfigError(ValueError):
@@ -29,14 +30,13 @@ class StageSpec(BaseModel):
     @field_validator("op")
     @classmethod
     def _known_op(cls, op: str) -> str:
-        _import_stages()
-        if op not in STAGE_REGISTRY:
-            raise ValueError(f"unknown op {op!r}; allowed: {', '.join(sorted(STAGE_REGISTRY))}")
+        if op not in STAGE_MODULES:
+            raise ValueError(f"unknown op {op!r}; allowed: {', '.join(sorted(STAGE_MODULES))}")
         return op
 
     @model_validator(mode="after")
     def _validate_nested(self) -> StageSpec:
-        stage_cls = STAGE_REGISTRY[self.op]
+        stage_cls = stage_class(self.op)
         self.config = _validated_dump(stage_cls.Config, self.config, f"{self.op}.config")
         merged = stage_cls.default_resources.model_dump() | self.resources
         self.resources = _validated_dump(Resources, merged, f"{self.op}.resources")
@@ -44,10 +44,10 @@ class StageSpec(BaseModel):
         return self
 
     def stage_config(self) -> StageConfig:
-        return STAGE_REGISTRY[self.op].Config.model_validate(self.config)
+        return stage_class(self.op).Config.model_validate(self.config)
 
     def build(self) -> Stage:
-        return STAGE_REGISTRY[self.op](self.stage_config(), self.name)
+        return stage_class(self.op)(self.stage_config(), self.name)
 
     def stage_resources(self) -> Resources:
         return Resources.model_validate(self.resources)
@@ -82,16 +82,16 @@ class JobConfig(BaseModel):
             return data
         if not isinstance(data, dict):
             raise ValueError("expected a mapping")
-        _import_stages()
         kind = data.get("kind", ImageFolderConfig().kind)
-        if kind not in READERS:
-            raise ValueError(f"unknown reader kind {kind!r}; allowed: {', '.join(sorted(READERS))}")
-        config_cls = READERS[kind].Config
+        if kind not in READER_MODULES:
+            raise ValueError(f"unknown reader kind {kind!r}; allowed: {', '.join(sorted(READER_MODULES))}")
+        config_cls = reader_class(kind).Config
         try:
             return config_cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise ValueError(f"{kind}.{_format_location(first['loc'])}: {first['msg']}") from None
+            message = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{kind}.{_format_location(first['loc'])}: {message}") from None
 
     @field_validator("schema_name")
     @classmethod
@@ -102,7 +102,7 @@ class JobConfig(BaseModel):
 
     @model_validator(mode="after")
     def _reader_emits_the_schema(self) -> JobConfig:
-        emitted = READERS[self.reader.kind].schema.name
+        emitted = reader_class(self.reader.kind).schema.name
         if emitted != self.schema_name:
             raise ValueError(f"schema: reader {self.reader.kind} emits {emitted} rows, not {self.schema_name}")
         return self
@@ -136,11 +136,8 @@ def _validated_dump(model: type[BaseModel], data: dict[str, Any], where: str) ->
         return model.model_validate(data).model_dump(mode="json")
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ValueError(f"{where}.{_format_location(first['loc'])}: {first['msg']}") from None
-
-
-def _import_stages() -> None:
-    import data_engine.stages  # noqa: F401  (registers every stage op and reader kind)
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{where}.{_format_location(first['loc'])}: {message}") from None
 
 
 def _format_location(location: tuple[Any, ...]) -> str:

@@ -22,7 +22,7 @@ from data_engine.schemas import IMAGE_SAMPLE, ShardSchema
 # Files the decoder then refuses (ICO, HEIF) are listed too, so they show up as rows with a reason.
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
                 b"\x00\x00\x01\x00")
-_DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".ico")
+DEFAULT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".ico")
 
 
 class InputError(ValueError):
@@ -42,7 +42,7 @@ class ReaderConfig(BaseModel):
 
 class ImageFolderConfig(ReaderConfig):
     kind: Literal["image_folder"] = "image_folder"
-    extensions: tuple[str, ...] = _DEFAULT_EXTENSIONS
+    extensions: tuple[str, ...] = DEFAULT_IMAGE_EXTENSIONS
     sniff_content: bool = True  # also take files with other extensions whose bytes start like an image
     max_file_bytes: int = 256 * 1024 * 1024
 
@@ -145,4 +145,6 @@ register_reader(ImageFolderReader)
 
 
 def make_reader(config: ReaderConfig) -> Reader:
-    return READERS[config.kind](config)
+    from data_engine.stages import reader_class  # the kind's module may not be imported yet
+
+    return reader_class(config.kind)(config)

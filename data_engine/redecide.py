@@ -93,8 +93,10 @@ def redecide(shard_dir: Path, overrides: dict[str, dict[str, Any]]) -> dict[str,
     for path in shard_paths(shard_dir):
         shard_id = int(path.name[5:10])
         table = redecide_table(read_shard(path), stages)
-        stats = _recount_stats(table, read_shard_stats(shard_dir, shard_id)["stages"], stages)
-        write_shard(shard_dir, shard_id, table, stats, row_group_rows=job.row_group_rows)
+        previous = read_shard_stats(shard_dir, shard_id)
+        stats = _recount_stats(table, previous["stages"], stages)
+        write_shard(shard_dir, shard_id, table, stats, row_group_rows=job.row_group_rows,
+                    node_id=previous.get("node_id"))
         plans.append(ShardPlan(shard_id, []))
     input_info = manifest["input"]
     new_manifest = build_manifest(job, shard_dir, plans, items_count=input_info["n_items"],

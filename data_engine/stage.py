@@ -3,6 +3,7 @@
 A stage says what it computes; `executor.py` decides how Ray schedules it. A stage has:
 - `Config`: a pydantic model validated when the job loads (unknown keys are errors);
 - `default_resources`: cpus, gpus, memory, batch size, concurrency (the job YAML may override them);
+- `preflight()` on the driver before anything runs (is the model path there? the render environment?);
 - `setup_on_node()` once per node (stage weights on local disk), `setup()` once per worker (load a model);
 - `process_batch()` over the accepted rows of an Arrow table, returning the columns it adds or replaces and,
   optionally, a per-row processing reject reason (a corrupt file, a failed request);
@@ -22,6 +23,11 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 REJECT_COLUMN = "_reject"  # optional key in process_batch output: per-row processing reject reason
+
+
+class StageUnavailable(RuntimeError):
+    """A stage cannot run here (a model path, an environment or a service is missing); found before any
+    worker starts, so the job fails in one line instead of inside a Ray actor."""
 
 
 class StageConfig(BaseModel):
@@ -64,6 +70,9 @@ class Stage(ABC, Generic[ConfigT]):
     def replaced_columns(self) -> tuple[str, ...]:
         """Existing schema columns this stage may overwrite for the rows it processes."""
         return ()
+
+    def preflight(self) -> None:
+        """On the driver before the job starts: raise StageUnavailable if what setup() needs is missing."""
 
     def setup_on_node(self) -> None:
         """Once per node before workers start, e.g. copy weights to local disk."""

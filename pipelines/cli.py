@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,9 +14,10 @@ from data_engine.job import JobConfigError
 from data_engine.readers import InputError
 from data_engine.schemas import SchemaError
 from data_engine.shards import ShardDirError, iter_shards, read_manifest
+from data_engine.stage import StageUnavailable
 from pipelines.jobfile import load_job, parse_override
 
-USAGE_ERRORS = (JobConfigError, InputError, ShardDirError, SchemaError)
+USAGE_ERRORS = (JobConfigError, InputError, ShardDirError, SchemaError, StageUnavailable)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -105,6 +107,41 @@ def _cmd_redecide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard_address(args: argparse.Namespace) -> str:
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise JobConfigError("no cluster address: pass --address http://HEAD:8265 or set RAY_ADDRESS")
+    return address
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from pipelines import cluster
+
+    address = _dashboard_address(args)
+    job_id = cluster.submit(Path(args.job), args.set, address, out=args.out)
+    print(job_id)
+    if args.wait:
+        state = cluster.wait(job_id, address, timeout_s=args.timeout)
+        print(cluster.logs(job_id, address), end="")
+        print(f"{job_id}: {state}")
+        return 0 if state == "SUCCEEDED" else 1
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from pipelines import cluster
+
+    print(cluster.status(args.job_id, _dashboard_address(args)))
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from pipelines import cluster
+
+    print(cluster.logs(args.job_id, _dashboard_address(args)), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--rows", type=int, default=3, help="sample rows to show")
     inspect.set_defaults(handler=_cmd_inspect)
+
+    submit = commands.add_parser("submit", help="submit a job to a Ray cluster (ray job submit)")
+    submit.add_argument("job")
+    submit.add_argument("--address", help="dashboard address, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)")
+    submit.add_argument("--out", help="output directory or URI on the cluster (absolute)")
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--wait", action="store_true", help="wait for the job, then print its logs")
+    submit.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+    submit.set_defaults(handler=_cmd_submit)
+    for name, handler in (("status", _cmd_status), ("logs", _cmd_logs)):
+        command = commands.add_parser(name, help=f"{name} of a submitted job")
+        command.add_argument("job_id")
+        command.add_argument("--address", help="dashboard address (default: $RAY_ADDRESS)")
+        command.set_defaults(handler=handler)
 
     redecide = commands.add_parser("redecide", help="re-apply filter thresholds to stored scores")
     redecide.add_argument("shard_dir")

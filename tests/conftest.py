@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,9 @@ def ray_local():
     """One local Ray for the whole session; run_job reuses it instead of starting its own."""
     import ray
 
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from data_engine.executor import init_local_ray
+
+    init_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()
 
