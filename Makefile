@@ -8,16 +8,18 @@ ENV_CACHE ?= $(HOME)/.cache/joyai-envs
 env_key = $(shell cat $(1) scripts/env_common.sh | sha256sum | cut -c1-12)
 ENV_DIR := $(ENV_CACHE)/main-$(call env_key,constraints/dev.txt constraints/requirements-main.txt scripts/setup_env.sh)
 RENDER_ENV_DIR := $(ENV_CACHE)/render-$(call env_key,constraints/requirements-render.txt scripts/setup_render_env.sh)
+VLLM_ENV_DIR := $(ENV_CACHE)/vllm-$(call env_key,constraints/requirements-vllm.txt scripts/setup_vllm_env.sh)
 PY := $(ENV_DIR)/bin/python
 export JOYAI_RENDER_PYTHON ?= $(RENDER_ENV_DIR)/bin/python
+# VLLM_TESTS=0 skips building the vLLM environment (3.5 GB) and the tests that run the vLLM engine on CPU.
+VLLM_TESTS ?= 1
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export JOYAI_TINY_MODELS ?= $(CURDIR)/.cache/tiny-models
-OUT ?= out
 RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps render-env demo test bench tiny-models \
+.PHONY: help setup system-deps render-env vllm-env demo test bench tiny-models \
         curate caption rebalance spatial-qa render-multiview render-edit train-mllm train-mmdit
 
 help:
@@ -34,6 +36,9 @@ $(ENV_DIR)/.complete: constraints/dev.txt constraints/requirements-main.txt scri
 $(RENDER_ENV_DIR)/.complete: constraints/requirements-render.txt scripts/setup_render_env.sh scripts/env_common.sh
 	@scripts/setup_render_env.sh $(RENDER_ENV_DIR)
 
+$(VLLM_ENV_DIR)/.complete: constraints/requirements-vllm.txt scripts/setup_vllm_env.sh scripts/env_common.sh
+	@scripts/setup_vllm_env.sh $(VLLM_ENV_DIR)
+
 # The links are conveniences for people; make itself always uses the keyed paths.
 .venv: $(ENV_DIR)/.complete
 	@ln -sfn $(ENV_DIR) .venv
@@ -41,40 +46,64 @@ $(RENDER_ENV_DIR)/.complete: constraints/requirements-render.txt scripts/setup_r
 .venv-render: $(RENDER_ENV_DIR)/.complete
 	@ln -sfn $(RENDER_ENV_DIR) .venv-render
 
+.venv-vllm: $(VLLM_ENV_DIR)/.complete
+	@ln -sfn $(VLLM_ENV_DIR) .venv-vllm
+
 render-env: .venv-render
+vllm-env: .venv-vllm
 
 setup: system-deps .venv .venv-render
 
 tiny-models: setup
 	@$(PY) -m trainer.tiny_models --out $(JOYAI_TINY_MODELS)
+	@$(PY) -m data_engine.ops.niqe --fetch
 
 demo: setup
-	@$(PY) -m pipelines.demo --out $(OUT)/demo
+	@$(PY) -m pipelines.demo --out out/demo
 
-test: setup tiny-models
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+test: setup tiny-models $(if $(filter 1,$(VLLM_TESTS)),vllm-env)
+	@$(if $(filter 1,$(VLLM_TESTS)),JOYAI_VLLM_ENV=$(VLLM_ENV_DIR)) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
-bench: setup
+bench: setup tiny-models
 	@$(PY) -m benchmarks.run $(BENCH)
 
-# ---- one target per data stage -------------------------------------------------------------------------
-define stage_target
-$(1): setup
-	@if [ -n "$(CONFIG)" ] || [ -f $(2) ]; then $(call RUN_JOB,$(or $(CONFIG),$(2))); \
-	 else echo "make $(1): the $(1) stage is not built yet ($(2) does not exist)"; exit 2; fi
-endef
-$(eval $(call stage_target,curate,pipelines/jobs/curate_images.yaml))
-$(eval $(call stage_target,caption,pipelines/jobs/caption.yaml))
-$(eval $(call stage_target,rebalance,pipelines/jobs/rebalance.yaml))
-$(eval $(call stage_target,spatial-qa,pipelines/jobs/spatial_qa.yaml))
-$(eval $(call stage_target,render-multiview,pipelines/jobs/multiview.yaml))
-$(eval $(call stage_target,render-edit,pipelines/jobs/spatial_edit.yaml))
+# ---- one target per data stage, each on the demo data (the jobs read and write under out/) -------------
+# CONFIG=path/to/job.yaml runs another job instead; RAY_ADDRESS=... runs it on a cluster.
+out/demo/raw/labels.json: | setup
+	@$(PY) -m data_engine.demo_corpus --out out/demo/raw
 
-define train_target
-$(1): setup
-	@if [ -f trainer/__main__.py ]; then $(PY) -m trainer train --config $(or $(CONFIG),$(2)); \
-	 else echo "make $(1): the trainer is not built yet (trainer/__main__.py does not exist)"; exit 2; fi
-endef
-$(eval $(call train_target,train-mllm,trainer/configs/mllm_sft_tiny.yaml))
-$(eval $(call train_target,train-mmdit,trainer/configs/mmdit_t2i_tiny.yaml))
+out/demo/images/_manifest.json: out/demo/raw/labels.json
+	@$(call RUN_JOB,pipelines/jobs/demo.yaml)
+
+out/demo/captions/_manifest.json: out/demo/images/_manifest.json | tiny-models
+	@$(call RUN_JOB,pipelines/jobs/caption.yaml)
+
+curate: out/demo/raw/labels.json tiny-models
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/curate_images.yaml))
+
+caption: out/demo/images/_manifest.json tiny-models
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/caption.yaml))
+
+# Rebalancing: embed + tag the captions (a job), then the global Rebalance step over all tagged rows.
+rebalance: out/demo/captions/_manifest.json
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/rebalance.yaml))
+	@$(PY) -m data_engine.rebalance --input out/demo/tagged --out out/demo/rebalanced \
+	  --config pipelines/configs/rebalance_demo.yaml
+
+spatial-qa: setup
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/spatial_qa.yaml))
+
+render-multiview: setup
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/multiview.yaml))
+
+render-edit: setup
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/spatial_edit.yaml))
+
+train-mllm: setup tiny-models
+	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/mllm_sft_tiny.yaml)
+
+# The MMDiT trains on cached latents: demo images -> captions -> VAE latents + text features.
+train-mmdit: out/demo/captions/_manifest.json
+	@$(call RUN_JOB,pipelines/jobs/cache_latents.yaml)
+	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)

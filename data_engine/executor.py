@@ -33,8 +33,8 @@ from data_engine.job import JobConfig, StageSpec
 from data_engine.readers import make_reader
 from data_engine.schemas import conform_table, get_schema
 from data_engine.shards import (JOB_FINGERPRINT_NAME, MANIFEST_NAME, ShardDirError, atomic_write_json,
-                                completed_shards, read_shard_stats, remove_stale_temps, shard_file_name,
-                                write_shard)
+                                completed_shards, read_manifest, read_shard_stats, remove_stale_temps,
+                                shard_file_name, write_shard)
 from data_engine.stage import Stage, StageStats
 from data_engine.stage_runner import apply_stage
 
@@ -290,6 +290,12 @@ def run_job(job: JobConfig, *, out_dir: Path | None = None, address: str | None 
         "shards_skipped": len(plans) - len(pending),
     }
     atomic_write_json(out / MANIFEST_NAME, manifest, crashpoint="manifest_mid_write")
+    finalizing = [stage for _, stage in specs_and_stages if type(stage).finalize_output is not Stage.finalize_output]
+    for stage in finalizing:
+        _log(f"[{job.name}] {stage.name}: pass over all shards")
+        stage.finalize_output(out)
+    if finalizing:
+        manifest = read_manifest(out)
     for line in summary_lines(manifest):
         _log(line)
     return manifest

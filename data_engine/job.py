@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
                       model_validator)
 
+from data_engine.curation.presets import PresetName
 from data_engine.readers import ImageFolderConfig, ReaderConfig
 from data_engine.schemas import SCHEMAS
 from data_engine.stage import Resources, Stage, StageConfig
@@ -68,11 +69,26 @@ class JobConfig(BaseModel):
     input: str
     output: str
     schema_name: str = Field(alias="schema")
+    # Table 4 training-stage preset for every stage whose config takes one; a stage's own `preset` wins.
+    preset: PresetName | None = None
     # SerializeAsAny: dump the reader kind's own fields, not only the base class's.
     reader: SerializeAsAny[ReaderConfig] = Field(default_factory=ImageFolderConfig)
     stages: list[StageSpec]
     ray: RayConfig = Field(default_factory=RayConfig)
     row_group_rows: int = Field(default=1024, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_into_stages(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("preset") or not isinstance(data.get("stages"), list):
+            return data
+        stages = []
+        for stage in data["stages"]:
+            if isinstance(stage, dict) and stage.get("op") in STAGE_MODULES and \
+                    "preset" in stage_class(stage["op"]).Config.model_fields:
+                stage = stage | {"config": {"preset": data["preset"]} | (stage.get("config") or {})}
+            stages.append(stage)
+        return data | {"stages": stages}
 
     @field_validator("reader", mode="before")
     @classmethod
@@ -121,6 +137,7 @@ class JobConfig(BaseModel):
             "name": self.name,
             "input": self.input,
             "schema": self.schema_name,
+            "preset": self.preset,
             "reader": self.reader.model_dump(mode="json"),
             "stages": [{"op": s.op, "name": s.name, "config": s.config} for s in self.stages],
         }

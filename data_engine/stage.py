@@ -5,6 +5,7 @@ A stage says what it computes; `executor.py` decides how Ray schedules it. A sta
 - `default_resources`: cpus, gpus, memory, batch size, concurrency (the job YAML may override them);
 - `preflight()` on the driver before anything runs (is the model path there? the render environment?);
 - `setup_on_node()` once per node (stage weights on local disk), `setup()` once per worker (load a model);
+- `finalize_output()` once after the job, for passes over all shards (dedup);
 - `process_batch()` over the accepted rows of an Arrow table, returning the columns it adds or replaces and,
   optionally, a per-row processing reject reason (a corrupt file, a failed request);
 - `decide()` for filters: threshold decisions over stored score columns only, so `redecide` can re-apply
@@ -17,6 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
@@ -73,6 +75,10 @@ class Stage(ABC, Generic[ConfigT]):
 
     def preflight(self) -> None:
         """On the driver before the job starts: raise StageUnavailable if what setup() needs is missing."""
+
+    def finalize_output(self, out_dir: Path) -> None:
+        """Once on the driver after every shard and the manifest are written: passes that need all rows at
+        once (dedup across shards). Must be idempotent: a resumed job runs it again."""
 
     def setup_on_node(self) -> None:
         """Once per node before workers start, e.g. copy weights to local disk."""

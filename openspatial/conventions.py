@@ -22,6 +22,8 @@ OPENGL_TO_OPENCV_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
 # World rotation that maps a Y-up world (x right, y up, z towards the viewer) onto our Z-up world.
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 ORTHONORMAL_TOLERANCE = 1e-4
+# Local corner signs: corner i has sign bits (bit 0 -> x, bit 1 -> y, bit 2 -> z).
+_CORNER_SIGNS = np.array([[(i >> axis & 1) * 2 - 1 for axis in range(3)] for i in range(8)], dtype=float)
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,11 @@ class OrientedBox:
 
     @property
     def volume(self) -> float:
-        return float(np.prod(self.extents))
+        return float(self.extents[0] * self.extents[1] * self.extents[2])
 
     def corners(self) -> np.ndarray:
         """(8, 3) corners; corner i has local signs from the bits of i (bit 0 -> x, bit 1 -> y, bit 2 -> z)."""
-        signs = np.array([[(i >> axis & 1) * 2 - 1 for axis in range(3)] for i in range(8)], dtype=float)
-        return self.center + (signs * (self.extents / 2)) @ self.rotation.T
+        return self.center + (_CORNER_SIGNS * (self.extents / 2)) @ self.rotation.T
 
     def to_local(self, points: np.ndarray) -> np.ndarray:
         return (np.asarray(points, dtype=float) - self.center) @ self.rotation
@@ -99,7 +100,7 @@ def pose_to_z_up_world(camera_to_world_y_up: np.ndarray) -> np.ndarray:
 
 
 def box_from_half_sizes(center, half_sizes, rotation) -> OrientedBox:
-    """Datasets that store half side lengths (Hypersim, many detectors) -> full extents."""
+    """Datasets that store half side lengths (Matterport3D radii, many detectors) -> full extents."""
     return OrientedBox(np.asarray(center, float), 2.0 * np.asarray(half_sizes, float), np.asarray(rotation, float))
 
 
@@ -116,6 +117,15 @@ def box_from_yaw(center, extents, yaw: float) -> OrientedBox:
 def yaw_of(rotation: np.ndarray) -> float:
     """Heading (about +Z) of a rotation's local +x axis."""
     return float(np.arctan2(rotation[1, 0], rotation[0, 0]))
+
+
+def rotation_from_quaternion_wxyz(qw: float, qx: float, qy: float, qz: float) -> np.ndarray:
+    """Unit Hamilton quaternion (scalar first, as COLMAP writes it) -> rotation matrix."""
+    norm = np.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+    w, x, y, z = qw / norm, qx / norm, qy / norm, qz / norm
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
 def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:

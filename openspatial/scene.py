@@ -105,7 +105,8 @@ def validate_box(box: OrientedBox, source: str, where: str) -> OrientedBox:
 
 def validate_frame(frame: Frame, source: str, where: str) -> None:
     if frame.width <= 0 or frame.height <= 0:
-        raise SceneFormatError(source, f"{where}.width", f"image size must be positive, got {frame.width}x{frame.height}")
+        raise SceneFormatError(source, f"{where}.width",
+                               f"image size must be positive, got {frame.width}x{frame.height}")
     intrinsics = _finite_array(frame.intrinsics, (3, 3), source, f"{where}.intrinsics")
     if intrinsics[0, 0] <= 0 or intrinsics[1, 1] <= 0 or not np.allclose(intrinsics[2], [0, 0, 1]):
         raise SceneFormatError(source, f"{where}.intrinsics", "expected [[fx,0,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0")
@@ -134,7 +135,8 @@ def validate_scene(scene: Scene, source: str) -> Scene:
         if obj.object_id in seen_ids:
             raise SceneFormatError(source, f"{where}.id", f"duplicate object id {obj.object_id!r}")
         if obj.instance_id <= 0 or obj.instance_id in seen_instances:
-            raise SceneFormatError(source, f"{where}.instance_id", f"must be a unique integer > 0, got {obj.instance_id}")
+            raise SceneFormatError(source, f"{where}.instance_id",
+                                   f"must be a unique integer > 0, got {obj.instance_id}")
         if not obj.category:
             raise SceneFormatError(source, f"{where}.category", "must be a non-empty string")
         seen_ids.add(obj.object_id)
@@ -186,7 +188,8 @@ def _parse_frame(data: Any, directory: Path, source: str, where: str) -> Frame:
     frame = Frame(str(_require(data, "id", source, where)), width, height,
                   _finite_array(_require(data, "intrinsics", source, where), (3, 3), source, f"{where}.intrinsics"),
                   _finite_array(_require(data, "pose", source, where), (4, 4), source, f"{where}.pose"))
-    bgr = _read_image_file(directory, _require(data, "image", source, where), cv2.IMREAD_COLOR, source, f"{where}.image")
+    image_name = _require(data, "image", source, where)
+    bgr = _read_image_file(directory, image_name, cv2.IMREAD_COLOR, source, f"{where}.image")
     frame.image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if data.get("depth"):
         raw = _read_image_file(directory, data["depth"], cv2.IMREAD_UNCHANGED, source, f"{where}.depth")
@@ -215,7 +218,8 @@ def load_scene(scene_dir: Path) -> Scene:
     scene = Scene(str(_require(data, "scene_id", source, "")),
                   [_parse_object(o, source, f"objects[{i}]") for i, o in enumerate(objects)],
                   [_parse_frame(f, path.parent, source, f"frames[{i}]") for i, f in enumerate(frames)],
-                  source_dataset=str(data.get("source_dataset", "unknown")), license=str(data.get("license", "unknown")))
+                  source_dataset=str(data.get("source_dataset", "unknown")),
+                  license=str(data.get("license", "unknown")))
     return validate_scene(scene, source)
 
 

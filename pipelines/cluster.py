@@ -23,6 +23,7 @@ SUBMITTED_DIR = REPO / ".cache" / "submitted"
 WORKING_DIR_EXCLUDES = [".git", ".venv", ".venv-*", "out/", ".cache/tiny-models/", "**/__pycache__/",
                         ".pytest_cache/", "benchmarks/results/"]
 TERMINAL_STATES = {"SUCCEEDED", "FAILED", "STOPPED"}
+AGENT_WAIT_S = 120
 
 
 def _is_remote_safe(location: str) -> bool:
@@ -54,8 +55,17 @@ def submit(job_path: Path, overrides: list[str], address: str, *, out: str | Non
     entrypoint = f"python -m pipelines run {resolved_path.relative_to(REPO).as_posix()} --no-progress"
     runtime_env = {"working_dir": str(REPO), "excludes": WORKING_DIR_EXCLUDES,
                    "env_vars": {"PYTHONPATH": ".", "HF_HUB_OFFLINE": "1"}}
-    return _client(address).submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
-                                       metadata={"job": job.name, "config_hash": job.config_hash()})
+    client = _client(address)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
+                                     metadata={"job": job.name, "config_hash": job.config_hash()})
+        except RuntimeError as exc:
+            # A head that has just started answers 500 until its job agent is up: wait for it, briefly.
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def status(job_id: str, address: str) -> str:

@@ -1,1 +1,7 @@
-"""render: see ARCHITECTURE.md; built in its own issue."""
+"""render: everything that touches Blender (bpy), which runs only in render worker processes.
+
+scene.py (plain-Python scene description) -> client.py (main side) <-> worker.py + blender_scene.py (render
+environment, the only bpy code); procedural.py and assets.py make and measure assets, preprocess.py poses
+them, multiview.py and spatial_edit.py build samples, checks.py verifies geometry, pipeline_stages.py wires
+readers and stages into jobs.
+"""

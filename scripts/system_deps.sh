@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the project needs: libusb for open3d's import, chromium for the report test.
+# Debian packages the project needs: libusb for open3d's import, chromium for the report tests, WordNet
+# (the taxonomy rebalancing tags against).
 # As root they are installed; otherwise the exact command is printed and the script fails.
 set -euo pipefail
-packages=(libusb-1.0-0 chromium)
+packages=(libusb-1.0-0 chromium wordnet-base)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -10,7 +10,7 @@ from tests.browser import open_page
 
 
 def test_demo_writes_shards_and_a_report_that_renders(ray_local, browser, tmp_path):
-    report = run_demo(tmp_path / "demo", n_procedural=6)
+    report = run_demo(tmp_path / "demo", n_procedural=6, n_scenes=1)
     manifest = read_manifest(tmp_path / "demo" / "images")
     labels = json.loads((tmp_path / "demo" / "raw" / "labels.json").read_text())
     assert manifest["rows_written"] == len(labels["files"])
@@ -22,5 +22,8 @@ def test_demo_writes_shards_and_a_report_that_renders(ray_local, browser, tmp_pa
     assert page.locator("svg").count() > 0
     body = page.inner_text("body")
     assert "decode_image:truncated" in body and str(manifest["rows_written"]) in body
+    for stage_dir in ("curated", "spatial_qa"):
+        assert read_manifest(tmp_path / "demo" / stage_dir)["rows_written"] > 0
+        assert stage_dir in body
     assert problems == [] and dialogs == []
     page.close()

@@ -19,14 +19,16 @@ from pydantic import Field
 
 from data_engine.ops.image_decode import DecodedImage, DecodePolicy, DecodeReject, decode_image
 from data_engine.ops.image_stats import basic_image_stats
-from data_engine.stage import REJECT_COLUMN, Resources, Stage, StageConfig, register_stage
+from data_engine.curation.presets import PresetConfig
+from data_engine.stage import REJECT_COLUMN, Resources, Stage, register_stage
 from data_engine.stage_runner import REJECT_DETAIL_COLUMN
 
 _STORED_AS_IS = ("JPEG", "PNG", "WEBP")
 STAT_COLUMNS = ("brightness", "contrast", "entropy", "saturation", "sharpness")
 
 
-class DecodeImageConfig(StageConfig):
+class DecodeImageConfig(PresetConfig):
+    preset_op = "decode_image"
     max_pixels: int = Field(default=89_478_485, gt=0)
     max_file_bytes: int = Field(default=64 * 2**20, gt=0)
     animated: Literal["reject", "first_frame"] = "reject"

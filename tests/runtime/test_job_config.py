@@ -93,3 +93,14 @@ def test_config_hash_ignores_execution_settings_only():
     stricter = load_job(JOBS_DIR / "demo.yaml", ["stages.0.config.min_side=200"])
     assert base.config_hash() == faster.config_hash()
     assert base.config_hash() != stricter.config_hash()
+
+
+def test_job_preset_fills_every_stage_that_takes_one_and_explicit_values_win():
+    job = load_job(JOBS_DIR / "curate_images.yaml", ["preset=stage3_1024p"])
+    configs = {spec.name: spec.config for spec in job.stages}
+    assert configs["decode_image"]["min_side"] == 512
+    assert configs["iqa"]["preset"] == "stage3_1024p" and configs["iqa"]["niqe_max"] == 5.5
+    assert configs["ocr"]["dense_text_min_side"] == 768
+    explicit = load_job(JOBS_DIR / "curate_images.yaml", ["preset=stage1_208p", "stages.decode_image.config.min_side=300"])
+    assert explicit.stages[0].config["min_side"] == 300
+    assert load_job(JOBS_DIR / "curate_images.yaml", ["preset=stage1_208p"]).config_hash() != job.config_hash()

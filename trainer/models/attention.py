@@ -77,7 +77,9 @@ def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
     q, k, v = (x.transpose(1, 2) for x in (q, k, v))
     mask = None if key_mask is None else key_mask[:, None, None, :]
-    if q.device.type == "cuda" and mask is None and q.dtype in (torch.float16, torch.bfloat16):
+    # Inside torch.compile the compiler chooses the kernel itself; eager calls pin flash explicitly.
+    if (q.device.type == "cuda" and mask is None and q.dtype in (torch.float16, torch.bfloat16)
+            and not torch.compiler.is_compiling()):
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -69,17 +68,13 @@ class MMDiTConfig:
     def to_dict(self) -> dict:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
 
 # Table 1 for `16b`; `1b` keeps the 128-wide heads and [16, 56, 56] RoPE split for the GPU benchmark;
 # `tiny` runs in milliseconds on a CPU for tests and the demo.
 PRESETS: dict[str, MMDiTConfig] = {
     "16b": MMDiTConfig(),
     "1b": MMDiTConfig(hidden_size=2048, num_layers=10, num_heads=16),
-    "tiny": MMDiTConfig(hidden_size=64, num_layers=2, num_heads=4, text_dim=64, rope_axes_dim=(4, 6, 6)),
+    "tiny": MMDiTConfig(hidden_size=128, num_layers=2, num_heads=4, text_dim=64, rope_axes_dim=(8, 12, 12)),
 }
 
 
@@ -99,8 +94,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise and scale in float32, hand back the input's dtype: under bf16 autocast q/k must stay bf16
+        # like v, or the attention kernels see mixed dtypes.
         normed = x.float() * torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return normed.to(x.dtype) * self.weight
+        return (normed * self.weight.float()).to(x.dtype)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -201,7 +198,7 @@ class DualStreamBlock(nn.Module):
 class MMDiT(nn.Module):
     def __init__(self, config: MMDiTConfig) -> None:
         super().__init__()
-        self.config = config
+        self.mmdit_config = config
         hidden = config.hidden_size
         patch_volume = math.prod(config.patch_size)
         self.patch_embed = nn.Linear(config.in_channels * patch_volume, hidden)
@@ -224,22 +221,22 @@ class MMDiT(nn.Module):
 
     def patchify(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, C, F, H, W] -> [B, tokens, C * pf * ph * pw], tokens in (frame, row, column) order."""
-        pf, ph, pw = self.config.patch_size
+        pf, ph, pw = self.mmdit_config.patch_size
         b, c, f, h, w = latents.shape
         if f % pf or h % ph or w % pw:
-            raise ValueError(f"latent grid {f}x{h}x{w} is not divisible by patch size {self.config.patch_size}")
+            raise ValueError(f"latent grid {f}x{h}x{w} is not divisible by patch size {self.mmdit_config.patch_size}")
         x = latents.reshape(b, c, f // pf, pf, h // ph, ph, w // pw, pw)
         return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, (f // pf) * (h // ph) * (w // pw), c * pf * ph * pw)
 
     def unpatchify(self, tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        pf, ph, pw = self.config.patch_size
+        pf, ph, pw = self.mmdit_config.patch_size
         gf, gh, gw = grid
         b = tokens.shape[0]
-        x = tokens.reshape(b, gf, gh, gw, self.config.out_channels, pf, ph, pw)
-        return x.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(b, self.config.out_channels, gf * pf, gh * ph, gw * pw)
+        x = tokens.reshape(b, gf, gh, gw, self.mmdit_config.out_channels, pf, ph, pw)
+        return x.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(b, self.mmdit_config.out_channels, gf * pf, gh * ph, gw * pw)
 
     def token_grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
-        return tuple(size // patch for size, patch in zip(latents.shape[2:], self.config.patch_size))
+        return tuple(size // patch for size, patch in zip(latents.shape[2:], self.mmdit_config.patch_size))
 
     # -- forward
 
@@ -260,14 +257,14 @@ class MMDiT(nn.Module):
             image = torch.cat([image, self.patch_embed(self.patchify(condition.to(latents.dtype)))], dim=1)
             positions.append(grid_positions(*condition_grid, frame_offset=frame_offset, device=latents.device))
             frame_offset += condition_grid[0]
-        rope = rope_angles(torch.cat(positions), self.config.rope_axes_dim, self.config.rope_theta)
+        rope = rope_angles(torch.cat(positions), self.mmdit_config.rope_axes_dim, self.mmdit_config.rope_theta)
         text = self.text_embed(text_states.to(image.dtype))
         key_mask = None
         if text_mask is not None:
             image_mask = torch.ones(batch, image.shape[1], dtype=torch.bool, device=latents.device)
             key_mask = torch.cat([image_mask, text_mask.bool()], dim=1)
 
-        time_embedding = self.time_embed(timestep_embedding(timestep, self.config.timestep_freq_dim).to(image.dtype))
+        time_embedding = self.time_embed(timestep_embedding(timestep, self.mmdit_config.timestep_freq_dim).to(image.dtype))
         time_projection = self.time_projection(time_embedding).unflatten(1, (6, -1))
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:

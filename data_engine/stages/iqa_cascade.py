@@ -1,0 +1,149 @@
+"""iqa_cascade: the report's in-house IQA operator (4.1.1): statistical and perceptual indicators, cascaded.
+
+Scores (columns, all measured on the image resized to `working_side` on its long side, so scale-dependent
+ones compare across resolutions): `iqa_brightness`, `iqa_entropy`, `iqa_saturation`, `iqa_sharpness`
+(see `data_engine.ops.image_stats`) and `niqe` (`data_engine.ops.niqe`; null where undefined).
+
+Decision (`classify_iqa`, in this order; every threshold is a config field that `redecide` may change):
+1. extremely dark (brightness < `dark_brightness`) -> skipped, reason `too_dark`;
+2. unconditional rejects, first match: NIQE above `niqe_reject` (`niqe_very_high`); severely abnormal
+   statistics: brightness above `severe_max_brightness` (`overexposed`), entropy below `severe_min_entropy`
+   (`low_entropy`), sharpness below `severe_min_sharpness` (`blurry`) or above `severe_max_sharpness`
+   (`oversharpened`); NIQE undefined, i.e. fewer than two 96 px blocks at the working size
+   (`niqe_undefined`);
+3. statistics inside their normal ranges and NIQE <= `niqe_max` -> accepted;
+4. statistics normal, NIQE borderline (<= `niqe_recover_max`) and saturation >= `recover_min_saturation`
+   -> accepted as recovered;
+5. otherwise rejected: `statistics` when a statistic is outside its normal range, else `perceptual`.
+With `enforce: false` (preset stage1_208p) the scores are computed and nothing is rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from data_engine.curation.pixels import working_rgb
+from data_engine.curation.presets import PresetConfig
+from data_engine.ops.image_stats import basic_image_stats
+from data_engine.ops.niqe import load_params, niqe_score
+from data_engine.stage import Resources, Stage, register_stage
+
+SCORE_COLUMNS = ("iqa_brightness", "iqa_entropy", "iqa_saturation", "iqa_sharpness", "niqe")
+Verdict = Literal["accept", "recovered", "skip", "reject"]
+
+
+class IqaCascadeConfig(PresetConfig):
+    preset_op = "iqa_cascade"
+
+    working_side: int = Field(default=512, ge=0)  # long side the indicators are measured at; 0: native
+    niqe_params: str | None = None  # pristine-parameter file; None: $JOYAI_NIQE_PARAMS or the repo cache
+    # Thresholds (decide() only).
+    enforce: bool = True
+    dark_brightness: float = Field(default=20.0, ge=0, le=255)
+    niqe_reject: float = Field(default=10.0, gt=0)
+    severe_max_brightness: float = Field(default=240.0, ge=0, le=255)
+    severe_min_entropy: float = Field(default=3.0, ge=0, le=8)
+    severe_min_sharpness: float = Field(default=5.0, ge=0)
+    severe_max_sharpness: float = Field(default=8000.0, gt=0)
+    min_brightness: float = Field(default=40.0, ge=0, le=255)
+    max_brightness: float = Field(default=220.0, ge=0, le=255)
+    min_entropy: float = Field(default=5.0, ge=0, le=8)
+    min_saturation: float = Field(default=0.05, ge=0, le=1)
+    min_sharpness: float = Field(default=40.0, ge=0)
+    max_sharpness: float = Field(default=4000.0, gt=0)
+    niqe_max: float = Field(default=6.0, gt=0)
+    niqe_recover_max: float = Field(default=7.5, gt=0)
+    recover_min_saturation: float = Field(default=0.25, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IqaCascadeConfig:
+        pairs = [("niqe_max", "niqe_recover_max"), ("niqe_recover_max", "niqe_reject"),
+                 ("min_brightness", "max_brightness"), ("max_brightness", "severe_max_brightness"),
+                 ("severe_min_entropy", "min_entropy"), ("severe_min_sharpness", "min_sharpness"),
+                 ("min_sharpness", "max_sharpness"), ("max_sharpness", "severe_max_sharpness"),
+                 ("dark_brightness", "min_brightness")]
+        for low, high in pairs:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})")
+        return self
+
+
+@dataclass(frozen=True)
+class IqaVerdict:
+    verdict: Verdict
+    rule: str  # the reject reason, or "accept" / "recovered"
+
+    @property
+    def reject_reason(self) -> str | None:
+        return self.rule if self.verdict in ("skip", "reject") else None
+
+
+def classify_iqa(scores: Mapping[str, float | None], config: IqaCascadeConfig) -> IqaVerdict:
+    """The cascade's verdict for one row of scores (keys `SCORE_COLUMNS`)."""
+    brightness, entropy = scores["iqa_brightness"], scores["iqa_entropy"]
+    saturation, sharpness, niqe = scores["iqa_saturation"], scores["iqa_sharpness"], scores["niqe"]
+    if brightness < config.dark_brightness:
+        return IqaVerdict("skip", "too_dark")
+    niqe_defined = niqe is not None and not math.isnan(niqe)
+    severe = [("niqe_very_high", niqe_defined and niqe > config.niqe_reject),
+              ("overexposed", brightness > config.severe_max_brightness),
+              ("low_entropy", entropy < config.severe_min_entropy),
+              ("blurry", sharpness < config.severe_min_sharpness),
+              ("oversharpened", sharpness > config.severe_max_sharpness),
+              ("niqe_undefined", not niqe_defined)]
+    for rule, failed in severe:
+        if failed:
+            return IqaVerdict("reject", rule)
+    statistics_normal = (config.min_brightness <= brightness <= config.max_brightness
+                         and entropy >= config.min_entropy and saturation >= config.min_saturation
+                         and config.min_sharpness <= sharpness <= config.max_sharpness)
+    if not statistics_normal:
+        return IqaVerdict("reject", "statistics")
+    if niqe <= config.niqe_max:
+        return IqaVerdict("accept", "accept")
+    if niqe <= config.niqe_recover_max and saturation >= config.recover_min_saturation:
+        return IqaVerdict("recovered", "recovered")
+    return IqaVerdict("reject", "perceptual")
+
+
+@register_stage
+class IqaCascadeStage(Stage[IqaCascadeConfig]):
+    op = "iqa_cascade"
+    Config = IqaCascadeConfig
+    default_resources = Resources(num_cpus=1, batch_size=16)
+    decision_reasons = frozenset({"too_dark", "niqe_undefined", "niqe_very_high", "overexposed", "low_entropy",
+                                  "blurry", "oversharpened", "statistics", "perceptual"})
+    threshold_fields = frozenset(set(IqaCascadeConfig.model_fields) - {"preset", "working_side", "niqe_params"})
+
+    def output_fields(self) -> tuple[pa.Field, ...]:
+        return tuple(pa.field(name, pa.float32()) for name in SCORE_COLUMNS)
+
+    def setup(self) -> None:
+        cv2.setNumThreads(1)  # one worker per core
+        self.params = load_params(Path(self.config.niqe_params) if self.config.niqe_params else None)
+
+    def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
+        rows = [self._scores(data) for data in batch.column("image_bytes").to_pylist()]
+        return {name: [row[name] for row in rows] for name in SCORE_COLUMNS}
+
+    def _scores(self, data: bytes) -> dict[str, float | None]:
+        rgb = working_rgb(data, self.config.working_side)
+        stats = basic_image_stats(rgb)
+        niqe = niqe_score(rgb, self.params)
+        return {"iqa_brightness": stats["brightness"], "iqa_entropy": stats["entropy"],
+                "iqa_saturation": stats["saturation"], "iqa_sharpness": stats["sharpness"],
+                "niqe": None if math.isnan(niqe) else niqe}
+
+    def decide(self, scores: pa.Table) -> list[str | None]:
+        if not self.config.enforce:
+            return [None] * scores.num_rows
+        rows = scores.select(list(SCORE_COLUMNS)).to_pylist()
+        return [classify_iqa(row, self.config).reject_reason for row in rows]

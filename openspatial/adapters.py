@@ -1,0 +1,388 @@
+"""Dataset adapters: each reads one dataset's own on-disk layout and box convention into a canonical `Scene`.
+
+ScanNet v2 (`scans/<sceneXXXX_XX>/`, frames exported from the .sens stream by the official SensReader):
+- `<scene>.txt` holds `axisAlignment = m00 ... m33` (row-major 4x4) mapping the Z-up scan into an axis-aligned
+  frame; that aligned frame is our world, so boxes and poses are both moved by it;
+- boxes: ScanNet has none; an object is a `segGroups` entry of `<scene>.aggregation.json` (`objectId`, `label`,
+  `segments`), its vertices are those of `<scene>_vh_clean_2.ply` whose `segIndices` (in
+  `<scene>_vh_clean_2.0.010000.segs.json`) are in `segments`; its box is their axis-aligned min/max box in the
+  aligned frame (the VoteNet convention);
+- frames: `color/<i>.jpg`, `depth/<i>.png` (uint16 mm), `pose/<i>.txt` (camera-to-world 4x4, OpenCV camera,
+  scan frame; invalid poses are written as -inf), `intrinsic/intrinsic_depth.txt` (4x4). Colour is resized to
+  the depth resolution so that image, depth and K agree.
+
+ARKitScenes 3DOD (`<split>/<video_id>/`):
+- `<video_id>_3dod_annotation.json`: `data[i].label` and `data[i].segments.obbAligned` with `centroid`,
+  `axesLengths` (full side lengths) and `normalizedAxes` (9 numbers, a 3x3 whose ROWS are the box axes: corners
+  are `normalizedAxes.reshape(3, 3).T @ local + centroid`); the world is gravity aligned with Z up (the official
+  evaluation takes z as the vertical);
+- `<video_id>_frames/lowres_wide/<video_id>_<t>.png` (RGB), `lowres_depth/<video_id>_<t>.png` (uint16 mm),
+  `lowres_wide_intrinsics/<video_id>_<t>.pincam` (`w h fx fy cx cy`), and `lowres_wide.traj` with lines
+  `t rx ry rz tx ty tz`: world-to-camera rotation (axis-angle, radians) and translation; the camera looks along +z
+  with y down (the official loader back-projects pixels with a plain pinhole), i.e. OpenCV.
+
+Matterport3D (`<house>/`, from the release's data organisation notes):
+- `house_segmentations/<house>.house`: `C category_index label_id label_name mpcat40_id mpcat40_name 0 0 0 0 0`
+  and `O object_index region_index category_index px py pz a0x a0y a0z a1x a1y a1z r0 r1 r2 0 ...` lines: an OBB
+  by centre, two axis directions and RADII (half side lengths); the third axis is a0 x a1; Z is up;
+- `undistorted_camera_parameters/<house>.conf`: `intrinsics_matrix fx 0 cx 0 fy cy 0 0 1` then
+  `scan <depth file> <color file> <16 numbers>` (camera-to-world, row-major) for an OpenGL-style camera (looking
+  down -Z, Y up) whose image origin is the BOTTOM-left: for top-left pixel rows cy becomes height - cy;
+- `undistorted_color_images/`, `undistorted_depth_images/` (uint16, 0.25 mm per unit, 0 = no reading).
+
+ScanNet++ (`data/<scene_id>/`, the official toolkit's layout):
+- `scans/segments_anno.json`: `segGroups[i]` with `objectId`, `label` and `obb` = {`centroid`, `axesLengths`
+  (full side lengths), `normalizedAxes` (a 3x3 whose ROWS are the box axes, as the toolkit's
+  `reshape(3, 3).T` rotation shows)}, in the aligned (Z-up) mesh frame;
+- `iphone/colmap/cameras.txt` (`CAMERA_ID MODEL WIDTH HEIGHT PARAMS`, PINHOLE/OPENCV: fx fy cx cy ...;
+  the iPhone images are undistorted) and `iphone/colmap/images.txt` (`IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME`
+  then a line of 2D points): world-to-camera, OpenCV camera, in the aligned frame;
+- `iphone/rgb/<name>` (1920x1440) and `iphone/depth/<stem>.png` (uint16 mm, 256x192): colour and K are scaled
+  to the depth resolution.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from openspatial.conventions import (OrientedBox, box_from_axis_aligned_min_max, box_from_half_sizes, pose_from_opengl,
+                                     pose_from_world_to_camera, rotation_from_quaternion_wxyz)
+from openspatial.scene import (DEPTH_PNG_SCALE, Frame, Scene, SceneFormatError, SceneObject, validate_box,
+                               validate_scene)
+
+
+class DatasetAdapter(Protocol):
+    name: str
+
+    def list_scenes(self, root: Path) -> list[str]: ...
+
+    def load_scene(self, root: Path, item: str, max_frames: int) -> Scene: ...
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError:
+        raise SceneFormatError(str(path), "<file>", "missing or unreadable") from None
+    except json.JSONDecodeError as exc:
+        raise SceneFormatError(str(path), "<file>", f"invalid JSON at line {exc.lineno}") from None
+
+
+def _read_image(path: Path, flags: int) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise SceneFormatError(str(path), "<file>", "missing or not an image")
+    return image
+
+
+def _read_matrix(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        values = np.loadtxt(path, dtype=float)
+    except (OSError, ValueError) as exc:
+        raise SceneFormatError(str(path), "<file>", f"cannot read a {shape} matrix ({exc})") from None
+    if values.shape != shape:
+        raise SceneFormatError(str(path), "<file>", f"expected a {shape} matrix, got {values.shape}")
+    return values
+
+
+def _evenly_spaced(items: list, count: int) -> list:
+    if len(items) <= count:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
+class ScanNetAdapter:
+    name = "scannet"
+
+    def list_scenes(self, root: Path) -> list[str]:
+        return sorted(p.parent.relative_to(root).as_posix() for p in root.rglob("*.aggregation.json")
+                      if not p.name.endswith("_vh_clean.aggregation.json"))
+
+    def _axis_alignment(self, meta_path: Path) -> np.ndarray:
+        try:
+            lines = meta_path.read_text().splitlines()
+        except OSError:
+            raise SceneFormatError(str(meta_path), "<file>", "missing or unreadable") from None
+        for line in lines:
+            key, _, value = line.partition("=")
+            if key.strip() == "axisAlignment":
+                numbers = [float(v) for v in value.split()]
+                if len(numbers) != 16:
+                    raise SceneFormatError(str(meta_path), "axisAlignment", f"expected 16 numbers, got {len(numbers)}")
+                return np.array(numbers).reshape(4, 4)
+        return np.eye(4)  # test scans ship without an alignment: their scan frame is used as is
+
+    def _objects(self, directory: Path, scene_name: str, alignment: np.ndarray) -> list[SceneObject]:
+        import open3d as o3d
+
+        ply_path = directory / f"{scene_name}_vh_clean_2.ply"
+        if not ply_path.is_file():
+            raise SceneFormatError(str(ply_path), "<file>", "missing")
+        vertices = np.asarray(o3d.io.read_point_cloud(str(ply_path)).points)
+        vertices = vertices @ alignment[:3, :3].T + alignment[:3, 3]
+        segs_path = directory / f"{scene_name}_vh_clean_2.0.010000.segs.json"
+        seg_indices = np.asarray(_read_json(segs_path).get("segIndices", []))
+        if len(seg_indices) != len(vertices):
+            raise SceneFormatError(str(segs_path), "segIndices",
+                                   f"{len(seg_indices)} entries for {len(vertices)} vertices")
+        aggregation_path = directory / f"{scene_name}.aggregation.json"
+        objects = []
+        for position, group in enumerate(_read_json(aggregation_path).get("segGroups", [])):
+            where = f"segGroups[{position}]"
+            if not {"objectId", "label", "segments"} <= group.keys():
+                raise SceneFormatError(str(aggregation_path), where, "needs objectId, label and segments")
+            points = vertices[np.isin(seg_indices, group["segments"])]
+            if len(points) < 4:
+                raise SceneFormatError(str(aggregation_path), f"{where}.segments", f"only {len(points)} vertices")
+            box = box_from_axis_aligned_min_max(points.min(axis=0), points.max(axis=0))
+            box = validate_box(box, str(aggregation_path), f"{where}.box")
+            objects.append(SceneObject(str(group["objectId"]), int(group["objectId"]) + 1, group["label"], box))
+        return objects
+
+    def load_scene(self, root: Path, item: str, max_frames: int) -> Scene:
+        directory = root / item
+        scene_name = directory.name
+        alignment = self._axis_alignment(directory / f"{scene_name}.txt")
+        intrinsics = _read_matrix(directory / "intrinsic" / "intrinsic_depth.txt", (4, 4))[:3, :3]
+        pose_files = sorted((directory / "pose").glob("*.txt"), key=lambda p: int(p.stem))
+        frames, invalid_poses = [], 0
+        for pose_path in pose_files:
+            pose = _read_matrix(pose_path, (4, 4))
+            if not np.all(np.isfinite(pose)):
+                invalid_poses += 1  # tracking failures are stored as -inf poses
+                continue
+            frames.append((pose_path.stem, alignment @ pose))
+        loaded = []
+        for frame_id, pose in _evenly_spaced(frames, max_frames):
+            depth = _read_image(directory / "depth" / f"{frame_id}.png", cv2.IMREAD_UNCHANGED).astype(np.float32)
+            height, width = depth.shape
+            colour = _read_image(directory / "color" / f"{frame_id}.jpg", cv2.IMREAD_COLOR)
+            colour = cv2.resize(colour, (width, height), interpolation=cv2.INTER_AREA)
+            loaded.append(Frame(frame_id, width, height, intrinsics, pose, cv2.cvtColor(colour, cv2.COLOR_BGR2RGB),
+                                depth / DEPTH_PNG_SCALE))
+        scene = Scene(scene_name, self._objects(directory, scene_name, alignment), loaded, source_dataset="scannet",
+                      license="ScanNet Terms of Use", metadata={"frames_with_invalid_pose": invalid_poses})
+        return validate_scene(scene, str(directory))
+
+
+class ARKitScenesAdapter:
+    name = "arkitscenes"
+
+    def list_scenes(self, root: Path) -> list[str]:
+        return sorted(p.parent.relative_to(root).as_posix() for p in root.rglob("*_3dod_annotation.json"))
+
+    def _objects(self, annotation_path: Path) -> list[SceneObject]:
+        objects = []
+        for position, entry in enumerate(_read_json(annotation_path).get("data", [])):
+            where = f"data[{position}]"
+            try:
+                obb = entry["segments"]["obbAligned"]
+                center = np.asarray(obb["centroid"], dtype=float).reshape(3)
+                extents = np.asarray(obb["axesLengths"], dtype=float).reshape(3)
+                axes_as_rows = np.asarray(obb["normalizedAxes"], dtype=float).reshape(3, 3)
+                label = entry["label"]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SceneFormatError(str(annotation_path), f"{where}.segments.obbAligned",
+                                       f"needs centroid, axesLengths, normalizedAxes and a label ({exc})") from None
+            box = validate_box(OrientedBox(center, extents, axes_as_rows.T), str(annotation_path),
+                               f"{where}.segments.obbAligned")
+            objects.append(SceneObject(str(entry.get("uid", position)), position + 1, label, box))
+        return objects
+
+    def _poses(self, traj_path: Path) -> dict[float, np.ndarray]:
+        try:
+            lines = traj_path.read_text().splitlines()
+        except OSError:
+            raise SceneFormatError(str(traj_path), "<file>", "missing or unreadable") from None
+        poses = {}
+        for number, line in enumerate(lines, 1):
+            values = line.split()
+            if len(values) != 7:
+                raise SceneFormatError(str(traj_path), f"line {number}", f"expected 7 numbers, got {len(values)}")
+            timestamp, *numbers = (float(v) for v in values)
+            world_to_camera = np.eye(4)
+            world_to_camera[:3, :3] = cv2.Rodrigues(np.array(numbers[:3]))[0]
+            world_to_camera[:3, 3] = numbers[3:]
+            poses[round(timestamp, 3)] = pose_from_world_to_camera(world_to_camera)
+        return poses
+
+    def load_scene(self, root: Path, item: str, max_frames: int) -> Scene:
+        directory = root / item
+        video_id = directory.name
+        frames_dir = directory / f"{video_id}_frames"
+        poses = self._poses(frames_dir / "lowres_wide.traj")
+        depth_paths = sorted((frames_dir / "lowres_depth").glob(f"{video_id}_*.png"))
+        frames = []
+        for depth_path in _evenly_spaced(depth_paths, max_frames):
+            stamp = depth_path.stem.split("_", 1)[1]
+            timestamp = round(float(stamp), 3)
+            nearest = min(poses, key=lambda t: abs(t - timestamp), default=None)
+            if nearest is None or abs(nearest - timestamp) > 0.005:
+                raise SceneFormatError(str(frames_dir / "lowres_wide.traj"), f"timestamp {stamp}", "no pose")
+            pincam = frames_dir / "lowres_wide_intrinsics" / f"{video_id}_{stamp}.pincam"
+            width, height, fx, fy, cx, cy = _read_matrix(pincam, (6,))
+            depth = _read_image(depth_path, cv2.IMREAD_UNCHANGED).astype(np.float32) / DEPTH_PNG_SCALE
+            colour = _read_image(frames_dir / "lowres_wide" / depth_path.name, cv2.IMREAD_COLOR)
+            frames.append(Frame(stamp, int(width), int(height), np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]),
+                                poses[nearest], cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), depth))
+        scene = Scene(video_id, self._objects(directory / f"{video_id}_3dod_annotation.json"), frames,
+                      source_dataset="arkitscenes", license="ARKitScenes license (Apple, non-commercial research)")
+        return validate_scene(scene, str(directory))
+
+
+MATTERPORT_DEPTH_UNITS_PER_METRE = 4000.0  # 0.25 mm per unit
+
+
+class Matterport3DAdapter:
+    name = "matterport3d"
+
+    def list_scenes(self, root: Path) -> list[str]:
+        return sorted(p.parents[1].relative_to(root).as_posix() for p in root.rglob("house_segmentations/*.house"))
+
+    def _objects(self, house_path: Path) -> tuple[list[SceneObject], int]:
+        try:
+            lines = [line.split() for line in house_path.read_text().splitlines()]
+        except OSError:
+            raise SceneFormatError(str(house_path), "<file>", "missing or unreadable") from None
+        # Category names are read from the right: the raw label may contain spaces, the trailing fields do not.
+        categories = {int(tokens[1]): tokens[-6] for tokens in lines if tokens and tokens[0] == "C"}
+        objects, unlabelled = [], 0
+        for number, tokens in enumerate(lines, 1):
+            if not tokens or tokens[0] != "O":
+                continue
+            where = f"line {number} (O)"
+            try:
+                object_index, category_index = int(tokens[1]), int(tokens[3])
+                center, axis_0, axis_1, radii = (np.array([float(v) for v in tokens[i:i + 3]]) for i in (4, 7, 10, 13))
+            except (IndexError, ValueError):
+                raise SceneFormatError(str(house_path), where, "expected O index region category px py pz "
+                                                               "a0x a0y a0z a1x a1y a1z r0 r1 r2") from None
+            if category_index not in categories:
+                unlabelled += 1  # category -1: an object the annotators left without a label
+                continue
+            rotation = np.stack([axis_0, axis_1, np.cross(axis_0, axis_1)], axis=1)
+            box = validate_box(box_from_half_sizes(center, radii, rotation), str(house_path), where)
+            objects.append(SceneObject(str(object_index), object_index + 1, categories[category_index], box))
+        return objects, unlabelled
+
+    def _scans(self, conf_path: Path) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+        try:
+            lines = conf_path.read_text().splitlines()
+        except OSError:
+            raise SceneFormatError(str(conf_path), "<file>", "missing or unreadable") from None
+        intrinsics, scans = None, []
+        for number, line in enumerate(lines, 1):
+            tokens = line.split()
+            if tokens[:1] == ["intrinsics_matrix"]:
+                intrinsics = np.array([float(v) for v in tokens[1:10]]).reshape(3, 3)
+            elif tokens[:1] == ["scan"]:
+                if intrinsics is None or len(tokens) != 19:
+                    raise SceneFormatError(str(conf_path), f"line {number}",
+                                           "scan needs an earlier intrinsics_matrix and 16 pose numbers")
+                pose_gl = np.array([float(v) for v in tokens[3:19]]).reshape(4, 4)
+                scans.append((tokens[1], tokens[2], intrinsics.copy(), pose_from_opengl(pose_gl)))
+        return scans
+
+    def load_scene(self, root: Path, item: str, max_frames: int) -> Scene:
+        directory = root / item
+        house = directory.name
+        objects, unlabelled = self._objects(directory / "house_segmentations" / f"{house}.house")
+        frames = []
+        for depth_name, color_name, intrinsics, pose in _evenly_spaced(
+                self._scans(directory / "undistorted_camera_parameters" / f"{house}.conf"), max_frames):
+            raw_depth = _read_image(directory / "undistorted_depth_images" / depth_name, cv2.IMREAD_UNCHANGED)
+            colour = _read_image(directory / "undistorted_color_images" / color_name, cv2.IMREAD_COLOR)
+            height, width = raw_depth.shape
+            top_left = intrinsics.copy()
+            top_left[1, 2] = height - intrinsics[1, 2]
+            frames.append(Frame(Path(color_name).stem, width, height, top_left, pose,
+                                cv2.cvtColor(colour, cv2.COLOR_BGR2RGB),
+                                raw_depth.astype(np.float32) / MATTERPORT_DEPTH_UNITS_PER_METRE))
+        scene = Scene(house, objects, frames, source_dataset="matterport3d", license="Matterport3D Terms of Use",
+                      metadata={"unlabelled_objects": unlabelled})
+        return validate_scene(scene, str(directory))
+
+
+class ScanNetPPAdapter:
+    name = "scannetpp"
+
+    def list_scenes(self, root: Path) -> list[str]:
+        return sorted(p.parents[1].relative_to(root).as_posix() for p in root.rglob("scans/segments_anno.json"))
+
+    def _objects(self, anno_path: Path) -> list[SceneObject]:
+        objects = []
+        for position, group in enumerate(_read_json(anno_path).get("segGroups", [])):
+            where = f"segGroups[{position}]"
+            try:
+                obb = group["obb"]
+                axes_as_rows = np.asarray(obb["normalizedAxes"], dtype=float).reshape(3, 3)
+                box = OrientedBox(np.asarray(obb["centroid"], dtype=float).reshape(3),
+                                  np.asarray(obb["axesLengths"], dtype=float).reshape(3), axes_as_rows.T)
+                object_id, label = int(group["objectId"]), group["label"]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SceneFormatError(str(anno_path), f"{where}.obb", "needs objectId, label and obb "
+                                       f"centroid/axesLengths/normalizedAxes ({exc})") from None
+            box = validate_box(box, str(anno_path), f"{where}.obb")
+            objects.append(SceneObject(str(object_id), object_id + 1, label, box))
+        return objects
+
+    def _colmap(self, colmap_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray, int, int]]:
+        """(image name, K, camera-to-world pose, width, height) per registered image."""
+        cameras = {}
+        for number, line in enumerate(self._data_lines(colmap_dir / "cameras.txt"), 1):
+            camera_id, model, width, height, *params = line.split()
+            if model == "SIMPLE_PINHOLE":
+                fx = fy = float(params[0])
+                cx, cy = float(params[1]), float(params[2])
+            elif model in ("PINHOLE", "OPENCV"):
+                fx, fy, cx, cy = (float(v) for v in params[:4])
+            else:
+                raise SceneFormatError(str(colmap_dir / "cameras.txt"), f"camera {camera_id}",
+                                       f"unsupported model {model}")
+            cameras[camera_id] = (np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), int(width), int(height))
+        images = []
+        # images.txt alternates an image line and a line of its 2D points.
+        for line in self._data_lines(colmap_dir / "images.txt", keep_empty=True)[::2]:
+            _, qw, qx, qy, qz, tx, ty, tz, camera_id, name = line.split()[:10]
+            world_to_camera = np.eye(4)
+            world_to_camera[:3, :3] = rotation_from_quaternion_wxyz(float(qw), float(qx), float(qy), float(qz))
+            world_to_camera[:3, 3] = [float(tx), float(ty), float(tz)]
+            if camera_id not in cameras:
+                raise SceneFormatError(str(colmap_dir / "images.txt"), f"image {name}", f"unknown camera {camera_id}")
+            intrinsics, width, height = cameras[camera_id]
+            images.append((name, intrinsics, pose_from_world_to_camera(world_to_camera), width, height))
+        return sorted(images, key=lambda image: image[0])
+
+    @staticmethod
+    def _data_lines(path: Path, keep_empty: bool = False) -> list[str]:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            raise SceneFormatError(str(path), "<file>", "missing or unreadable") from None
+        return [line for line in lines if not line.startswith("#") and (keep_empty or line.strip())]
+
+    def load_scene(self, root: Path, item: str, max_frames: int) -> Scene:
+        directory = root / item
+        frames = []
+        for name, intrinsics, pose, width, height in _evenly_spaced(self._colmap(directory / "iphone" / "colmap"),
+                                                                    max_frames):
+            depth = _read_image(directory / "iphone" / "depth" / f"{Path(name).stem}.png", cv2.IMREAD_UNCHANGED)
+            depth_height, depth_width = depth.shape
+            colour = cv2.resize(_read_image(directory / "iphone" / "rgb" / name, cv2.IMREAD_COLOR),
+                                (depth_width, depth_height), interpolation=cv2.INTER_AREA)
+            scaled = intrinsics * np.array([[depth_width / width], [depth_height / height], [1.0]])
+            frames.append(Frame(Path(name).stem, depth_width, depth_height, scaled, pose,
+                                cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), depth.astype(np.float32) / DEPTH_PNG_SCALE))
+        scene = Scene(directory.name, self._objects(directory / "scans" / "segments_anno.json"), frames,
+                      source_dataset="scannetpp", license="ScanNet++ Terms of Use")
+        return validate_scene(scene, str(directory))
+
+
+ADAPTERS: dict[str, DatasetAdapter] = {
+    adapter.name: adapter
+    for adapter in (ScanNetAdapter(), ARKitScenesAdapter(), Matterport3DAdapter(), ScanNetPPAdapter())}

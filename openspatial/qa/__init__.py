@@ -1,0 +1,1 @@
+"""Spatial QA: sub-task generators, templates, independent checks, row rendering."""

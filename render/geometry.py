@@ -1,0 +1,144 @@
+"""Camera and transform maths shared by the main environment and the render workers (numpy only).
+
+This module owns the conversion between our camera convention (OpenCV: x right, y down, z forward) and
+Blender's (x right, y up, looking down -z), and the intrinsics <-> Blender lens/shift mapping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+# Right-multiplying an OpenCV camera-to-world pose by this flips y and z: Blender's camera frame.
+OPENCV_TO_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
+BLENDER_SENSOR_WIDTH_MM = 36.0
+
+
+def euler_xyz_to_matrix(angles: Sequence[float]) -> np.ndarray:
+    """Rotation matrix of XYZ Euler angles (radians), applied x first: R = Rz @ Ry @ Rx (Blender's 'XYZ')."""
+    ax, ay, az = angles
+    cx, sx, cy, sy, cz, sz = math.cos(ax), math.sin(ax), math.cos(ay), math.sin(ay), math.cos(az), math.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def trs_matrix(location: Sequence[float], rotation_euler: Sequence[float] = (0, 0, 0),
+               scale: Sequence[float] = (1, 1, 1)) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, :3] = euler_xyz_to_matrix(rotation_euler) @ np.diag(scale)
+    matrix[:3, 3] = location
+    return matrix
+
+
+def look_at_pose(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0, 0, 1)) -> np.ndarray:
+    """OpenCV camera-to-world pose at `eye` whose optical axis (+z) points at `target`, image up along `up`."""
+    eye_v, target_v, up_v = (np.asarray(v, dtype=float) for v in (eye, target, up))
+    forward = target_v - eye_v
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up_v)
+    if np.linalg.norm(right) < 1e-9:  # looking straight along `up`: any right vector will do
+        right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, down, forward, eye_v
+    return pose
+
+
+def orbit_eye(target: Sequence[float], azimuth_deg: float, elevation_deg: float, distance: float) -> np.ndarray:
+    """Camera position on a sphere around `target`. Azimuth 0 is the object's front (-y), increasing
+    counter-clockwise seen from above (towards +x, the object's right side from its own point of view is -x)."""
+    azimuth, elevation = math.radians(azimuth_deg), math.radians(elevation_deg)
+    direction = np.array([math.sin(azimuth) * math.cos(elevation), -math.cos(azimuth) * math.cos(elevation),
+                          math.sin(elevation)])
+    return np.asarray(target, dtype=float) + distance * direction
+
+
+def focal_from_fov(size_px: int, fov_deg: float) -> float:
+    return size_px / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
+
+
+def fov_from_focal(size_px: int, focal_px: float) -> float:
+    return math.degrees(2.0 * math.atan(size_px / 2.0 / focal_px))
+
+
+def blender_camera_parameters(width: int, height: int, fx: float, cx: float, cy: float) -> dict[str, float]:
+    """Lens (mm, horizontal sensor fit) and shifts giving the same projection as the OpenCV intrinsics.
+
+    Blender's unshifted optical axis meets the image at its geometric centre, which is pixel coordinate
+    ((w - 1) / 2, (h - 1) / 2) when pixel centres are integers; shifts are in units of the image width.
+    """
+    return {
+        "sensor_width": BLENDER_SENSOR_WIDTH_MM,
+        "lens": fx * BLENDER_SENSOR_WIDTH_MM / width,
+        "shift_x": ((width - 1) / 2.0 - cx) / width,
+        "shift_y": (cy - (height - 1) / 2.0) / width,
+    }
+
+
+def opencv_pose_to_blender(cam_to_world: np.ndarray) -> np.ndarray:
+    return np.asarray(cam_to_world, dtype=float) @ OPENCV_TO_BLENDER_CAMERA
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def project_points(points_world: np.ndarray, intrinsics: np.ndarray,
+                   cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (N, 2) and camera-space depth (N,) of world points."""
+    world_to_cam = np.linalg.inv(cam_to_world)
+    points_cam = transform_points(world_to_cam, np.asarray(points_world, dtype=float))
+    depth = points_cam[:, 2]
+    uv = points_cam @ intrinsics.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pixels = uv[:, :2] / uv[:, 2:3]
+    return pixels, depth
+
+
+def pixel_rays(pixels: np.ndarray, intrinsics: np.ndarray, cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World-space origin (3,) and unit directions (N, 3) of the rays through pixel coordinates (N, 2)."""
+    homogeneous = np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1)
+    directions_cam = homogeneous @ np.linalg.inv(intrinsics).T
+    directions = directions_cam @ np.asarray(cam_to_world)[:3, :3].T
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return np.asarray(cam_to_world)[:3, 3].copy(), directions
+
+
+def central_pixel_grid(width: int, height: int, grid: int, central_fraction: float) -> np.ndarray:
+    """grid x grid pixel coordinates spread evenly over the central `central_fraction` of the image."""
+    half_w, half_h = central_fraction * width / 2.0, central_fraction * height / 2.0
+    centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
+    offsets = (np.arange(grid) + 0.5) / grid * 2.0 - 1.0
+    xs, ys = np.meshgrid(centre_x + offsets * half_w, centre_y + offsets * half_h)
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def yaw_of_camera(eye: Sequence[float], target: Sequence[float]) -> float:
+    """Azimuth in degrees [0, 360) of a camera position around `target` (inverse of `orbit_eye`)."""
+    offset = np.asarray(eye, dtype=float) - np.asarray(target, dtype=float)
+    return math.degrees(math.atan2(offset[0], -offset[1])) % 360.0
+
+
+# The eight named views, by the camera's azimuth around the object (0 = looking at its front). The object
+# faces -y with its own left side towards +x, so a camera at azimuth 90 sees the object's left side.
+NAMED_VIEWS: dict[str, float] = {"front": 0.0, "front-left": 45.0, "left": 90.0, "rear-left": 135.0,
+                                 "rear": 180.0, "rear-right": 225.0, "right": 270.0, "front-right": 315.0}
+
+
+def named_view(azimuth_deg: float) -> str:
+    """The named view closest to a camera azimuth (degrees)."""
+    def gap(name: str) -> float:
+        difference = (azimuth_deg - NAMED_VIEWS[name]) % 360.0
+        return min(difference, 360.0 - difference)
+    return min(NAMED_VIEWS, key=gap)
+
+
+def signed_angle_deg(from_deg: float, to_deg: float) -> float:
+    """Smallest signed rotation from one azimuth to another, in (-180, 180]."""
+    difference = (to_deg - from_deg) % 360.0
+    return difference - 360.0 if difference > 180.0 else difference

@@ -1,0 +1,124 @@
+"""caption_image: the stage on the tiny Qwen3-VL (direct and through both backends), its rejects and
+re-decisions, and `make caption`'s job from an upstream image job's shards on local Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from conftest import ServedModel, png_bytes
+
+from data_engine.executor import run_job
+from data_engine.job import JobConfigError, StageSpec
+from data_engine.readers import row_id
+from data_engine.redecide import redecide_table
+from data_engine.schemas import CAPTION
+from data_engine.shards import iter_shards
+from data_engine.stage import StageUnavailable
+from data_engine.stage_runner import apply_stage
+from data_engine.stages.caption import CaptionImageStage
+from pipelines.jobfile import JOBS_DIR, load_job
+
+BUDGETS = {"short": 4, "long": 4, "extended_long": 4, "structured": 4}
+ALL_KEYS = {f"{t}/{lang}" for t in BUDGETS for lang in ("en", "zh")}
+
+
+def caption_table(images: list[bytes]) -> pa.Table:
+    rows = [{"id": row_id("test", str(i)), "source_dataset": "test", "upstream_id": str(i), "license": "CC0",
+             "image_bytes": image, "width": 1, "height": 1} for i, image in enumerate(images)]
+    return pa.Table.from_pylist(rows, schema=CAPTION.arrow())
+
+
+def caption_stage(backend: dict, **config) -> CaptionImageStage:
+    stage = StageSpec(op="caption_image", config={"backend": backend, "max_new_tokens": BUDGETS, **config}).build()
+    stage.setup()
+    return stage
+
+
+@pytest.fixture(scope="module")
+def images() -> list[bytes]:
+    return [png_bytes((96, 64), (220, 40, 40)), png_bytes((1200, 300), (40, 40, 220), "WIDE"),
+            png_bytes((50, 50), (40, 200, 40))]
+
+
+@pytest.mark.parametrize("backend_kind", ["transformers", "openai"])
+def test_every_type_and_language_is_stored_and_bad_json_is_recorded(
+        backend_kind: str, images: list[bytes], served_tiny_vlm: ServedModel) -> None:
+    backend = ({"kind": "transformers", "model": "tiny:qwen3vl", "temperature": 1.0} if backend_kind == "transformers"
+               else {"kind": "openai", "base_url": served_tiny_vlm.base_url, "model": served_tiny_vlm.model,
+                     "temperature": 1.0, "guided_json": False})
+    stage = caption_stage(backend, required=["short/en", "long/zh"], image_max_side=256)
+    table, stats = apply_stage(stage, caption_table(images), batch_size=2)
+    rows = table.to_pylist()
+    assert [r["reject_reason"] for r in rows] == [None] * 3 and stats.rows_out == 3
+    for row in rows:
+        captions, errors = dict(row["captions"]), dict(row["caption_errors"])
+        # The random model writes no JSON: both structured captions fail to parse; the rest are stored.
+        assert set(captions) == ALL_KEYS - {"structured/en", "structured/zh"}
+        assert set(errors) == {"structured/en", "structured/zh"}
+        assert all(message.startswith("caption_json_invalid: ") for message in errors.values())
+        assert json.loads(row["caption_sampling"])["languages"] == {"en": 0.5, "zh": 0.5}
+        assert row["caption_prompts"].startswith("caption/v1@")
+    if backend_kind == "openai":
+        sent_images = [p["messages"][0]["content"][0]["image_url"]["url"] for p in served_tiny_vlm.control.received]
+        assert len(sent_images) == 3 * len(ALL_KEYS)  # one request per caption per image
+
+    # Requiring every caption (the production default) rejects the rows by their first failure, from
+    # the stored errors alone.
+    strict = caption_stage(backend, image_max_side=256)
+    assert redecide_table(table, [strict]).column("reject_reason").to_pylist() == ["caption_json_invalid"] * 3
+
+
+def test_failed_requests_reject_the_row_with_the_reason(images: list[bytes], served_tiny_vlm: ServedModel) -> None:
+    backend = {"kind": "openai", "base_url": served_tiny_vlm.base_url, "model": "not-served", "max_retries": 0}
+    stage = caption_stage(backend, types=["short"], languages=["en"], sampling={"types": {"short": 1.0},
+                                                                                 "languages": {"en": 1.0}})
+    table, stats = apply_stage(stage, caption_table(images[:1]), batch_size=4)
+    row = table.to_pylist()[0]
+    assert (row["reject_reason"], row["reject_stage"]) == ("caption_request_failed", "caption_image")
+    assert "not served" in dict(row["caption_errors"])["short/en"]
+    assert stats.rejects == {"caption_request_failed": 1}
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"required": ["short/fr"]}, "required: .*short/fr"),
+    ({"types": ["short"]}, "sampling: gives probability to .*long"),
+    ({"sampling": {"languages": {"en": 0.7, "zh": 0.7}}}, "languages: probabilities must .* sum to 1"),
+    ({"prompt_version": "caption/v7"}, "prompt set 'caption/v7' not found"),
+    ({"backend": {"kind": "grpc"}}, "backend"),
+])
+def test_bad_config_is_a_one_line_error(config: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(JobConfigError, match=message):
+        load_job(JOBS_DIR / "caption.yaml", [f"stages.caption_image.config.{k}={json.dumps(v)}"
+                                            for k, v in config.items()])
+
+
+def test_preflight_names_a_missing_model(tmp_path: Path) -> None:
+    spec = StageSpec(op="caption_image", config={"backend": {"kind": "transformers", "model": str(tmp_path / "nope")}})
+    with pytest.raises(StageUnavailable, match=r"caption_image: backend.model: .*nope is not a directory"):
+        spec.build().preflight()
+    served = StageSpec(op="caption_image", config={"backend": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                                               "model": "m"}})
+    served.build().preflight()  # a server that is down fails per request, recorded on the rows
+
+
+def test_caption_job_runs_on_an_image_job_output(ray_local, images: list[bytes], tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for index, image in enumerate(images):
+        (raw / f"img{index}.png").write_bytes(image)
+    (raw / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    images_out, captions_out = tmp_path / "images", tmp_path / "captions"
+    run_job(load_job(JOBS_DIR / "demo.yaml", [f"input={raw}", f"output={images_out}",
+                                             "stages.decode_image.config.min_side=55"]), progress=False)
+    job = load_job(JOBS_DIR / "caption.yaml", [f"input={images_out}", f"output={captions_out}",
+                                               "reader.shard_rows=2"])
+    manifest = run_job(job, progress=False)
+    # The broken file and the 50 px image stop at the image job; the caption job sees accepted images only.
+    assert manifest["rows_in"] == 2 and manifest["rows_accepted"] == 2 and len(manifest["shards"]) == 1
+    assert manifest["input"]["upstream"]["job"] == "demo_images"
+    rows = [row for _, table in iter_shards(captions_out) for row in table.to_pylist()]
+    assert sorted(r["width"] for r in rows) == [96, 1200]
+    assert all(len(dict(r["captions"])) == 6 and r["reject_reason"] is None for r in rows)

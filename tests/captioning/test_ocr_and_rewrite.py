@@ -1,0 +1,136 @@
+"""OCR-aware captioning (ocr_text -> caption_image with OCR in the prompt -> ocr_caption_filter) and the
+rewrite_prompt stage, with every reject reason."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pytest
+from conftest import ServedModel
+from PIL import Image, ImageDraw, ImageFont
+
+from data_engine.job import StageSpec
+from data_engine.readers import row_id
+from data_engine.redecide import redecide_table
+from data_engine.schemas import CAPTION
+from data_engine.stage_runner import apply_stage
+from data_engine.stages.ocr import OCR_LINE, OcrTextStage
+
+SIGN = {"GRAND OPENING": (10, 10), "SALE 50%": (10, 70)}
+
+
+def sign_image() -> bytes:
+    image = Image.new("RGB", (360, 130), "white")
+    draw = ImageDraw.Draw(image)
+    for text, position in SIGN.items():
+        draw.text(position, text, fill="black", font=ImageFont.load_default(size=36))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def rows_table(rows: list[dict], with_ocr: bool = True) -> pa.Table:
+    schema = CAPTION.arrow((pa.field("ocr_lines", pa.list_(OCR_LINE)),) if with_ocr else ())
+    full = [{"id": row_id("t", str(i)), "source_dataset": "t", "upstream_id": str(i), "license": "CC0", **row}
+            for i, row in enumerate(rows)]
+    return pa.Table.from_pylist(full, schema=schema)
+
+
+def ocr_lines(*texts: str) -> list[dict]:
+    return [{"text": text, "score": 0.99, "box": [0.0] * 8} for text in texts]
+
+
+def build(op: str, **config):
+    stage = StageSpec(op=op, config=config).build()
+    stage.setup()
+    return stage
+
+
+def test_ocr_text_reads_rendered_text_with_boxes() -> None:
+    stage = build("ocr_text")
+    assert isinstance(stage, OcrTextStage)
+    lines = stage.read_lines(sign_image())
+    assert [line["text"] for line in lines] == list(SIGN)
+    first = lines[0]["box"]
+    assert len(first) == 8 and 0 <= min(first[0::2]) <= 20 and 0 <= min(first[1::2]) <= 20
+    assert stage.read_lines(_blank_png()) == []
+
+
+def _blank_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_post_filter_keeps_faithful_captions_and_names_each_failure() -> None:
+    structured_ok = json.dumps({"subject": "sign", "background": "wall", "style": "photo", "composition": "centre",
+                                "visible_text": "GRAND OPENING / SALE 50%"})
+    rows = [
+        {"captions": [("long/en", 'A sign reads "GRAND OPENING" over "SALE 50%".'),
+                      ("long/zh", "招牌上写着“GRAND OPENING”和“SALE 50%”。"), ("structured/en", structured_ok)],
+         "ocr_lines": ocr_lines("GRAND OPENING", "SALE 50%")},
+        {"captions": [("long/en", 'A sign reads "GRAND OPENING".')], "ocr_lines": ocr_lines("GRAND OPENING", "SALE 50%")},
+        {"captions": [("long/en", 'A sign reads "GRAND OPENING" and "FREE COFFEE".')],
+         "ocr_lines": ocr_lines("GRAND OPENING")},
+        {"captions": [("long/zh", "招牌上写着“盛大开业”。")], "ocr_lines": ocr_lines("GRAND OPENING")},
+        {"captions": [("long/en", "A plain white wall.")], "ocr_lines": []},
+        {"captions": [("long/en", 'A shop sign "GRAND 0PENING".')], "ocr_lines": ocr_lines("GRAND OPENING")},
+    ]
+    stage = build("ocr_caption_filter", match_ratio=0.85)
+    table, stats = apply_stage(stage, rows_table(rows), batch_size=4)
+    assert table.column("reject_reason").to_pylist() == [None, "ocr_not_covered", "ocr_disagrees",
+                                                          "ocr_translated", None, None]
+    assert table.column("ocr_coverage").to_pylist()[:2] == [1.0, 0.5]
+    detail = json.loads(table.column("ocr_check")[1].as_py())
+    assert detail["long/en"]["missing"] == ["SALE 50%"]
+    assert stats.rejects == {"ocr_not_covered": 1, "ocr_disagrees": 1, "ocr_translated": 1}
+
+    relaxed = build("ocr_caption_filter", match_ratio=0.85, min_coverage=0.5, min_agreement=0.5,
+                    reject_translated=False)
+    assert redecide_table(table, [relaxed]).column("reject_reason").to_pylist() == [None, None, None,
+                                                                                     "ocr_not_covered", None, None]
+
+
+def test_ocr_aware_prompts_carry_the_ocr_text(served_tiny_vlm: ServedModel) -> None:
+    backend = {"kind": "openai", "base_url": served_tiny_vlm.base_url, "model": served_tiny_vlm.model,
+               "temperature": 1.0}
+    stage = build("caption_image", backend=backend, ocr_aware=True, types=["short"], languages=["en", "zh"],
+                  sampling={"types": {"short": 1.0}}, max_new_tokens={"short": 4})
+    rows = [{"image_bytes": sign_image(), "ocr_lines": ocr_lines("GRAND OPENING", "营业中")},
+            {"image_bytes": _blank_png(), "ocr_lines": []}]
+    table, _ = apply_stage(stage, rows_table(rows), batch_size=2)
+    prompts = [p["messages"][0]["content"][1]["text"] for p in served_tiny_vlm.control.received]
+    with_ocr = [p for p in prompts if '"GRAND OPENING"; "营业中"' in p]
+    assert len(prompts) == 4 and len(with_ocr) == 2  # both languages of the sign; none for the blank image
+    assert all(dict(c).keys() == {"short/en", "short/zh"} for c in table.column("captions").to_pylist())
+
+
+def test_rewrite_adds_a_styled_instruction_and_rejects_with_reasons(served_tiny_vlm: ServedModel) -> None:
+    backend = {"kind": "openai", "base_url": served_tiny_vlm.base_url, "model": served_tiny_vlm.model,
+               "temperature": 1.0, "max_retries": 0}
+    stage = build("rewrite_prompt", backend=backend, source="short/zh", target="rewritten/zh", max_new_tokens=6)
+    rows = [{"captions": [("short/zh", "桌上有一只红色的杯子。")]}, {"captions": [("short/zh", "一只猫。")]},
+            {"captions": [("short/en", "A cat.")]}]
+    table, stats = apply_stage(stage, rows_table(rows, with_ocr=False), batch_size=8)
+    out = table.to_pylist()
+    assert [r["reject_reason"] for r in out] == [None, None, "rewrite_source_missing"]
+    assert all(dict(r["captions"])["rewritten/zh"] for r in out[:2])
+    assert dict(out[0]["captions"])["short/zh"] == "桌上有一只红色的杯子。"  # the original stays
+    sent = [p["messages"][0]["content"][0]["text"] for p in served_tiny_vlm.control.received]
+    assert any("桌上有一只红色的杯子。" in p and out[0]["rewrite_style"] in p for p in sent)
+    assert [r["rewrite_style"] for r in apply_stage(stage, rows_table(rows, with_ocr=False), 8)[0].to_pylist()] \
+        == [r["rewrite_style"] for r in out]  # seeded by row id
+
+    served_tiny_vlm.control.fail_next.extend([400])
+    failed, _ = apply_stage(stage, rows_table(rows[:1], with_ocr=False), batch_size=8)
+    assert failed.column("reject_reason").to_pylist() == ["rewrite_request_failed"]
+    assert stats.rejects == {"rewrite_source_missing": 1}
+
+
+@pytest.mark.parametrize("config, message", [({"source": "short"}, "must end in /<language>"),
+                                             ({"target": "short/en"}, "must differ")])
+def test_rewrite_config_errors(config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StageSpec(op="rewrite_prompt", config=config)

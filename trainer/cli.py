@@ -1,0 +1,143 @@
+"""`python -m trainer train|eval|export`: one config file drives all three.
+
+    python -m trainer train  --config trainer/configs/mllm_sft_tiny.yaml [--data DIR] [--set key=value ...]
+    python -m trainer eval   --config CONFIG [--checkpoint latest|TAG|base] [--data DIR] [--out FILE] [--limit N]
+    python -m trainer export --config CONFIG [--checkpoint latest|TAG] --out DIR
+    python -m trainer sample --config CONFIG [--checkpoint latest|TAG] --out DIR   (tasks that generate images)
+
+Launch `train` with torchrun or the `deepspeed` launcher (`deepspeed --hostfile H --module trainer train ...`)
+for several processes or nodes; the config is the same.
+Errors in the config, the data or a checkpoint are one line on stderr (exit 2); a non-finite loss stops
+training with exit code 3 and leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig, load_config
+from trainer.core import ExampleError, TrainerError
+
+EXIT_BAD_INPUT = 2
+EXIT_NON_FINITE = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _load(args: argparse.Namespace) -> TrainConfig:
+    return load_config(Path(args.config), args.set, Path(args.data) if args.data else None)
+
+
+def _trained_model(config: TrainConfig, checkpoint_tag: str) -> tuple[Any, Any]:
+    """(task, model) on one process, with the weights of checkpoint `checkpoint_tag` ("base": untouched)."""
+    from trainer import checkpoint
+    from trainer.engine import single_process_info
+    from trainer.loop import build_task
+
+    task = build_task(config, single_process_info(config.engine))
+    model = task.build_model()
+    if checkpoint_tag != "base":
+        state = checkpoint.load_module_weights(checkpoint.checkpoint_root(config.run.out_dir), checkpoint_tag)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        loaded = {id(parameter) for name, parameter in model.named_parameters() if name in state}
+        untied = [name for name, parameter in model.named_parameters()
+                  if name in missing and id(parameter) not in loaded]
+        if unexpected or untied:
+            raise TrainerError(f"checkpoint {checkpoint_tag}: weights do not match the model "
+                               f"(missing {untied[:3]}, unexpected {unexpected[:3]})")
+    return task, model
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from trainer.loop import NonFiniteLoss, train
+
+    config = _load(args)
+    try:
+        result = train(config)
+    except NonFiniteLoss as exc:
+        print(f"trainer: {exc}", file=sys.stderr)
+        return EXIT_NON_FINITE
+    if result.losses and int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained steps {result.steps[0]}-{result.steps[-1]}: loss {result.losses[0]:.4f} -> "
+              f"{result.losses[-1]:.4f}; logs in {config.run.out_dir}", file=sys.stderr)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from trainer.data import iter_accepted
+
+    config = _load(args)
+    task, model = _trained_model(config, args.checkpoint)
+    samples = (sample for spec in config.data.datasets for sample in iter_accepted(spec, task.schema))
+    results = task.evaluate(model, islice(samples, args.limit) if args.limit else samples)
+    results["checkpoint"] = args.checkpoint
+    out = Path(args.out) if args.out else config.run.out_dir / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    summary = {key: value for key, value in results.items() if key != "predictions"}
+    print(json.dumps(summary))
+    return 0
+
+
+def _checkpoint_to_directory(args: argparse.Namespace, write: str) -> int:
+    """Load a checkpoint and have the task write into --out: `export` (weights) or `write_samples`."""
+    config = _load(args)
+    task, model = _trained_model(config, args.checkpoint)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    getattr(task, write)(model, out)
+    print(f"{args.command}: {args.checkpoint} -> {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    return _checkpoint_to_directory(args, "export")
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    return _checkpoint_to_directory(args, "write_samples")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m trainer", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The `deepspeed` launcher puts --local_rank=N before the command; the rank is read from LOCAL_RANK instead.
+    parser.add_argument("--local_rank", type=int, help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, handler, help_text in (("train", _cmd_train, "train or resume"),
+                                     ("eval", _cmd_eval, "score a checkpoint on held-out shards"),
+                                     ("export", _cmd_export, "write a checkpoint as safetensors + config"),
+                                     ("sample", _cmd_sample, "generate the configured sample grid from a checkpoint")):
+        command = commands.add_parser(name, help=help_text)
+        command.set_defaults(handler=handler)
+        command.add_argument("--config", required=True)
+        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+        command.add_argument("--data", help="train/evaluate on this one shard directory instead")
+        if name != "train":
+            command.add_argument("--checkpoint", default="latest",
+                                 help="latest, a tag such as step-00000100" + (", or base" if name == "eval" else ""))
+        if name == "eval":
+            command.add_argument("--out", help="result JSON (default: <run.out_dir>/eval.json)")
+            command.add_argument("--limit", type=int, default=0, help="evaluate at most N samples")
+        if name in ("export", "sample"):
+            command.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (TrainerError, ExampleError) as exc:
+        print(f"trainer: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT

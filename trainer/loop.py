@@ -1,0 +1,132 @@
+"""The training loop: task + data stream + DeepSpeed engine + checkpoints + logs, configured by one TrainConfig.
+
+One `step` is one optimizer step: `engine.grad_accum_steps` micro-batches per rank, each back-propagated
+through the engine (which scales by the accumulation and steps the optimizer and schedule at the boundary).
+A non-finite loss on any rank stops every rank before that micro-batch's backward: nothing is saved after
+it, so the last checkpoint stays the last good one.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer import checkpoint
+from trainer.config import TrainConfig
+from trainer.core import RunContext, Task, TrainerError, task_class
+from trainer.data import MicroBatchStream, ensure_synthetic_datasets
+from trainer.engine import DistInfo, close_distributed, create_engine, init_distributed
+from trainer.run_log import RunLog
+
+
+class NonFiniteLoss(TrainerError):
+    """The loss became NaN or inf; training stopped without saving."""
+
+
+@dataclass
+class TrainResult:
+    start_step: int
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_task(config: TrainConfig, dist_info: DistInfo) -> Task:
+    context = RunContext(rank=dist_info.rank, world_size=dist_info.world_size, device=dist_info.device,
+                         dtype=dist_info.dtype, out_dir=config.run.out_dir,
+                         activation_checkpointing=config.engine.activation_checkpointing)
+    return task_class(config.task.name)(config.task_config(), context, config.engine.micro_batch_size)
+
+
+def _all_ranks_finite(value: torch.Tensor) -> bool:
+    import torch.distributed as dist
+
+    flag = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0])
+    dist.all_reduce(flag)
+    return flag.item() == 0.0
+
+
+def _mean_over_ranks(metrics: dict[str, float], world_size: int) -> dict[str, float]:
+    import torch.distributed as dist
+
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[key] for key in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {key: float(value) / world_size for key, value in zip(keys, values)}
+
+
+def _train_steps(config: TrainConfig, dist_info: DistInfo, log: RunLog, result: TrainResult, engine: Any,
+                 task: Task, stream: MicroBatchStream, root: Path) -> None:
+    accumulation = config.engine.accumulation_steps(dist_info.world_size)
+    for step in range(result.start_step + 1, config.run.max_steps + 1):
+        sums: dict[str, float] = {}
+        learning_rates = {f"lr/{group.get('name', 'default')}": group["lr"] for group in engine.optimizer.param_groups}
+        for _ in range(accumulation):
+            losses = task.compute_loss(engine, task.to_device(next(stream)))
+            if not _all_ranks_finite(losses["loss"].detach().float().cpu()):
+                log.event("stopped", step=step, reason="non-finite loss")
+                raise NonFiniteLoss(
+                    f"step {step}: loss is not finite; stopped without saving (last good checkpoint: "
+                    f"{checkpoint.read_latest(root) or 'none'})")
+            engine.backward(losses["loss"])
+            engine.step()
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach().float())
+        metrics = _mean_over_ranks({key: total / accumulation for key, total in sums.items()},
+                                   dist_info.world_size)
+        metrics.update(learning_rates)
+        result.steps.append(step)
+        result.losses.append(metrics["loss"])
+        if step % config.run.log_every == 0 or step == config.run.max_steps:
+            log.step(step, metrics)
+        if (config.run.save_every and step % config.run.save_every == 0) or step == config.run.max_steps:
+            checkpoint.save_checkpoint(engine, root, step, dist_info.rank, stream.state())
+            log.event("checkpoint", step=step, tag=checkpoint.step_tag(step))
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run (or resume) training; returns the global mean loss of every step this call ran."""
+    dist_info = init_distributed(config.engine)
+    log = None
+    try:
+        if dist_info.rank == 0:
+            ensure_synthetic_datasets(config.data.datasets)
+        torch.distributed.barrier()
+        seed_all(config.run.seed)  # identical initial weights on every rank
+        task = build_task(config, dist_info)
+        model = task.build_model()
+        if config.engine.activation_checkpointing:
+            task.enable_activation_checkpointing(model)
+        engine = create_engine(model, task.parameter_groups(model), config, dist_info)
+        stream = MicroBatchStream(task, config.data.datasets, seed=config.data.seed, window=config.data.window,
+                                  rank=dist_info.rank, world_size=dist_info.world_size)
+        seed_all(config.run.seed + dist_info.rank)
+        root = checkpoint.checkpoint_root(config.run.out_dir)
+        start_step = 0
+        if config.run.resume and checkpoint.read_latest(root) is not None:
+            start_step, data_state = checkpoint.load_checkpoint(engine, root, dist_info.rank)
+            stream.load_state(data_state)
+        result = TrainResult(start_step=start_step)
+        log = RunLog(config.run.out_dir, enabled=dist_info.rank == 0, total_steps=config.run.max_steps,
+                     start_step=start_step, progress=config.run.progress, tensorboard=config.run.tensorboard)
+        log.event("start", step=start_step, world_size=dist_info.world_size, task=config.task.name,
+                  dtype=str(dist_info.dtype), config=config.model_dump(mode="json"))
+        if start_step >= config.run.max_steps:
+            log.message(f"already trained to step {start_step} (run.max_steps={config.run.max_steps})")
+        _train_steps(config, dist_info, log, result, engine, task, stream, root)
+        log.event("end", step=config.run.max_steps, skipped_rows=stream.skipped)
+        return result
+    finally:
+        if log is not None:
+            log.close()
+        close_distributed()

@@ -1,0 +1,197 @@
+"""MLLM spatial SFT (report 3.2, Table 2): Qwen3-VL, packed samples, loss = SFT + kd_weight * KL.
+
+Micro-batches are packs: greedy first-fit-decreasing bins of at most `max_length` tokens over a data window,
+one row of concatenated samples with per-sample position ids (text positions restart at 0; M-RoPE positions
+computed per sample) and attention confined to each sample (a block-diagonal causal mask for SDPA/eager on
+CPU, `cu_seqlens` varlen kwargs for flash attention on GPU). The SFT loss is the mean cross-entropy over
+assistant tokens of the pack; the KL term (trainer/objectives/distillation.py) uses a frozen copy of the base
+model as teacher and counts only response tokens of samples from `general_domain` datasets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from trainer.core import ExampleError, Sample, Task, TaskConfig, TrainerError, register_task
+from trainer.evaluation import score_answer, summarise
+from trainer.models import qwen_vl
+from trainer.objectives.distillation import layer_kl
+from trainer.packing import block_diagonal_causal_mask, cu_seqlens, plan_packs, restart_positions
+from trainer.synthetic_qa import write_spatial_qa  # noqa: F401  (registers the synthetic QA datasets)
+from trainer.tiny_models import tiny_model_path
+
+
+class MllmSftConfig(TaskConfig):
+    model_path: str  # a local directory, or "tiny:qwen3vl" for the model from `make tiny-models`
+    max_length: int = Field(8192, ge=16)
+    packing: bool = True
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    image_min_pixels: int | None = Field(None, ge=1)
+    image_max_pixels: int | None = Field(None, ge=1)
+    kd_weight: float = Field(10.0, ge=0)  # lambda; 0 turns distillation (and the teacher) off
+    kd_layers: list[int] = Field(default_factory=lambda: [0])  # decoder layer indices (0-based)
+    eval_max_new_tokens: int = Field(16, ge=1)
+
+
+def resolve_model_path(model_path: str) -> Path:
+    if model_path.startswith("tiny:"):
+        return tiny_model_path(model_path.removeprefix("tiny:"))
+    return Path(model_path)
+
+
+@register_task("mllm_sft")
+class MllmSftTask(Task):
+    schema = "qa_conversation"
+    config_model = MllmSftConfig
+    config: MllmSftConfig
+
+    def __init__(self, config: MllmSftConfig, context: Any, micro_batch_size: int = 1) -> None:
+        super().__init__(config, context, micro_batch_size)
+        if micro_batch_size != 1:
+            raise TrainerError("engine.micro_batch_size: the MLLM packs samples into one row; set it to 1")
+        self.model_path = resolve_model_path(config.model_path)
+        self.processor = qwen_vl.load_processor(self.model_path, config.image_min_pixels, config.image_max_pixels)
+        self.formatter = qwen_vl.ChatFormatter(self.processor)
+        self.teacher: Any = None
+
+    def _load(self) -> Any:
+        model = qwen_vl.load_model(self.model_path, self.context.dtype, self.config.attn_implementation)
+        return model.to(self.context.device)
+
+    def build_model(self) -> Any:
+        model = self._load().train()
+        layers = model.config.text_config.num_hidden_layers
+        bad = [layer for layer in self.config.kd_layers if not 0 <= layer < layers]
+        if bad:
+            raise TrainerError(f"task.config.kd_layers: {bad} out of range (the model has {layers} layers)")
+        if self.config.kd_weight > 0:
+            self.teacher = self._load().eval().requires_grad_(False)
+        return model
+
+    def parameter_groups(self, model: Any) -> dict[str, list[torch.nn.Parameter]]:
+        return qwen_vl.parameter_groups(model)
+
+    def prepare(self, sample: Sample) -> qwen_vl.ChatExample:
+        row = sample.row
+        try:
+            images = qwen_vl.decode_images(row["images"])
+        except (ValueError, OSError) as exc:
+            raise ExampleError(f"bad_image: row {row['id']}: {exc}") from None
+        example = self.formatter.format(row["messages"], images, general_domain=sample.general_domain,
+                                        task=row["task"] or "unknown")
+        if not bool((example.targets != qwen_vl.IGNORE).any()):
+            raise ExampleError(f"no_answer: row {row['id']} has no assistant tokens to train on")
+        if example.length > self.config.max_length:
+            raise ExampleError(f"too_long: row {row['id']} has {example.length} tokens > {self.config.max_length}")
+        return example
+
+    def plan_micro_batches(self, examples: Sequence[qwen_vl.ChatExample]) -> list[list[int]]:
+        if not self.config.packing:
+            return [[index] for index in range(len(examples))]
+        return plan_packs([example.length for example in examples], self.config.max_length)
+
+    def collate(self, examples: Sequence[qwen_vl.ChatExample]) -> dict[str, Any]:
+        lengths = [example.length for example in examples]
+        with_images = [example for example in examples if example.pixel_values is not None]
+        text_positions = restart_positions(lengths)
+        mrope = torch.cat([example.mrope_positions for example in examples], dim=1)
+        general = torch.cat([torch.full((example.length,), example.general_domain) for example in examples])
+        targets = torch.cat([example.targets for example in examples])
+        return {
+            "input_ids": torch.cat([example.input_ids for example in examples])[None],
+            "targets": targets[None],
+            "position_ids": torch.cat([text_positions[None], mrope])[:, None],  # [4, 1, L]: text, t, h, w
+            "pixel_values": torch.cat([e.pixel_values for e in with_images]) if with_images else None,
+            "image_grid_thw": torch.cat([e.image_grid_thw for e in with_images]) if with_images else None,
+            "seq_lengths": torch.tensor(lengths),
+            "kd_tokens": ((targets != qwen_vl.IGNORE) & general)[None],
+        }
+
+    def _attention_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        lengths = batch["seq_lengths"].tolist()
+        if self.config.attn_implementation == "flash_attention_2":
+            boundaries = cu_seqlens(lengths).to(self.context.device)
+            longest = max(lengths)
+            return {"attention_mask": None, "cu_seq_lens_q": boundaries, "cu_seq_lens_k": boundaries,
+                    "max_length_q": longest, "max_length_k": longest}
+        return {"attention_mask": block_diagonal_causal_mask(lengths, self.context.dtype, self.context.device)}
+
+    def forward(self, model: Any, batch: dict[str, Any], *, hidden_states: bool = False,
+                logits_to_keep: int | torch.Tensor = 0) -> Any:
+        """One packed forward pass; `logits_to_keep` (token indices) limits the LM head to those tokens."""
+        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                     pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"],
+                     output_hidden_states=hidden_states, use_cache=False, logits_to_keep=logits_to_keep,
+                     **self._attention_inputs(batch))
+
+    def _vision_keepalive(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """A pack without images still runs the vision tower (weight 0) so every ZeRO rank reduces the same
+        gradients."""
+        if batch["pixel_values"] is not None:
+            return torch.zeros((), device=self.context.device)
+        visual = getattr(model, "module", model).model.visual
+        merge = visual.spatial_merge_size
+        patch_dim = visual.patch_embed.proj.weight[0].numel()
+        grid = torch.tensor([[1, merge, merge]], device=self.context.device)
+        pixels = torch.zeros(merge * merge, patch_dim, device=self.context.device, dtype=self.context.dtype)
+        output = visual(pixels, grid_thw=grid)
+        return 0.0 * sum(tensor.float().sum() for tensor in [output.pooler_output, *output.deepstack_features])
+
+    def compute_loss(self, model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        use_kd = self.teacher is not None
+        # Only tokens with a target go through the LM head: a 152K vocabulary times 8192 tokens would not fit.
+        trained = (batch["targets"][0] != qwen_vl.IGNORE).nonzero()[:, 0]
+        outputs = self.forward(model, batch, hidden_states=use_kd, logits_to_keep=trained)
+        sft = F.cross_entropy(outputs.logits[0].float(), batch["targets"][0, trained])
+        losses = {"sft": sft}
+        loss = sft + self._vision_keepalive(model, batch)
+        if use_kd:
+            with torch.no_grad():
+                teacher_outputs = self.forward(self.teacher, batch, hidden_states=True)
+            kl = self.kl_term(outputs.hidden_states, teacher_outputs.hidden_states, batch["kd_tokens"])
+            losses["kl"] = kl
+            loss = loss + self.config.kd_weight * kl
+        losses["loss"] = loss
+        return {key: value if key == "loss" else value.detach() for key, value in losses.items()}
+
+    def kl_term(self, student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor],
+                selected: torch.Tensor) -> torch.Tensor:
+        norm, head = self.teacher.model.language_model.norm, self.teacher.lm_head
+        return layer_kl(student_hidden, teacher_hidden, self.config.kd_layers, selected,
+                        lambda hidden: head(norm(hidden)))
+
+    @torch.no_grad()
+    def evaluate(self, model: Any, samples: Iterable[Sample]) -> dict[str, Any]:
+        model.eval()
+        records = []
+        for sample in samples:
+            row = sample.row
+            metadata = json.loads(row["metadata"] or "{}")
+            *prompt, answer = row["messages"]
+            if answer["role"] != "assistant":
+                raise ExampleError(f"row {row['id']}: the last message is not the assistant's answer")
+            reference = "".join(part["text"] or "" for part in answer["content"] if part["type"] == "text")
+            chat = qwen_vl.to_chat_messages(prompt, qwen_vl.decode_images(row["images"]))
+            inputs = self.processor.apply_chat_template(chat, tokenize=True, return_dict=True, return_tensors="pt",
+                                                        add_generation_prompt=True).to(self.context.device)
+            generated = model.generate(**inputs, max_new_tokens=self.config.eval_max_new_tokens, do_sample=False)
+            prediction = self.processor.tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:],
+                                                         skip_special_tokens=True)
+            answer_type = metadata.get("answer_type", "choice")
+            records.append({"id": row["id"], "task": row["task"] or "unknown", "prediction": prediction,
+                            "reference": reference, "answer_type": answer_type,
+                            "score": score_answer(prediction, reference, answer_type)})
+        summary = summarise(records)
+        summary["predictions"] = records
+        return summary
+
+    def export(self, model: Any, out_dir: Path) -> None:
+        model.save_pretrained(out_dir, safe_serialization=True)
+        self.processor.save_pretrained(out_dir)
