@@ -1,25 +1,26 @@
 """Ray cluster job submission: the same job YAML that runs locally, run by the cluster's head node.
 
-`submit` validates the job locally first (a bad config fails here, in one line, not on the cluster), writes
-the resolved config into the uploaded working directory, and submits `python -m pipelines run` on it with
-`ray job submit` semantics (JobSubmissionClient). The cluster's `python` must be the project environment:
+`submit` validates the job locally first (a bad config fails here, in one line, not on the cluster), ships
+the resolved config in the job's runtime environment (an environment variable, so a job file from anywhere
+works and what ran is visible in the dashboard), uploads the code as the working directory and submits
+`python -m pipelines run env:JOYAI_JOB_CONFIG` with `ray job submit` semantics (JobSubmissionClient). The cluster's `python` must be the project environment:
 start `ray start` from it (its `bin/` first on PATH).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
 import yaml
 
 from data_engine.job import JobConfigError
-from pipelines.jobfile import load_job
+from pipelines.jobfile import ENV_PREFIX, load_job
 
 REPO = Path(__file__).resolve().parents[1]
-SUBMITTED_DIR = REPO / ".cache" / "submitted"
-# Uploaded with the job: the code and job files only (Ray's working_dir limit is 500 MiB).
+JOB_CONFIG_ENV = "JOYAI_JOB_CONFIG"
+# Uploaded with the job: the code and job files only (Ray's working_dir limit is 500 MiB; Ray also skips
+# what .gitignore lists).
 WORKING_DIR_EXCLUDES = [".git", ".venv", ".venv-*", "out/", ".cache/tiny-models/", "**/__pycache__/",
                         ".pytest_cache/", "benchmarks/results/"]
 TERMINAL_STATES = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -49,12 +50,9 @@ def submit(job_path: Path, overrides: list[str], address: str, *, out: str | Non
             raise JobConfigError(f"{job_path}: {field} {location!r} must be absolute or a URI when submitting "
                                  "to a cluster (relative paths would resolve inside the job's temp directory)")
     resolved = yaml.safe_dump(job.model_dump(mode="json", by_alias=True), sort_keys=False)
-    SUBMITTED_DIR.mkdir(parents=True, exist_ok=True)
-    resolved_path = SUBMITTED_DIR / f"{job.name}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}.yaml"
-    resolved_path.write_text(resolved)
-    entrypoint = f"python -m pipelines run {resolved_path.relative_to(REPO).as_posix()} --no-progress"
+    entrypoint = f"python -m pipelines run {ENV_PREFIX}{JOB_CONFIG_ENV} --no-progress"
     runtime_env = {"working_dir": str(REPO), "excludes": WORKING_DIR_EXCLUDES,
-                   "env_vars": {"PYTHONPATH": ".", "HF_HUB_OFFLINE": "1"}}
+                   "env_vars": {"PYTHONPATH": ".", "HF_HUB_OFFLINE": "1", JOB_CONFIG_ENV: resolved}}
     client = _client(address)
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:

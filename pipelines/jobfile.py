@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,15 @@ from data_engine.job import JobConfig, JobConfigError, parse_job_config
 JOBS_DIR = Path(__file__).parent / "jobs"
 
 
+ENV_PREFIX = "env:"  # `env:NAME`: the job config is in environment variable NAME (how `submit` ships it)
+
+
 def load_job_data(path: Path) -> dict[str, Any]:
+    if str(path).startswith(ENV_PREFIX):
+        name = str(path)[len(ENV_PREFIX):]
+        if name not in os.environ:
+            raise JobConfigError(f"{path}: environment variable {name} is not set")
+        return yaml.safe_load(os.environ[name])
     if not path.is_file():
         raise JobConfigError(f"{path}: job file does not exist (jobs available: {', '.join(available_jobs())})")
     try:

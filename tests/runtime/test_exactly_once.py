@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,22 +30,13 @@ def corpus(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def ray_tmp():
-    """A Ray temp dir of the job's own (short: Ray's unix sockets live under it), so the test can find and
-    kill every process of a killed job, Ray workers included, before it reruns the job."""
-    path = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    yield path
-    subprocess.run(["pkill", "-9", "-f", path], check=False)
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def start_job(corpus: Path, out: Path, ray_tmp: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-    env = os.environ | {"PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_tmp} | (extra_env or {})
+def start_job(corpus: Path, out: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = os.environ | {"PYTHONPATH": str(REPO)} | (extra_env or {})
     command = [sys.executable, "-m", "pipelines", "run", str(REPO / "pipelines/jobs/demo.yaml"), "--no-progress",
                "--out", str(out), "--set", f"input={corpus}", "--set", "reader.shard_rows=6",
                "--set", "ray.num_cpus=2"]
-    # A new session puts the driver and the local Ray it starts in one process group to kill together.
+    # A new session holds the driver and every process of the local Ray it starts (Ray workers move to
+    # process groups of their own, but stay in the session), so the test can kill the whole job.
     return subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -58,13 +46,9 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> None:
     assert process.returncode == 0, output[-3000:]
 
 
-def kill_job(process: subprocess.Popen, ray_tmp: str) -> None:
-    """SIGKILL the driver's process group and every process of its Ray (workers may sit in other groups)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    subprocess.run(["pkill", "-9", "-f", ray_tmp], check=False)
+def kill_job(process: subprocess.Popen) -> None:
+    """SIGKILL every process in the job's session: the driver, Ray's daemons and its workers."""
+    subprocess.run(["pkill", "-9", "-s", str(process.pid)], check=False)
     process.communicate(timeout=60)
 
 
@@ -80,10 +64,8 @@ def rows_of(out: Path) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def reference(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "out"
-    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     started = time.perf_counter()
-    finish(start_job(corpus, out, ray_tmp))
-    shutil.rmtree(ray_tmp, ignore_errors=True)
+    finish(start_job(corpus, out))
     return rows_of(out), read_manifest(out), time.perf_counter() - started
 
 
@@ -96,31 +78,31 @@ def assert_same_as_reference(out: Path, reference) -> None:
 
 
 @pytest.mark.parametrize("point", ["shard_mid_write", "shard_before_rename", "manifest_mid_write"])
-def test_kill_at_crashpoint_then_resume(corpus, reference, tmp_path, ray_tmp, point):
+def test_kill_at_crashpoint_then_resume(corpus, reference, tmp_path, point):
     out, markers = tmp_path / "out", tmp_path / "markers"
     markers.mkdir()
-    process = start_job(corpus, out, ray_tmp, {CRASHPOINT_ENV: f"{point}:60:{markers}"})
+    process = start_job(corpus, out, {CRASHPOINT_ENV: f"{point}:60:{markers}"})
     deadline = time.monotonic() + 180
     while not any(markers.iterdir()):
         assert process.poll() is None, process.communicate()[0][-3000:]
         assert time.monotonic() < deadline, f"crashpoint {point} never reached"
         time.sleep(0.05)
-    kill_job(process, ray_tmp)
+    kill_job(process)
     if point == "manifest_mid_write":
         assert not (out / MANIFEST_NAME).exists()
     assert list(out.glob(".tmp-*")), "the kill should have left a temp file behind"
-    finish(start_job(corpus, out, ray_tmp))
+    finish(start_job(corpus, out))
     assert_same_as_reference(out, reference)
     assert not list(out.glob(".tmp-*"))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_kill_at_random_moment_then_resume(corpus, reference, tmp_path, ray_tmp, seed):
+def test_kill_at_random_moment_then_resume(corpus, reference, tmp_path, seed):
     out = tmp_path / "out"
     _, _, reference_seconds = reference
     delay = random.Random(seed).uniform(0.3, reference_seconds)
-    process = start_job(corpus, out, ray_tmp)
+    process = start_job(corpus, out)
     time.sleep(delay)
-    kill_job(process, ray_tmp)
-    finish(start_job(corpus, out, ray_tmp))
+    kill_job(process)
+    finish(start_job(corpus, out))
     assert_same_as_reference(out, reference)
