@@ -491,10 +491,16 @@ def render_rejected_grid(samples: Sequence[Sample]) -> str:
     return f'<div class="grid">{"".join(cards)}</div>'
 
 
+def _section_title(stage: StageData) -> str:
+    """The job and the output directory: several outputs of one job (or one job's stages) stay apart."""
+    job = stage.manifest.get("job")
+    return f"{job}: {stage.directory.name}" if job else stage.directory.name
+
+
 def render_stage(anchor: str, stage: StageData, sample_rows: int) -> str:
     manifest = stage.manifest
     parts = [
-        f'<section id="{anchor}"><h2>{_e(manifest.get("stage_output", stage.directory.name))}</h2>',
+        f'<section id="{anchor}"><h2>{_e(_section_title(stage))}</h2>',
         f'<p class="path">{_e(stage.directory)}</p>',
     ]
     if manifest["rows_written"] != stage.rows_on_disk:
@@ -560,7 +566,7 @@ svg text { font-size: 11px; fill: var(--ink); }
 
 def render_document(title: str, stages: Sequence[StageData], sample_rows: int) -> str:
     anchors = [f"stage-{index}" for index in range(len(stages))]
-    nav = "".join(f'<a href="#{anchor}">{_e(stage.manifest.get("stage_output", stage.directory.name))}</a>'
+    nav = "".join(f'<a href="#{anchor}">{_e(_section_title(stage))}</a>'
                   for anchor, stage in zip(anchors, stages))
     sections = "".join(render_stage(anchor, stage, sample_rows) for anchor, stage in zip(anchors, stages))
     # The CSP meta tag comes first so it governs everything after it.
