@@ -230,6 +230,10 @@ def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage
     context = DataContext.get_current()
     context.target_max_block_size = None  # a block is a whole shard; never split it
     context.enable_progress_bars = progress
+    # Per-operator reservations keep actor pools and readers from starving each other. When every stage is a
+    # task, reader, stages and writer fuse into one operator, and the reservation only idles CPUs (measured:
+    # 2 workers on 2 cores went from 1.2x to 1.6x a plain loop without it).
+    context.op_resource_reservation_enabled = any(stage.uses_model for _, stage in specs_and_stages)
     ds = ray.data.from_items([{"shard": p.shard_id, "items": p.items} for p in pending],
                              override_num_blocks=len(pending))
     ds = ds.map_batches(read_shards, fn_args=(job.model_dump_json(by_alias=True),), batch_size=None,
