@@ -41,13 +41,14 @@ def write_result(name: str, metrics: dict[str, float], *, baseline: str, command
 
 
 def results_table() -> str:
-    lines = ["| benchmark | metric | value | baseline | machine | date |", "|---|---|---|---|---|---|"]
-    for path in sorted(RESULTS_DIR.glob("*.json")):
-        result = json.loads(path.read_text())
-        machine = f"{result['machine']['cpu']}, {result['machine']['cores']} cores"
-        for metric, value in result["metrics"].items():
-            lines.append(f"| {result['name']} | {metric} | {value} | {result['baseline']} | {machine} | "
-                         f"{result['date'][:10]} |")
+    """One row per benchmark; the machine once per distinct machine (results are only comparable on one)."""
+    results = [json.loads(path.read_text()) for path in sorted(RESULTS_DIR.glob("*.json"))]
+    machines = sorted({f"{r['machine']['cpu']}, {r['machine']['cores']} cores" for r in results})
+    lines = [f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}.", "",
+             "| benchmark | metrics | baseline | date |", "|---|---|---|---|"]
+    for result in results:
+        metrics = ", ".join(f"`{name}` {value}" for name, value in result["metrics"].items())
+        lines.append(f"| {result['name']} | {metrics} | {result['baseline']} | {result['date'][:10]} |")
     return "\n".join(lines)
 
 

@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
             close_distributed()
 
     plain_median, engine_median = statistics.median(plain), statistics.median(deepspeed)
-    metrics = {"ratio": round(plain_median / engine_median, 3), "plain_step_ms": round(1000 * plain_median, 2),
+    # Step-time ratio, as benchmarks/deepspeed_cpu_step.py reports it for the MLLM (target <= 1.2).
+    metrics = {"ratio_to_plain_torch": round(engine_median / plain_median, 3),
+               "plain_step_ms": round(1000 * plain_median, 2),
                "deepspeed_step_ms": round(1000 * engine_median, 2)}
     notes = {"batch_size": args.batch_size, "latent_side": args.latent_side, "text_tokens": args.text_tokens,
              "steps": args.steps, "warmup": args.warmup, "torch_threads": torch.get_num_threads(),
