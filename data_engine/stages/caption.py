@@ -90,11 +90,26 @@ def ocr_texts(lines: list[dict[str, Any]] | None) -> list[str]:
     return [line["text"] for line in lines or [] if line.get("text")]
 
 
+class GenerationStage(Stage):
+    """A model stage that prompts a generation backend (captioning, prompt rewriting): the backend is checked
+    on the driver before the job starts, and the prompt set and backend load once per actor."""
+
+    uses_model = True
+
+    def preflight(self) -> None:
+        problem = check_backend_available(self.config.backend)
+        if problem:
+            raise StageUnavailable(f"{self.name}: {problem}")
+
+    def setup(self) -> None:
+        self.prompts: PromptSet = load_prompt_set(self.config.prompt_version)
+        self.backend: GenerationBackend = make_backend(self.config.backend)
+
+
 @register_stage
-class CaptionImageStage(Stage[CaptionImageConfig]):
+class CaptionImageStage(GenerationStage, Stage[CaptionImageConfig]):
     op = "caption_image"
     Config = CaptionImageConfig
-    uses_model = True
     default_resources = Resources(num_cpus=1, batch_size=8, concurrency=1)
     decision_reasons = CAPTION_REJECTS
     threshold_fields = frozenset({"required"})
@@ -105,15 +120,6 @@ class CaptionImageStage(Stage[CaptionImageConfig]):
 
     def replaced_columns(self) -> tuple[str, ...]:
         return ("captions", "caption_sampling")
-
-    def preflight(self) -> None:
-        problem = check_backend_available(self.config.backend)
-        if problem:
-            raise StageUnavailable(f"{self.name}: {problem}")
-
-    def setup(self) -> None:
-        self.prompts: PromptSet = load_prompt_set(self.config.prompt_version)
-        self.backend: GenerationBackend = make_backend(self.config.backend)
 
     def caption_keys(self) -> list[tuple[str, str]]:
         return [(t, lang) for t in self.config.types for lang in self.config.languages]

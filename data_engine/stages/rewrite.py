@@ -14,12 +14,12 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from data_engine.captioning.backends import (BackendConfig, GenerationBackend, GenerationRequest,
-                                             TransformersBackendConfig, check_backend_available, make_backend)
+from data_engine.captioning.backends import BackendConfig, GenerationRequest, TransformersBackendConfig
 from data_engine.captioning.parsing import clean_generation
-from data_engine.captioning.prompts import LANGUAGES, PromptSet, load_prompt_set
-from data_engine.stage import REJECT_COLUMN, Resources, Stage, StageConfig, StageUnavailable, register_stage
+from data_engine.captioning.prompts import LANGUAGES, load_prompt_set
+from data_engine.stage import REJECT_COLUMN, Resources, Stage, StageConfig, register_stage
 from data_engine.stage_runner import REJECT_DETAIL_COLUMN
+from data_engine.stages.caption import GenerationStage
 
 
 class RewritePromptConfig(StageConfig):
@@ -45,10 +45,9 @@ class RewritePromptConfig(StageConfig):
 
 
 @register_stage
-class RewritePromptStage(Stage[RewritePromptConfig]):
+class RewritePromptStage(GenerationStage, Stage[RewritePromptConfig]):
     op = "rewrite_prompt"
     Config = RewritePromptConfig
-    uses_model = True
     default_resources = Resources(num_cpus=1, batch_size=16, concurrency=1)
 
     def output_fields(self) -> tuple[pa.Field, ...]:
@@ -57,15 +56,9 @@ class RewritePromptStage(Stage[RewritePromptConfig]):
     def replaced_columns(self) -> tuple[str, ...]:
         return ("captions",)
 
-    def preflight(self) -> None:
-        problem = check_backend_available(self.config.backend)
-        if problem:
-            raise StageUnavailable(f"{self.name}: {problem}")
-
     def setup(self) -> None:
-        self.prompts: PromptSet = load_prompt_set(self.config.prompt_version)
+        super().setup()
         self.language = self.config.source.rpartition("/")[2]
-        self.backend: GenerationBackend = make_backend(self.config.backend)
 
     def style_for(self, row_id: str) -> str:
         styles = self.prompts.text("styles", self.language)
