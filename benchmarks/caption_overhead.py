@@ -12,12 +12,10 @@ import io
 import pyarrow as pa
 from PIL import Image
 
-from benchmarks.common import write_result
-from benchmarks.embedding_overhead import median_seconds
+from benchmarks.overhead import write_stage_overhead
 from data_engine.job import StageSpec
 from data_engine.readers import row_id
 from data_engine.schemas import CAPTION
-from data_engine.stage_runner import apply_stage
 
 NAME = "caption_overhead"
 
@@ -54,13 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         for requests in batches:
             stage.backend.generate(requests)
 
-    direct_s = median_seconds(direct, args.repeats)
-    stage_s = median_seconds(lambda: apply_stage(stage, table, args.batch_size), args.repeats)
-    write_result(NAME, {"overhead_fraction": round(stage_s / direct_s - 1, 4),
-                        "direct_images_per_s": round(args.images / direct_s, 2),
-                        "stage_images_per_s": round(args.images / stage_s, 2)},
-                 baseline="TransformersBackend.generate on the same prepared requests (tiny Qwen3-VL)",
-                 command=f"python -m benchmarks.caption_overhead --images {args.images}")
+    write_stage_overhead(NAME, stage, table, direct, batch_size=args.batch_size, unit="images", repeats=args.repeats,
+                         baseline="TransformersBackend.generate on the same prepared requests (tiny Qwen3-VL)",
+                         command=f"python -m benchmarks.caption_overhead --images {args.images}")
 
 
 if __name__ == "__main__":

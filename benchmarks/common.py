@@ -1,11 +1,14 @@
-"""Result files and the README table shared by every benchmark."""
+"""Result files, the README table and timing shared by every benchmark."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,16 @@ def machine_description() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `repeats` calls: one slow call on a shared machine does not move it."""
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 def write_result(name: str, metrics: dict[str, float], *, baseline: str, command: str,

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
-import time
 
 import pyarrow as pa
 
-from benchmarks.common import write_result
+from benchmarks.overhead import write_stage_overhead
 from data_engine.job import StageSpec
 from data_engine.readers import row_id
 from data_engine.rebalance.tagging import default_embedding_model, embed, load_encoder
 from data_engine.schemas import CAPTION
-from data_engine.stage_runner import apply_stage
 
 NAME = "embedding_overhead"
 WORDS = ("a red car parked beside an old brick building under a cloudy sky with trees and people walking "
@@ -30,15 +27,6 @@ WORDS = ("a red car parked beside an old brick building under a cloudy sky with 
 def synthetic_captions(count: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 30))) for _ in range(count)]
-
-
-def median_seconds(run, repeats: int) -> float:
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,13 +48,9 @@ def main(argv: list[str] | None = None) -> None:
         for start in range(0, len(captions), args.batch_size):
             embed(encoder, captions[start:start + args.batch_size], batch_size=args.batch_size)
 
-    direct_s = median_seconds(direct, args.repeats)
-    stage_s = median_seconds(lambda: apply_stage(stage, table, args.batch_size), args.repeats)
-    write_result(NAME, {"overhead_fraction": round(stage_s / direct_s - 1, 4),
-                        "direct_captions_per_s": round(args.captions / direct_s, 1),
-                        "stage_captions_per_s": round(args.captions / stage_s, 1)},
-                 baseline="SentenceTransformer.encode on the same captions, same model and batch size",
-                 command=f"python -m benchmarks.embedding_overhead --captions {args.captions}")
+    write_stage_overhead(NAME, stage, table, direct, batch_size=args.batch_size, unit="captions", repeats=args.repeats,
+                         baseline="SentenceTransformer.encode on the same captions, same model and batch size",
+                         command=f"python -m benchmarks.embedding_overhead --captions {args.captions}")
 
 
 if __name__ == "__main__":

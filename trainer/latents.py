@@ -10,7 +10,8 @@
   for the caption wrapped in the chat template; for edits, the source image plus the instruction.
 - Storage: tensors as float16 bytes plus their shape, in columns added to the upstream rows (stage
   `cache_latents`); upstream caption / edit / multi-view shards are read by the `caption_shards` /
-  `edit_shards` / `multiview_collages` readers. The job is `pipelines/jobs/cache_latents.yaml`.
+  `edit_shards` / `multiview_collages` readers (on the base of `data_engine/upstream.py`). The job is
+  `pipelines/jobs/cache_latents.yaml`.
 """
 
 from __future__ import annotations
@@ -19,21 +20,19 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from PIL import Image
 from pydantic import Field
 
-from data_engine.captioning.reader import ImageShardsReader
-from data_engine.readers import ReaderConfig, register_reader, row_id
-from data_engine.schemas import CAPTION, EDIT_TRIPLET, MULTIVIEW_SAMPLE, ShardSchema
-from data_engine.shards import read_shard
+from data_engine.readers import register_reader
+from data_engine.schemas import CAPTION, EDIT_TRIPLET, MULTIVIEW_SAMPLE
 from data_engine.stage import REJECT_COLUMN, Resources, Stage, StageConfig, register_stage
 from data_engine.stage_runner import REJECT_DETAIL_COLUMN
+from data_engine.upstream import UpstreamShardsReader
 
 TINY_PREFIX = "tiny:"
 PIXEL_MULTIPLE = 16  # VAE downsamples by 8, the MMDiT patch by 2 more
@@ -172,98 +171,30 @@ class TextFeatureEncoder:
 # ---------------------------------------------------------------- readers of upstream shards
 
 
-class UpstreamShardsConfig(ReaderConfig):
-    source_dataset: str = "upstream"  # provenance of the new rows; the upstream row id becomes upstream_id
-
-
-class UpstreamShardsReader(ImageShardsReader):
-    """Accepted rows of an upstream shard directory (listed as `image_shards` lists them), turned into rows
-    of `schema` by `carry`. The default `carry` copies every base column (upstream schema = output schema)."""
-
-    Config = UpstreamShardsConfig
-    schema: ClassVar[ShardSchema]
-    upstream_schema: ClassVar[ShardSchema]
-
-    def carried_columns(self) -> list[str]:
-        return [f.name for f in self.schema.fields if f.name not in ("id", "source_dataset", "upstream_id")]
-
-    def carry(self, source: dict[str, Any]) -> dict[str, Any]:
-        return {name: source[name] for name in self.carried_columns()}
-
-    def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
-        root = Path(input_uri.removeprefix("file://"))
-        wanted: dict[str, list[str]] = {}
-        for item in items:
-            file_name, _, upstream = item.partition("#")
-            wanted.setdefault(file_name, []).append(upstream)
-        by_id: dict[str, dict[str, Any]] = {}
-        for file_name, ids in wanted.items():
-            table = read_shard(root / file_name)
-            missing = [f.name for f in self.upstream_schema.fields if f.name not in table.column_names]
-            if missing:
-                raise ValueError(f"{root / file_name}: not {self.upstream_schema.name} shards (missing columns {missing})")
-            selected = table.filter(pc.is_in(table.column("id"), pa.array(ids)))
-            by_id.update((row["id"], row) for row in selected.to_pylist())
-        rows = []
-        for item in items:
-            upstream = item.partition("#")[2]
-            row = {"id": row_id(self.config.source_dataset, upstream), "source_dataset": self.config.source_dataset,
-                   "upstream_id": upstream} | dict.fromkeys(self.carried_columns())
-            source = by_id.get(upstream)
-            if source is None:  # the upstream shard changed after listing
-                row.update(license=self.config.license, reject_reason="upstream_row_missing", reject_stage="read",
-                           reject_detail=item)
-            else:
-                row.update(self.carry(source))
-            rows.append(row)
-        return pa.Table.from_pylist(rows, schema=self.schema.arrow())
-
-
-class CaptionShardsConfig(UpstreamShardsConfig):
-    kind: Literal["caption_shards"] = "caption_shards"
+@register_reader
+class CaptionShardsReader(UpstreamShardsReader, kind="caption_shards", schema=CAPTION):
+    """Caption rows as they are (the input of latent caching and of rebalancing)."""
 
 
 @register_reader
-class CaptionShardsReader(UpstreamShardsReader):
-    kind = "caption_shards"
-    Config = CaptionShardsConfig
-    schema = upstream_schema = CAPTION
-
-
-class EditShardsConfig(UpstreamShardsConfig):
-    kind: Literal["edit_shards"] = "edit_shards"
+class EditShardsReader(UpstreamShardsReader, kind="edit_shards", schema=EDIT_TRIPLET):
+    """Edit triplets as they are (the input of edit latent caching)."""
 
 
 @register_reader
-class EditShardsReader(UpstreamShardsReader):
-    kind = "edit_shards"
-    Config = EditShardsConfig
-    schema = upstream_schema = EDIT_TRIPLET
-
-
-class MultiviewCollagesConfig(UpstreamShardsConfig):
-    kind: Literal["multiview_collages"] = "multiview_collages"
-
-
-@register_reader
-class MultiviewCollagesReader(UpstreamShardsReader):
+class MultiviewCollagesReader(UpstreamShardsReader, kind="multiview_collages", schema=CAPTION,
+                              upstream_schema=MULTIVIEW_SAMPLE):
     """Multi-view samples (report 4.1.5) as caption rows: the collage of views is the image to generate, the
     dense and structured captions are its prompts (report 4.2.1 mixes them into the 1024p stage)."""
-
-    kind = "multiview_collages"
-    Config = MultiviewCollagesConfig
-    schema = CAPTION
-    upstream_schema = MULTIVIEW_SAMPLE
 
     def carry(self, source: dict[str, Any]) -> dict[str, Any]:
         collage = source["collage"] or {}
         captions = [(key, text) for key, text in (("extended_long/en", source["dense_caption"]),
                                                   ("structured/en", source["structured_caption"])) if text]
-        return dict.fromkeys(self.carried_columns()) | {
-            "license": source["license"], "image_bytes": collage.get("bytes"), "image_uri": collage.get("uri"),
-            "width": collage.get("width"), "height": collage.get("height"), "sha256": collage.get("sha256"),
-            "captions": captions, "reject_reason": source["reject_reason"], "reject_stage": source["reject_stage"],
-            "reject_detail": source["reject_detail"]}
+        return {"license": source["license"], "image_bytes": collage.get("bytes"), "image_uri": collage.get("uri"),
+                "width": collage.get("width"), "height": collage.get("height"), "sha256": collage.get("sha256"),
+                "captions": captions, "reject_reason": source["reject_reason"], "reject_stage": source["reject_stage"],
+                "reject_detail": source["reject_detail"]}
 
 
 # ---------------------------------------------------------------- the caching stage

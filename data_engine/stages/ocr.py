@@ -1,6 +1,7 @@
-"""OCR-aware captioning (report 4.1.2): `ocr_text` reads text first, `caption_image` with `ocr_aware: true`
-puts it in the prompts, and `ocr_caption_filter` keeps a row only if its captions cover all OCR text, agree
-with it and keep its original language (definitions in `data_engine/captioning/ocr_check.py`).
+"""OCR-aware captioning (report 4.1.2): `ocr_text` reads text first (engine `rapidocr` or `tesseract`, see
+`data_engine/captioning/ocr_engines.py`), `caption_image` with `ocr_aware: true` puts it in the prompts,
+and `ocr_caption_filter` keeps a row only if its captions cover all OCR text, agree with it and keep its
+original language (definitions in `data_engine/captioning/ocr_check.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PIL import Image
 from pydantic import Field
 
 from data_engine.captioning.ocr_check import check_caption_against_ocr
+from data_engine.captioning.ocr_engines import OcrEngineName, TesseractConfig, check_tesseract, make_ocr_engine
 from data_engine.stage import Resources, Stage, StageConfig, register_stage
 from data_engine.stages.caption import OCR_LINES_COLUMN, ocr_texts
 
@@ -23,6 +25,8 @@ OCR_LINE = pa.struct([("text", pa.string()), ("score", pa.float32()), ("box", pa
 
 
 class OcrTextConfig(StageConfig):
+    engine: OcrEngineName = "rapidocr"
+    tesseract: TesseractConfig = Field(default_factory=TesseractConfig)  # used when engine is tesseract
     min_score: float = Field(default=0.5, ge=0, le=1)  # lines the recogniser is less sure of are dropped
     max_side: int = Field(default=1536, gt=0)  # images are downscaled to this long side before detection
 
@@ -39,26 +43,30 @@ class OcrTextStage(Stage[OcrTextConfig]):
     def output_fields(self) -> tuple[pa.Field, ...]:
         return (pa.field(OCR_LINES_COLUMN, pa.list_(OCR_LINE)),)
 
+    def preflight(self) -> None:
+        if self.config.engine == "tesseract":
+            check_tesseract(self.config.tesseract)
+
     def setup(self) -> None:
-        from rapidocr import RapidOCR  # ships its ONNX detection and recognition models in the wheel
+        self.engine = make_ocr_engine(self.config.engine, self.config.tesseract)
 
-        self.engine = RapidOCR()
-
-    def read_lines(self, data: bytes) -> list[dict[str, Any]]:
-        with Image.open(io.BytesIO(data)) as image:
-            rgb = image.convert("RGB")
-        scale = min(1.0, self.config.max_side / max(rgb.size))
-        if scale < 1.0:
-            rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BICUBIC)
-        result = self.engine(np.asarray(rgb))
-        if result.txts is None:
-            return []
-        return [{"text": text, "score": float(score), "box": (np.asarray(box, dtype=np.float32) / scale).ravel().tolist()}
-                for text, score, box in zip(result.txts, result.scores, result.boxes)
-                if score >= self.config.min_score and text.strip()]
+    def read_lines(self, images: Sequence[bytes]) -> list[list[dict[str, Any]]]:
+        """Each image's lines at or above `min_score`, boxes in the stored image's pixels."""
+        scaled, scales = [], []
+        for data in images:
+            with Image.open(io.BytesIO(data)) as image:
+                rgb = image.convert("RGB")
+            scale = min(1.0, self.config.max_side / max(rgb.size))
+            if scale < 1.0:
+                rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BICUBIC)
+            scaled.append(rgb)
+            scales.append(scale)
+        return [[line | {"box": (np.asarray(line["box"], dtype=np.float32) / scale).tolist()} for line in lines
+                 if line["score"] >= self.config.min_score and line["text"].strip()]
+                for lines, scale in zip(self.engine.read_lines(scaled), scales)]
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
-        return {OCR_LINES_COLUMN: [self.read_lines(data) for data in batch.column("image_bytes").to_pylist()]}
+        return {OCR_LINES_COLUMN: self.read_lines(batch.column("image_bytes").to_pylist())}
 
 
 class OcrCaptionFilterConfig(StageConfig):

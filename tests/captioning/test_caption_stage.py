@@ -122,3 +122,30 @@ def test_caption_job_runs_on_an_image_job_output(ray_local, images: list[bytes],
     rows = [row for _, table in iter_shards(captions_out) for row in table.to_pylist()]
     assert sorted(r["width"] for r in rows) == [96, 1200]
     assert all(len(dict(r["captions"])) == 6 and r["reject_reason"] is None for r in rows)
+
+
+def test_image_shards_reader_marks_vanished_rows_and_names_foreign_shards(tmp_path: Path) -> None:
+    from data_engine.captioning.reader import ImageShardsReader
+    from data_engine.schemas import EDIT_TRIPLET, IMAGE_SAMPLE
+    from data_engine.shards import ShardDirError, write_shard
+    from data_engine.upstream import UpstreamShardsConfig
+
+    def upstream(name: str, schema, rows: list[dict]) -> str:
+        base = [{"source_dataset": "raw", "upstream_id": row["id"], "license": "CC0"} | row for row in rows]
+        (tmp_path / name).mkdir()
+        write_shard(tmp_path / name, 0, pa.Table.from_pylist(base, schema=schema.arrow()), [])
+        return str(tmp_path / name)
+
+    images = upstream("images", IMAGE_SAMPLE, [{"id": "a", "image_bytes": b"x", "width": 8},
+                                               {"id": "b", "reject_reason": "too_small"}])
+    reader = ImageShardsReader(UpstreamShardsConfig(kind="image_shards", source_dataset="curated", license="mixed"))
+    items = reader.list_items(images)
+    assert items == ["part-00000.parquet#a"]  # accepted rows only
+    table = reader.read_items(images, [*items, "part-00000.parquet#gone"]).to_pylist()
+    assert [(r["upstream_id"], r["image_bytes"], r["width"], r["license"], r["reject_reason"]) for r in table] == [
+        ("a", b"x", 8, "CC0", None), ("gone", None, None, "mixed", "upstream_row_missing")]
+    assert table[0]["id"] == row_id("curated", "a") and table[0]["source_dataset"] == "curated"
+
+    edits = upstream("edits", EDIT_TRIPLET, [{"id": "e"}])
+    with pytest.raises(ShardDirError, match=r"edits/part-00000.parquet: not image_sample shards \(missing columns"):
+        reader.read_items(edits, reader.list_items(edits))

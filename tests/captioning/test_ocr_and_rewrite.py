@@ -11,10 +11,12 @@ import pytest
 from conftest import ServedModel
 from PIL import Image, ImageDraw, ImageFont
 
+from data_engine.captioning.ocr_engines import lines_from_tsv
 from data_engine.job import StageSpec
 from data_engine.readers import row_id
 from data_engine.redecide import redecide_table
 from data_engine.schemas import CAPTION
+from data_engine.stage import StageUnavailable
 from data_engine.stage_runner import apply_stage
 from data_engine.stages.ocr import OCR_LINE, OcrTextStage
 
@@ -48,14 +50,47 @@ def build(op: str, **config):
     return stage
 
 
-def test_ocr_text_reads_rendered_text_with_boxes() -> None:
-    stage = build("ocr_text")
-    assert isinstance(stage, OcrTextStage)
-    lines = stage.read_lines(sign_image())
+@pytest.fixture(scope="module", params=["rapidocr", "tesseract"])
+def ocr_stage(request: pytest.FixtureRequest) -> OcrTextStage:
+    return build("ocr_text", engine=request.param)
+
+
+def test_ocr_text_reads_rendered_text_with_boxes(ocr_stage: OcrTextStage) -> None:
+    rows = [{"image_bytes": sign_image()}, {"image_bytes": _blank_png()}]
+    table, stats = apply_stage(ocr_stage, rows_table(rows, with_ocr=False), batch_size=8)
+    lines, blank = table.column("ocr_lines").to_pylist()
     assert [line["text"] for line in lines] == list(SIGN)
-    first = lines[0]["box"]
-    assert len(first) == 8 and 0 <= min(first[0::2]) <= 20 and 0 <= min(first[1::2]) <= 20
-    assert stage.read_lines(_blank_png()) == []
+    assert all(line["score"] >= 0.5 for line in lines) and blank == []
+    for line, (left, top) in zip(lines, SIGN.values()):  # boxes around the drawn text, in image pixels
+        xs, ys = line["box"][0::2], line["box"][1::2]
+        assert len(line["box"]) == 8 and abs(min(xs) - left) <= 10 and abs(min(ys) - top) <= 15
+        assert max(ys) - min(ys) < 50
+    assert stats.rejects == {}
+
+
+def test_tesseract_lines_join_words_and_keep_pages_apart() -> None:
+    columns = "level page_num block_num par_num line_num word_num left top width height conf text".split()
+    page_records = [(1, page, 0, 0, 0, 0, 0, 0, 100, 100, -1, "") for page in (1, 2)]
+    words = [(5, 2, 1, 1, 1, 1, 10, 5, 20, 30, 90.0, "营"), (5, 2, 1, 1, 1, 2, 32, 5, 20, 30, 80.0, "业"),
+             (5, 2, 1, 1, 1, 3, 54, 6, 20, 30, 70.0, "中"), (5, 2, 1, 1, 2, 1, 10, 50, 40, 20, 95.0, "OPEN"),
+             (5, 2, 1, 1, 2, 2, 60, 50, 30, 20, 85.0, "24h")]
+    tsv = "\n".join("\t".join(str(value) for value in record) for record in [columns, *page_records, *words])
+    first, second, third = lines_from_tsv(tsv, pages=3)
+    assert first == third == [] and [line["text"] for line in second] == ["营业中", "OPEN 24h"]
+    assert second[0]["box"] == [10.0, 5.0, 74.0, 5.0, 74.0, 36.0, 10.0, 36.0]
+    assert second[0]["score"] == pytest.approx(0.8) and second[1]["score"] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("tesseract, message", [
+    ({"binary": "no-such-tesseract"}, r"program 'no-such-tesseract' not found \(install the Debian package "
+                                      r"tesseract-ocr\)$"),
+    ({"languages": ["eng", "klingon"]}, r"no language data for \['klingon'\].*install the Debian packages "
+                                        r"tesseract-ocr-klingon$")])
+def test_tesseract_missing_program_or_language_is_a_one_line_error(tesseract: dict, message: str) -> None:
+    stage = StageSpec(op="ocr_text", config={"engine": "tesseract", "tesseract": tesseract}).build()
+    with pytest.raises(StageUnavailable, match=message) as failure:
+        stage.preflight()
+    assert "\n" not in str(failure.value)
 
 
 def _blank_png() -> bytes:

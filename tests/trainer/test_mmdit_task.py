@@ -177,7 +177,8 @@ def write_upstream(out: Path, schema, rows: list[dict]) -> Path:
 
 def test_multiview_collages_become_caption_rows(tmp_path: Path):
     from data_engine.schemas import MULTIVIEW_SAMPLE
-    from trainer.latents import MultiviewCollagesConfig, MultiviewCollagesReader
+    from data_engine.upstream import UpstreamShardsConfig
+    from trainer.latents import MultiviewCollagesReader
 
     collage = {"bytes": b"png", "uri": None, "width": 256, "height": 128, "sha256": "abc"}
     rows = [{"id": f"m{n}", "source_dataset": "render", "upstream_id": str(n), "license": "CC0", "views": [],
@@ -185,7 +186,7 @@ def test_multiview_collages_become_caption_rows(tmp_path: Path):
              "dense_caption": "a chair from four sides", "reject_reason": "blurry" if n == 1 else None}
             for n in range(3)]
     upstream = write_upstream(tmp_path / "multiview", MULTIVIEW_SAMPLE, rows)
-    reader = MultiviewCollagesReader(MultiviewCollagesConfig(source_dataset="mv"))
+    reader = MultiviewCollagesReader(UpstreamShardsConfig(kind="multiview_collages", source_dataset="mv"))
     items = reader.list_items(str(upstream))
     assert [item.partition("#")[2] for item in items] == ["m0", "m2"]  # accepted rows only
     table = reader.read_items(str(upstream), items)
