@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the project needs: libusb for open3d's import, chromium for the report tests, WordNet
-# (the taxonomy rebalancing tags against).
+# (the taxonomy rebalancing tags against), tesseract with English and Chinese data (the second OCR engine).
 # As root they are installed; otherwise the exact command is printed and the script fails.
 set -euo pipefail
-packages=(libusb-1.0-0 chromium wordnet-base)
+packages=(libusb-1.0-0 chromium wordnet-base tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
