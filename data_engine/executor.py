@@ -37,6 +37,7 @@ from data_engine.shards import (JOB_FINGERPRINT_NAME, MANIFEST_NAME, ShardDirErr
                                 shard_file_name, write_shard)
 from data_engine.stage import Stage, StageStats
 from data_engine.stage_runner import apply_stage
+from data_engine.storage import Location, StorageConfig, is_storage_uri, resolve
 
 SHARD_COLUMN = "_shard"
 STATS_COLUMN = "_stage_stats"
@@ -129,7 +130,7 @@ class StageActor:
 
 def read_shards(plans: pa.Table, job_json: str) -> pa.Table:
     job = JobConfig.model_validate_json(job_json)
-    reader = make_reader(job.reader)
+    reader = make_reader(job.reader, job.storage)
     tables = []
     for shard_id, items in zip(plans.column("shard").to_pylist(), plans.column("items").to_pylist()):
         started = time.perf_counter()
@@ -144,9 +145,11 @@ def read_shards(plans: pa.Table, job_json: str) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def write_shards(block: pa.Table, out_dir: str, schema_bytes: bytes, row_group_rows: int) -> pa.Table:
+def write_shards(block: pa.Table, out_dir: str, storage_json: str, schema_bytes: bytes,
+                 row_group_rows: int) -> pa.Table:
     import ray
 
+    out = resolve(out_dir, StorageConfig.model_validate_json(storage_json))
     schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
     node_id = ray.get_runtime_context().get_node_id()
     written = {"shard": [], "rows": []}
@@ -154,7 +157,7 @@ def write_shards(block: pa.Table, out_dir: str, schema_bytes: bytes, row_group_r
         shard_id = group.column(SHARD_COLUMN)[0].as_py()
         stage_stats = json.loads(group.column(STATS_COLUMN)[0].as_py())
         rows = conform_table(group.drop_columns(list(INTERNAL_COLUMNS)), schema, where=shard_file_name(shard_id))
-        write_shard(Path(out_dir), shard_id, rows, stage_stats, row_group_rows=row_group_rows, node_id=node_id)
+        write_shard(out, shard_id, rows, stage_stats, row_group_rows=row_group_rows, node_id=node_id)
         written["shard"].append(shard_id)
         written["rows"].append(rows.num_rows)
     return pa.table(written)
@@ -204,12 +207,12 @@ def job_fingerprint(job: JobConfig, listing_hash: str) -> dict[str, Any]:
             "schema": job.schema_name}
 
 
-def _claim_output_dir(out_dir: Path, fingerprint: dict[str, Any]) -> None:
+def _claim_output_dir(out_dir: Location, fingerprint: dict[str, Any]) -> None:
     """An output directory belongs to one job configuration and input listing; refuse to mix two."""
     path = out_dir / JOB_FINGERPRINT_NAME
     if path.exists():
         try:
-            existing = json.loads(path.read_text())
+            existing = json.loads(path.read_bytes())
         except json.JSONDecodeError as exc:
             raise ShardDirError(f"{path}: malformed ({exc}); delete the output directory to start over") from exc
         differing = sorted(k for k in fingerprint if existing.get(k) != fingerprint[k])
@@ -223,7 +226,7 @@ def _claim_output_dir(out_dir: Path, fingerprint: dict[str, Any]) -> None:
 
 
 def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage]], pending: list[ShardPlan],
-                   out_dir: Path, schema: pa.Schema, progress: bool) -> Any:
+                   out_dir: Location, schema: pa.Schema, progress: bool) -> Any:
     import ray
     from ray.data import DataContext
 
@@ -249,17 +252,18 @@ def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage
             ds = ds.map_batches(run_task_stage, fn_args=(spec.model_dump_json(), resources.batch_size),
                                 concurrency=resources.concurrency, **common)
     schema_bytes = schema.serialize().to_pybytes()
-    return ds.map_batches(write_shards, fn_args=(str(out_dir), schema_bytes, job.row_group_rows),
+    return ds.map_batches(write_shards, fn_args=(str(out_dir), job.storage.model_dump_json(), schema_bytes,
+                                                 job.row_group_rows),
                           batch_size=None, batch_format="pyarrow", num_cpus=1)
 
 
-def run_job(job: JobConfig, *, out_dir: Path | None = None, address: str | None = None,
+def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str | None = None,
             progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a job; returns the manifest it wrote."""
+    """Run (or resume) a job; returns the manifest it wrote. `out_dir` (a path or URI) overrides job.output."""
     started_wall = time.time()
     started = time.perf_counter()
-    out = Path(out_dir or job.output)
-    reader = make_reader(job.reader)
+    out = resolve(str(out_dir or job.output), job.storage)
+    reader = make_reader(job.reader, job.storage)
     specs_and_stages = [(spec, spec.build()) for spec in job.stages]
     for _, stage in specs_and_stages:
         stage.preflight()
@@ -268,7 +272,7 @@ def run_job(job: JobConfig, *, out_dir: Path | None = None, address: str | None 
     plans = plan_shards(items, job.reader.shard_rows)
     listing_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()
 
-    out.mkdir(parents=True, exist_ok=True)
+    out.make_dirs()
     _claim_output_dir(out, job_fingerprint(job, listing_hash))
     remove_stale_temps(out)
     done = completed_shards(out)
@@ -297,7 +301,8 @@ def run_job(job: JobConfig, *, out_dir: Path | None = None, address: str | None 
     finalizing = [stage for _, stage in specs_and_stages if type(stage).finalize_output is not Stage.finalize_output]
     for stage in finalizing:
         _log(f"[{job.name}] {stage.name}: pass over all shards")
-        stage.finalize_output(out)
+        # Local outputs stay Paths for the stages' passes; object-store ones go as Locations (data_engine.shards).
+        stage.finalize_output(out.local_path if out.is_local else out)
     if finalizing:
         manifest = read_manifest(out)
     for line in summary_lines(manifest):
@@ -305,7 +310,7 @@ def run_job(job: JobConfig, *, out_dir: Path | None = None, address: str | None 
     return manifest
 
 
-def build_manifest(job: JobConfig, out: Path, plans: list[ShardPlan], *, items_count: int,
+def build_manifest(job: JobConfig, out: Location, plans: list[ShardPlan], *, items_count: int,
                    listing_hash: str) -> dict[str, Any]:
     order = ["read"] + [spec.name for spec in job.stages]
     totals = {name: StageStats(name) for name in order}
@@ -327,7 +332,7 @@ def build_manifest(job: JobConfig, out: Path, plans: list[ShardPlan], *, items_c
         "config": job.model_dump(mode="json", by_alias=True),
         "config_hash": job.config_hash(),
         "input": {"uri": job.input, "n_items": items_count, "listing_hash": listing_hash,
-                  "upstream": _upstream_lineage(job.input)},
+                  "upstream": _upstream_lineage(job.input, job.storage)},
         "rows_in": items_count,
         "rows_written": rows_written,
         "rows_accepted": rows_written - sum(rejects.values()),
@@ -338,12 +343,14 @@ def build_manifest(job: JobConfig, out: Path, plans: list[ShardPlan], *, items_c
     }
 
 
-def _upstream_lineage(input_uri: str) -> dict[str, Any] | None:
+def _upstream_lineage(input_uri: str, storage: StorageConfig) -> dict[str, Any] | None:
     """When the input is another stage's output, record which job and config produced it."""
-    manifest_path = Path(input_uri.removeprefix("file://"), MANIFEST_NAME)
+    if not is_storage_uri(input_uri):
+        return None
+    manifest_path = resolve(input_uri, storage) / MANIFEST_NAME
     if not manifest_path.is_file():
         return None
-    upstream = json.loads(manifest_path.read_text())
+    upstream = json.loads(manifest_path.read_bytes())
     return {"job": upstream.get("job"), "config_hash": upstream.get("config_hash"), "schema": upstream.get("schema")}
 
 

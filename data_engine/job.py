@@ -14,6 +14,7 @@ from data_engine.readers import ImageFolderConfig, ReaderConfig
 from data_engine.schemas import SCHEMAS
 from data_engine.stage import Resources, Stage, StageConfig
 from data_engine.stages import READER_MODULES, STAGE_MODULES, reader_class, stage_class
+from data_engine.storage import StorageConfig, StorageError, check_allowed, split_scheme
 
 
 class JobConfigError(ValueError):
@@ -75,6 +76,8 @@ class JobConfig(BaseModel):
     reader: SerializeAsAny[ReaderConfig] = Field(default_factory=ImageFolderConfig)
     stages: list[StageSpec]
     ray: RayConfig = Field(default_factory=RayConfig)
+    # Where data may live and how to reach object stores (allow-list, endpoints); never part of the config hash.
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     row_group_rows: int = Field(default=1024, gt=0)
 
     @model_validator(mode="before")
@@ -124,6 +127,21 @@ class JobConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _locations_allowed(self) -> JobConfig:
+        """Every storage location the job names passes the allow-lists, so a refusal comes before Ray starts."""
+        named = {"output": self.output}
+        if split_scheme(self.input)[0] not in reader_class(self.reader.kind).input_schemes:
+            named["input"] = self.input
+        named |= {f"reader.{field}": getattr(self.reader, field) for field in self.reader.location_fields}
+        for field, where in named.items():
+            if where:
+                try:
+                    check_allowed(where, self.storage)
+                except StorageError as exc:
+                    raise ValueError(f"{field}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _unique_stage_names(self) -> JobConfig:
         names = [s.name for s in self.stages]
         duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -170,4 +188,6 @@ def parse_job_config(data: Any, *, source: str = "job") -> JobConfig:
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
-        raise JobConfigError(f"{source}: {_format_location(first['loc'])}: {message}{more}") from None
+        # Checks across fields have no location of their own; their message names the fields.
+        where = f"{_format_location(first['loc'])}: " if first["loc"] else ""
+        raise JobConfigError(f"{source}: {where}{message}{more}") from None

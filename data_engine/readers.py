@@ -7,16 +7,16 @@ shards that are already complete. A member that cannot be read becomes a row wit
 from __future__ import annotations
 
 import hashlib
-import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from pathlib import PurePosixPath
 from typing import ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_engine.schemas import IMAGE_SAMPLE, ShardSchema
+from data_engine.storage import Location, StorageConfig, resolve
 
 # Magic bytes of the image formats we decode; used for files whose extension is not an image one.
 # Files the decoder then refuses (ICO, HEIF) are listed too, so they show up as rows with a reason.
@@ -33,6 +33,9 @@ class ReaderConfig(BaseModel):
     """Fields every reader has; each reader kind subclasses it with its own fields."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fields that name storage locations; the job checks them against the storage allow-list.
+    location_fields: ClassVar[tuple[str, ...]] = ()
 
     kind: str
     shard_rows: int = Field(default=256, gt=0)  # items per output shard
@@ -51,9 +54,9 @@ def row_id(source_dataset: str, upstream_id: str) -> str:
     return hashlib.sha256(f"{source_dataset}\x00{upstream_id}".encode()).hexdigest()[:32]
 
 
-def _looks_like_image(path: Path) -> bool:
+def _looks_like_image(location: Location) -> bool:
     try:
-        with open(path, "rb") as handle:
+        with location.open_input() as handle:
             head = handle.read(16)
     except OSError:
         return False
@@ -72,9 +75,17 @@ class Reader(ABC):
     kind: ClassVar[str]
     Config: ClassVar[type[ReaderConfig]]
     schema: ClassVar[ShardSchema]
+    # URI schemes of inputs the reader interprets itself (`procedural://`); every other input is a storage
+    # location, checked against the allow-list.
+    input_schemes: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: ReaderConfig) -> None:
+    def __init__(self, config: ReaderConfig, storage: StorageConfig | None = None) -> None:
         self.config = config
+        self.storage = storage or StorageConfig()
+
+    def location(self, input_uri: str) -> Location:
+        """The input as a Location (a path or a filesystem URI), checked against the storage allow-list."""
+        return resolve(input_uri, self.storage)
 
     @abstractmethod
     def list_items(self, input_uri: str) -> list[str]:
@@ -93,20 +104,18 @@ class ImageFolderReader(Reader):
     schema = IMAGE_SAMPLE
 
     def list_items(self, input_uri: str) -> list[str]:
-        root = Path(input_uri.removeprefix("file://"))
-        if not root.is_dir():
-            raise InputError(f"input {input_uri!r}: not a directory")
+        root = self.location(input_uri)
         extensions = {e.lower() for e in self.config.extensions}
-        items = []
-        for directory, _, files in os.walk(root, followlinks=False):
-            for name in files:
-                path = Path(directory, name)
-                if path.suffix.lower() in extensions or (self.config.sniff_content and _looks_like_image(path)):
-                    items.append(path.relative_to(root).as_posix())
-        return sorted(items)
+
+        def is_image(name: str) -> bool:
+            if PurePosixPath(name).suffix.lower() in extensions:
+                return True
+            return self.config.sniff_content and _looks_like_image(root / name)
+
+        return list_input_files(root, is_image)
 
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
-        root = Path(input_uri.removeprefix("file://")).resolve()
+        root = self.location(input_uri)
         columns: dict[str, list] = {f.name: [] for f in self.schema.fields}
         for item in items:
             payload, reason, detail = self._read_one(root, item)
@@ -118,17 +127,25 @@ class ImageFolderReader(Reader):
                 columns[name].append(row[name])
         return pa.table(columns, schema=self.schema.arrow())
 
-    def _read_one(self, root: Path, item: str) -> tuple[bytes | None, str | None, str | None]:
-        path = (root / item).resolve()
-        if not path.is_relative_to(root):
-            return None, "outside_input_root", f"{item} resolves to {path}"
+    def _read_one(self, root: Location, item: str) -> tuple[bytes | None, str | None, str | None]:
+        location = root / item
+        if not root.contains(location):
+            return None, "outside_input_root", f"{item} resolves outside {root}"
         try:
-            size = path.stat().st_size
+            size = location.size()
             if size > self.config.max_file_bytes:
                 return None, "file_too_large", f"{size} bytes > {self.config.max_file_bytes}"
-            return path.read_bytes(), None, None
+            return location.read_bytes(), None, None
         except OSError as exc:
             return None, "unreadable", f"{type(exc).__name__}: {exc}"
+
+
+def list_input_files(root: Location, accept: Callable[[str], bool]) -> list[str]:
+    """Sorted relative POSIX paths of the files below the input directory `root` (recursive, links to
+    directories not followed) that `accept`, given the relative path, takes."""
+    if not root.is_dir():
+        raise InputError(f"input {root}: not a directory")
+    return sorted(name for name in root.walk_files() if accept(name))
 
 
 READERS: dict[str, type[Reader]] = {}
@@ -144,7 +161,7 @@ def register_reader(cls: type[Reader]) -> type[Reader]:
 register_reader(ImageFolderReader)
 
 
-def make_reader(config: ReaderConfig) -> Reader:
+def make_reader(config: ReaderConfig, storage: StorageConfig | None = None) -> Reader:
     from data_engine.stages import reader_class  # the kind's module may not be imported yet
 
-    return reader_class(config.kind)(config)
+    return reader_class(config.kind)(config, storage)

@@ -1,19 +1,27 @@
 """Shard files of one stage output directory: atomic writes, completion, stats sidecars, manifest.
 
-Layout of an output directory:
+Layout of an output directory (a local path or an object-store URI, see `data_engine.storage`):
   _job.json                 fingerprint of the job that owns the directory (config hash, input listing hash)
-  part-00000.parquet        rows of shard 0, present only when complete (written to a temp name, renamed)
-  part-00000.stats.json     per-stage counts for shard 0, renamed into place before the parquet file
+  part-00000.parquet        rows of shard 0
+  part-00000.stats.json     per-stage counts for shard 0
+  part-00000.commit         object stores only: the shard's commit marker, written last
   _manifest.json            summary over all shards, written last
 
-A shard is complete exactly when its parquet file exists under its final name, so a rerun after any crash
-(SIGKILL included) redoes incomplete shards and never duplicates or loses rows.
+Exactly once, whatever kills the job (SIGKILL included): a rerun redoes the shards that are not complete and
+never duplicates or loses rows. What "complete" means depends on the filesystem:
+- local: the parquet file exists under its final name. Stats sidecar, then parquet are each written to a
+  temp name, fsynced and renamed into place, so a final name always holds a whole file.
+- object stores (no rename): the stats sidecar and the parquet file go straight to their final keys (a put
+  is all or nothing, but a crash can leave one without the other), then the commit marker is put. Listing,
+  reading, the manifest and resume trust only shards with a marker; a rewrite deletes the marker first, and
+  unmarked leftovers are deleted when a run resumes (or overwritten when their shard is redone).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_engine.schemas import validate_table
+from data_engine.storage import Location, as_location
+
+ShardDir = Path | str | Location  # a Path is local; a string may be a path or a storage URI
+ShardFile = Path | Location  # local shard files stay Paths, as before object storage
 
 MANIFEST_NAME = "_manifest.json"
 JOB_FINGERPRINT_NAME = "_job.json"
@@ -45,6 +57,13 @@ def stats_file_name(shard_id: int) -> str:
     return f"part-{shard_id:05d}.stats.json"
 
 
+def commit_file_name(shard_id: int) -> str:
+    return f"part-{shard_id:05d}.commit"
+
+
+_SHARD_FILE = re.compile(r"^part-(\d{5})\.(parquet|stats\.json|commit)$")
+
+
 def _pause_at(point: str, tag: str) -> None:
     spec = os.environ.get(CRASHPOINT_ENV)
     if not spec:
@@ -63,7 +82,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path | Location, data: bytes) -> None:
+    location = as_location(path)
+    if not location.is_local:
+        location.write_bytes(data)  # one put: the old object or the whole new one
+        return
+    path = location.local_path
     temp = path.with_name(f"{_TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
     with open(temp, "wb") as handle:
         handle.write(data)
@@ -73,11 +97,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_json(path: Path, payload: Any, *, crashpoint: str | None = None) -> None:
+def atomic_write_json(path: Path | Location, payload: Any, *, crashpoint: str | None = None) -> None:
     data = json.dumps(payload, indent=2, sort_keys=True).encode()
-    if crashpoint is None:
-        atomic_write_bytes(path, data)
+    location = as_location(path)
+    if crashpoint is None or not location.is_local:
+        atomic_write_bytes(location, data)
         return
+    path = location.local_path
     temp = path.with_name(f"{_TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
     with open(temp, "wb") as handle:
         handle.write(data[: len(data) // 2])
@@ -90,60 +116,115 @@ def atomic_write_json(path: Path, payload: Any, *, crashpoint: str | None = None
     _fsync_dir(path.parent)
 
 
-def write_shard(out_dir: Path, shard_id: int, table: pa.Table, stage_stats: list[dict[str, Any]],
-                *, row_group_rows: int = 1024, node_id: str | None = None) -> Path:
-    """Write one complete shard: stats sidecar first, then the parquet file under a temp name, then rename."""
-    atomic_write_json(out_dir / stats_file_name(shard_id), {"shard": shard_id, "rows": table.num_rows,
-                                                              "stages": stage_stats, "node_id": node_id})
-    final = out_dir / shard_file_name(shard_id)
-    temp = final.with_name(f"{_TEMP_PREFIX}{final.name}.{uuid.uuid4().hex}")
-    tag = f"{shard_id:05d}"
+def _write_parquet(where: Path | Location, table: pa.Table, row_group_rows: int, tag: str) -> None:
     # Dictionary-encoding encoded images never pays (they are all distinct) and slows reads ~2.5x.
     dictionary_columns = [f.name for f in table.schema if not pa.types.is_binary(f.type)]
-    with pq.ParquetWriter(temp, table.schema, compression="zstd", use_dictionary=dictionary_columns) as writer:
+    path, filesystem = (where.path, where.filesystem) if isinstance(where, Location) else (where, None)
+    with pq.ParquetWriter(path, table.schema, compression="zstd", use_dictionary=dictionary_columns,
+                          filesystem=filesystem) as writer:
         for index, batch in enumerate(table.to_batches(max_chunksize=row_group_rows)):
             writer.write_batch(batch)
             if index == 0:
                 _pause_at("shard_mid_write", tag)
+
+
+def write_shard(out_dir: ShardDir, shard_id: int, table: pa.Table, stage_stats: list[dict[str, Any]],
+                *, row_group_rows: int = 1024, node_id: str | None = None) -> ShardFile:
+    """Write one complete shard (see the module docstring for the protocol on each kind of filesystem)."""
+    out = as_location(out_dir)
+    stats = {"shard": shard_id, "rows": table.num_rows, "stages": stage_stats, "node_id": node_id}
+    tag = f"{shard_id:05d}"
+    if not out.is_local:
+        marker = out / commit_file_name(shard_id)
+        marker.delete()  # rewriting a committed shard: untrusted until the new marker lands
+        atomic_write_json(out / stats_file_name(shard_id), stats)
+        final = out / shard_file_name(shard_id)
+        _write_parquet(final, table, row_group_rows, tag)
+        _pause_at("shard_before_commit", tag)
+        atomic_write_json(marker, {"shard": shard_id, "rows": table.num_rows, "parquet_bytes": final.size()})
+        return final
+    directory = out.local_path
+    atomic_write_json(directory / stats_file_name(shard_id), stats)
+    final = directory / shard_file_name(shard_id)
+    temp = final.with_name(f"{_TEMP_PREFIX}{final.name}.{uuid.uuid4().hex}")
+    _write_parquet(temp, table, row_group_rows, tag)
     with open(temp, "rb+") as handle:
         os.fsync(handle.fileno())
     _pause_at("shard_before_rename", tag)
     os.replace(temp, final)
-    _fsync_dir(out_dir)
+    _fsync_dir(directory)
     return final
 
 
-def completed_shards(out_dir: Path) -> set[int]:
-    if not out_dir.is_dir():
+def _object_store_shard_files(out: Location) -> dict[str, set[int]]:
+    """Shard ids by kind of file ("parquet", "stats.json", "commit") under an object-store prefix."""
+    found: dict[str, set[int]] = {"parquet": set(), "stats.json": set(), "commit": set()}
+    for name in out.walk_files():
+        match = _SHARD_FILE.match(name)
+        if match:
+            found[match.group(2)].add(int(match.group(1)))
+    return found
+
+
+def completed_shards(out_dir: ShardDir) -> set[int]:
+    out = as_location(out_dir)
+    if not out.is_local:
+        files = _object_store_shard_files(out)
+        return files["parquet"] & files["commit"]
+    directory = out.local_path
+    if not directory.is_dir():
         return set()
-    return {int(p.name[5:10]) for p in out_dir.glob("part-[0-9][0-9][0-9][0-9][0-9].parquet")}
+    return {int(p.name[5:10]) for p in directory.glob("part-[0-9][0-9][0-9][0-9][0-9].parquet")}
 
 
-def remove_stale_temps(out_dir: Path) -> int:
-    """Delete temp files left by a killed run; they are never read, this only reclaims space."""
-    stale = list(out_dir.glob(f"{_TEMP_PREFIX}*")) if out_dir.is_dir() else []
+def remove_stale_temps(out_dir: ShardDir) -> int:
+    """Delete what a killed run left half-done: temp files (local) or uncommitted shard files (object
+    stores). They are never read; this only reclaims space. Call it only while no writer is running."""
+    out = as_location(out_dir)
+    if not out.is_local:
+        files = _object_store_shard_files(out)
+        stale = [out / name(shard) for name, kind in ((shard_file_name, "parquet"), (stats_file_name, "stats.json"))
+                 for shard in files[kind] - files["commit"]]
+        for location in stale:
+            location.delete()
+        return len(stale)
+    directory = out.local_path
+    stale = list(directory.glob(f"{_TEMP_PREFIX}*")) if directory.is_dir() else []
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
 
 
-def read_shard_stats(out_dir: Path, shard_id: int) -> dict[str, Any]:
-    path = out_dir / stats_file_name(shard_id)
+def read_shard_stats(out_dir: ShardDir, shard_id: int) -> dict[str, Any]:
+    location = as_location(out_dir) / stats_file_name(shard_id)
     try:
-        return json.loads(path.read_text())
+        return json.loads(location.read_bytes())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ShardDirError(f"{path}: stats of a completed shard unreadable ({exc})") from exc
+        raise ShardDirError(f"{location}: stats of a completed shard unreadable ({exc})") from exc
 
 
-def shard_paths(shard_dir: Path) -> list[Path]:
-    if not shard_dir.is_dir():
-        raise ShardDirError(f"{shard_dir}: not a directory")
-    return sorted(shard_dir.glob("part-[0-9][0-9][0-9][0-9][0-9].parquet"))
+def shard_paths(shard_dir: ShardDir) -> list[ShardFile]:
+    """The complete shards of a directory, in shard order: Paths for a local directory, Locations otherwise."""
+    directory = as_location(shard_dir)
+    if not directory.is_dir():
+        raise ShardDirError(f"{directory}: not a directory")
+    if directory.is_local:
+        return sorted(directory.local_path.glob("part-[0-9][0-9][0-9][0-9][0-9].parquet"))
+    return [directory / shard_file_name(shard) for shard in sorted(completed_shards(directory))]
 
 
-def read_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
+def open_parquet(path: ShardFile) -> pq.ParquetFile:
+    """A shard file (a local Path or a Location from `shard_paths`) opened for metadata and row-group reads."""
+    # pre_buffer: coalesced reads of the column chunks, one ranged GET for many on an object store
+    if isinstance(path, Location):
+        return pq.ParquetFile(path.path, filesystem=path.filesystem, pre_buffer=True)
+    return pq.ParquetFile(path, pre_buffer=True)
+
+
+def read_shard(path: ShardFile, columns: list[str] | None = None) -> pa.Table:
     try:
-        table = pq.read_table(path, columns=columns)
+        with open_parquet(path) as parquet:
+            table = parquet.read(columns=columns)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ShardDirError(f"{path}: unreadable parquet ({exc})") from exc
     if columns is None:
@@ -151,16 +232,17 @@ def read_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
     return table
 
 
-def iter_shards(shard_dir: Path, columns: list[str] | None = None) -> Iterator[tuple[Path, pa.Table]]:
+def iter_shards(shard_dir: ShardDir, columns: list[str] | None = None) -> Iterator[tuple[ShardFile, pa.Table]]:
     for path in shard_paths(shard_dir):
         yield path, read_shard(path, columns)
 
 
-def read_manifest(shard_dir: Path) -> dict[str, Any]:
-    path = shard_dir / MANIFEST_NAME
+def read_manifest(shard_dir: ShardDir) -> dict[str, Any]:
+    directory = as_location(shard_dir)
+    location = directory / MANIFEST_NAME
     try:
-        return json.loads(path.read_text())
+        return json.loads(location.read_bytes())
     except FileNotFoundError:
-        raise ShardDirError(f"{path}: no manifest; the job that writes {shard_dir} has not finished") from None
+        raise ShardDirError(f"{location}: no manifest; the job that writes {directory} has not finished") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise ShardDirError(f"{path}: malformed manifest ({exc})") from exc
+        raise ShardDirError(f"{location}: malformed manifest ({exc})") from exc

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from data_engine.readers import InputError, Reader, ReaderConfig, register_reader, row_id
+from data_engine.readers import InputError, Reader, ReaderConfig, list_input_files, register_reader, row_id
 from data_engine.schemas import QA_CONVERSATION
 from openspatial.adapters import ADAPTERS
 from openspatial.frame_index import IndexConfig, build_object_frame_index
@@ -54,6 +54,7 @@ class SpatialScenesReader(Reader):
     kind = "spatial_scenes"
     Config = SpatialScenesConfig
     schema = QA_CONVERSATION
+    input_schemes = ("procedural",)
 
     def list_items(self, input_uri: str) -> list[str]:
         stream = _procedural_stream(input_uri)
@@ -62,12 +63,15 @@ class SpatialScenesReader(Reader):
             return [f"procedural/{seed}/{index:06d}" for index in range(count)]
         if input_uri.startswith("procedural://"):
             raise InputError(f"input {input_uri!r}: expected procedural://N or procedural://N?seed=S")
-        root = Path(input_uri.removeprefix("file://"))
-        if not root.is_dir():
-            raise InputError(f"input {input_uri!r}: not a directory")
+        root = self.location(input_uri)
+        if not root.is_local:
+            raise InputError(f"input {input_uri!r}: spatial_scenes reads local scene directories only")
         if self.config.adapter != "canonical":
-            return ADAPTERS[self.config.adapter].list_scenes(root)
-        return sorted(path.parent.relative_to(root).as_posix() for path in root.rglob(SCENE_FILE))
+            if not root.is_dir():
+                raise InputError(f"input {root}: not a directory")
+            return ADAPTERS[self.config.adapter].list_scenes(root.local_path)
+        scene_files = list_input_files(root, lambda name: PurePosixPath(name).name == SCENE_FILE)
+        return sorted(PurePosixPath(name).parent.as_posix() for name in scene_files)
 
     def _scene(self, input_uri: str, item: str) -> Scene:
         if item.startswith("procedural/"):

@@ -15,18 +15,21 @@ from data_engine.readers import InputError
 from data_engine.schemas import SchemaError
 from data_engine.shards import ShardDirError, iter_shards, read_manifest
 from data_engine.stage import StageUnavailable
+from data_engine.storage import Location, StorageError, as_location, resolve
 from pipelines.jobfile import load_job, parse_override
 
-USAGE_ERRORS = (JobConfigError, InputError, ShardDirError, SchemaError, StageUnavailable)
+USAGE_ERRORS = (JobConfigError, InputError, ShardDirError, SchemaError, StageUnavailable, StorageError)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from data_engine.executor import run_job
 
-    job = load_job(Path(args.job), args.set)
-    manifest = run_job(job, out_dir=Path(args.out) if args.out else None, address=args.address,
-                       progress=not args.no_progress)
-    print(json.dumps({"output": str(Path(args.out or job.output).resolve()), "rows_written": manifest["rows_written"],
+    # --out is the job's `output` (a JSON string is YAML that stays a string), validated with the rest of the
+    # job, so an output outside the storage allow-list is refused before Ray starts.
+    out_override = [f"output={json.dumps(args.out)}"] if args.out else []
+    job = load_job(Path(args.job), [*args.set, *out_override])
+    manifest = run_job(job, address=args.address, progress=not args.no_progress)
+    print(json.dumps({"output": str(resolve(job.output, job.storage)), "rows_written": manifest["rows_written"],
                       "rows_accepted": manifest["rows_accepted"]}))
     return 0
 
@@ -42,7 +45,10 @@ def _bytes_summary(value: Any) -> Any:
     return f"<{len(value)} bytes>" if isinstance(value, bytes) else value
 
 
-def inspect_shards(shard_dir: Path, sample_rows: int) -> dict[str, Any]:
+def inspect_shards(shard_dir: str | Path | Location, sample_rows: int) -> dict[str, Any]:
+    """`shard_dir`: a path or a storage URI (endpoint and allow-list from the environment, see
+    data_engine.storage)."""
+    shard_dir = as_location(shard_dir)
     manifest = read_manifest(shard_dir)
     reasons: Counter[str] = Counter()
     rows = 0
@@ -69,7 +75,7 @@ def inspect_shards(shard_dir: Path, sample_rows: int) -> dict[str, Any]:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    report = inspect_shards(Path(args.shard_dir), args.rows)
+    report = inspect_shards(args.shard_dir, args.rows)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -148,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run (or resume) a job on local Ray or a cluster")
     run.add_argument("job")
-    run.add_argument("--out", help="output directory (default: the job's `output`)")
+    run.add_argument("--out", help="output directory or storage URI (default: the job's `output`)")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     run.add_argument("--no-progress", action="store_true", help="hide Ray Data progress bars")
@@ -160,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_cmd_validate)
 
     inspect = commands.add_parser("inspect", help="schema, counts, rejects and sample rows of a shard directory")
-    inspect.add_argument("shard_dir")
+    inspect.add_argument("shard_dir", help="a directory or a storage URI (s3://, gs://)")
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--rows", type=int, default=3, help="sample rows to show")
     inspect.set_defaults(handler=_cmd_inspect)

@@ -8,16 +8,15 @@ that failure becomes one row with a reason instead of a crash or a silent gap.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
-from data_engine.readers import InputError, ReaderConfig, row_id
+from data_engine.readers import InputError, ReaderConfig, list_input_files, row_id
 from data_engine.schemas import IMAGE_SAMPLE
+from data_engine.storage import Location
 
 WHOLE_CONTAINER = ""  # member part of the item that reports a container-level failure
 
@@ -33,35 +32,28 @@ class ImageRecord:
     detail: str | None = None
 
 
-def input_root(input_uri: str) -> Path:
+def input_root(input: Location) -> Location:
     """The directory item paths are relative to: the input itself, or the folder of a single input file."""
-    path = Path(input_uri.removeprefix("file://"))
-    return path if path.is_dir() else path.parent
+    return input.parent if input.is_file() else input
 
 
-def list_container_files(input_uri: str, suffixes: Sequence[str]) -> list[str]:
+def list_container_files(input: Location, suffixes: Sequence[str]) -> list[str]:
     """Sorted paths (relative to `input_root`) of the files with one of `suffixes`: a directory is walked
     recursively, a single file must itself have one of the suffixes."""
-    path = Path(input_uri.removeprefix("file://"))
     lowered = tuple(s.lower() for s in suffixes)
-    if path.is_file():
-        if not path.name.lower().endswith(lowered):
-            raise InputError(f"input {input_uri!r}: not a directory and not a file ending in {', '.join(suffixes)}")
-        return [path.name]
-    if not path.is_dir():
-        raise InputError(f"input {input_uri!r}: no such file or directory")
-    found = []
-    for directory, _, files in os.walk(path, followlinks=False):
-        found.extend(Path(directory, name).relative_to(path).as_posix() for name in files
-                     if name.lower().endswith(lowered))
-    return sorted(found)
+    if input.is_file():
+        if not input.name.lower().endswith(lowered):
+            raise InputError(f"input {input}: not a directory and not a file ending in {', '.join(suffixes)}")
+        return [input.name]
+    if not input.is_dir():
+        raise InputError(f"input {input}: no such file or directory")
+    return list_input_files(input, lambda name: name.lower().endswith(lowered))
 
 
-def resolve_container(root: Path, relative: str) -> Path | None:
-    """Absolute path of a listed container file, or None when it resolves outside the input root (a symlink)."""
-    resolved_root = root.resolve()
-    path = (resolved_root / relative).resolve()
-    return path if path.is_relative_to(resolved_root) else None
+def resolve_container(root: Location, relative: str) -> Location | None:
+    """A listed container file, or None when it resolves outside the input root (a symlink)."""
+    location = root / relative
+    return location if root.contains(location) else None
 
 
 def container_item(container: str, member: str) -> str:

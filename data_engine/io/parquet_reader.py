@@ -2,17 +2,16 @@
 
 Items are `<file>#<row index>`, listed from the footers' row counts (no column data is read). Reading a
 shard opens each file once and reads only the row groups that hold its rows, and only the one column
-configured. URIs resolve only under `media_root` (`data_engine.paths.resolve_media_uri`); anything else is a
-row with reason `unsafe_uri`. A file that cannot be opened or lacks the configured column becomes one row
-for the file itself (item `<file>#`).
+configured. URIs resolve only under `media_root`, a local path or a storage URI
+(`data_engine.paths.resolve_media_location`); anything else is a row with reason `unsafe_uri`. A file that
+cannot be opened or lacks the configured column becomes one row for the file itself (item `<file>#`).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,15 +20,18 @@ from pydantic import Field, model_validator
 from data_engine.io.containers import (WHOLE_CONTAINER, ImageRecord, container_item, group_items_by_container,
                                        image_sample_table, input_root, item_pattern, list_container_files,
                                        resolve_container)
-from data_engine.paths import UnsafePathError, resolve_media_uri
+from data_engine.paths import UnsafePathError, resolve_media_location
 from data_engine.readers import Reader, ReaderConfig, register_reader
 from data_engine.schemas import IMAGE_SAMPLE
+from data_engine.storage import Location, resolve
 
 _SUFFIXES = (".parquet",)
 _ITEM_PATTERN = item_pattern(_SUFFIXES)
 
 
 class ParquetImagesConfig(ReaderConfig):
+    location_fields: ClassVar[tuple[str, ...]] = ("media_root",)
+
     kind: Literal["parquet_images"] = "parquet_images"
     bytes_column: str | None = None  # binary column of encoded images ...
     uri_column: str | None = None  # ... or string column of media references under media_root
@@ -66,9 +68,10 @@ class ParquetImagesReader(Reader):
         return self.config.bytes_column or self.config.uri_column
 
     def list_items(self, input_uri: str) -> list[str]:
-        root = input_root(input_uri)
+        location = self.location(input_uri)
+        root = input_root(location)
         items = []
-        for name in list_container_files(input_uri, _SUFFIXES):
+        for name in list_container_files(location, _SUFFIXES):
             try:
                 rows = self._open(root, name).metadata.num_rows
             except _FileError:
@@ -77,12 +80,12 @@ class ParquetImagesReader(Reader):
             items.extend(container_item(name, str(index)) for index in range(rows))
         return items
 
-    def _open(self, root: Path, name: str) -> pq.ParquetFile:
+    def _open(self, root: Location, name: str) -> pq.ParquetFile:
         path = resolve_container(root, name)
         if path is None:
             raise _FileError("outside_input_root", f"{name} resolves outside {root}")
         try:
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(path.path, filesystem=path.filesystem)
         except (OSError, pa.ArrowException) as exc:
             raise _FileError("unreadable_parquet", f"{type(exc).__name__}: {exc}") from exc
         schema = parquet.schema_arrow
@@ -97,13 +100,13 @@ class ParquetImagesReader(Reader):
         return parquet
 
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
-        root = input_root(input_uri)
+        root = input_root(self.location(input_uri))
         records = []
         for name, members in group_items_by_container(items, _ITEM_PATTERN).items():
             records.extend(self._read_file(root, name, members))
         return image_sample_table(self.config, records)
 
-    def _read_file(self, root: Path, name: str, members: list[str]) -> list[ImageRecord]:
+    def _read_file(self, root: Location, name: str, members: list[str]) -> list[ImageRecord]:
         try:
             parquet = self._open(root, name)
             values = _column_values(parquet, self.column, members)
@@ -125,15 +128,15 @@ class ParquetImagesReader(Reader):
 
     def _read_uri(self, upstream_id: str, uri: str) -> ImageRecord:
         try:
-            path = resolve_media_uri(uri, Path(self.config.media_root))
+            location = resolve_media_location(uri, resolve(self.config.media_root, self.storage))
         except UnsafePathError as exc:
             return ImageRecord(upstream_id, image_uri=uri, reason="unsafe_uri", detail=str(exc))
         try:
-            size = path.stat().st_size
+            size = location.size()
             if size > self.config.max_file_bytes:
                 return ImageRecord(upstream_id, image_uri=uri, reason="file_too_large",
                                    detail=f"{uri}: {size} bytes > {self.config.max_file_bytes}")
-            return ImageRecord(upstream_id, image_bytes=path.read_bytes(), image_uri=uri)
+            return ImageRecord(upstream_id, image_bytes=location.read_bytes(), image_uri=uri)
         except OSError as exc:
             return ImageRecord(upstream_id, image_uri=uri, reason="unreadable", detail=f"{type(exc).__name__}: {exc}")
 

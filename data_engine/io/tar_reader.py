@@ -17,11 +17,12 @@ inputs a `shard_rows` of at least their samples per tar.
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Literal
 
 import pyarrow as pa
@@ -32,6 +33,7 @@ from data_engine.io.containers import (WHOLE_CONTAINER, ImageRecord, container_i
                                        resolve_container)
 from data_engine.readers import DEFAULT_IMAGE_EXTENSIONS, Reader, ReaderConfig, register_reader
 from data_engine.schemas import IMAGE_SAMPLE
+from data_engine.storage import Location
 
 # What a damaged archive raises from tarfile, gzip and zlib.
 _ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
@@ -80,11 +82,15 @@ def _nonzero_tail_offset(tar: tarfile.TarFile) -> int | None:
     return None
 
 
-def _open(path: Path) -> tarfile.TarFile:
-    try:
-        return tarfile.open(path, mode="r:*")
-    except _ARCHIVE_ERRORS as exc:
-        raise ContainerError(_one_line(exc)) from exc
+@contextlib.contextmanager
+def _open(location: Location) -> Iterator[tarfile.TarFile]:
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(location.open_input())
+            tar = stack.enter_context(tarfile.open(fileobj=handle, mode="r:*"))
+        except _ARCHIVE_ERRORS as exc:
+            raise ContainerError(_one_line(exc)) from exc
+        yield tar
 
 
 def _one_line(exc: BaseException) -> str:
@@ -109,13 +115,14 @@ class TarReader(Reader):
     schema = IMAGE_SAMPLE
 
     def list_items(self, input_uri: str) -> list[str]:
-        root = input_root(input_uri)
+        location = self.location(input_uri)
+        root = input_root(location)
         items = []
-        for tar_name in list_container_files(input_uri, self.config.tar_suffixes):
+        for tar_name in list_container_files(location, self.config.tar_suffixes):
             items.extend(container_item(tar_name, key) for key in self._list_keys(root, tar_name))
         return items
 
-    def _list_keys(self, root: Path, tar_name: str) -> list[str]:
+    def _list_keys(self, root: Location, tar_name: str) -> list[str]:
         keys: set[str] = set()
         path = resolve_container(root, tar_name)
         if path is None:
@@ -129,13 +136,13 @@ class TarReader(Reader):
         return sorted(keys)
 
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
-        root = input_root(input_uri)
+        root = input_root(self.location(input_uri))
         records = []
         for tar_name, keys in group_items_by_container(items, item_pattern(self.config.tar_suffixes)).items():
             records.extend(self._read_tar(root, tar_name, keys))
         return image_sample_table(self.config, records)
 
-    def _read_tar(self, root: Path, tar_name: str, keys: list[str]) -> list[ImageRecord]:
+    def _read_tar(self, root: Location, tar_name: str, keys: list[str]) -> list[ImageRecord]:
         path = resolve_container(root, tar_name)
         if path is None:
             return [ImageRecord(container_item(tar_name, key), reason="outside_input_root",
@@ -143,7 +150,7 @@ class TarReader(Reader):
         samples, failure = self._scan(path, set(keys))
         return [self._record(tar_name, key, samples.get(key), failure) for key in keys]
 
-    def _scan(self, path: Path, wanted: set[str]) -> tuple[dict[str, _Sample], str | None]:
+    def _scan(self, path: Location, wanted: set[str]) -> tuple[dict[str, _Sample], str | None]:
         """One pass over the tar: the members of the wanted keys and the bytes of their image candidates."""
         samples: dict[str, _Sample] = {}
         image_fields = {f.lower() for f in self.config.image_fields}

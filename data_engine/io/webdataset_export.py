@@ -7,7 +7,8 @@ member metadata, so the same shards always give byte-identical tars; a rerun int
 tars that are complete and writes the rest. `_webdataset.json` (written last) lists the tars and what was
 left out and why (rejected rows, rows without stored bytes).
 
-CLI: `python -m data_engine.io.webdataset_export SHARD_DIR OUT_DIR [--samples-per-tar N]`
+CLI: `python -m data_engine.io.webdataset_export SHARD_DIR OUT_DIR [--samples-per-tar N]` (SHARD_DIR may be a
+storage URI; the tars are written to a local OUT_DIR)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pyarrow.compute as pc
 
 from data_engine.schemas import DECISION_FIELDS, SchemaError, get_schema
 from data_engine.shards import ShardDirError, atomic_write_json, iter_shards, read_manifest
+from data_engine.storage import Location, StorageError, as_location
 
 EXPORT_MANIFEST = "_webdataset.json"
 EXPORT_CLAIM = "_webdataset_job.json"
@@ -132,8 +134,11 @@ def _claim(out_dir: Path, claim: dict[str, Any]) -> None:
     atomic_write_json(path, claim)
 
 
-def export_webdataset(shard_dir: Path, out_dir: Path, *, samples_per_tar: int = 1000) -> dict[str, Any]:
-    """Write the accepted images of `shard_dir` as WebDataset tars in `out_dir`; returns the export manifest."""
+def export_webdataset(shard_dir: str | Path | Location, out_dir: Path, *,
+                      samples_per_tar: int = 1000) -> dict[str, Any]:
+    """Write the accepted images of `shard_dir` (a directory or a storage URI) as WebDataset tars in the local
+    directory `out_dir`; returns the export manifest."""
+    shard_dir = as_location(shard_dir)
     if samples_per_tar <= 0:
         raise ExportError(f"samples_per_tar must be positive, got {samples_per_tar}")
     source = read_manifest(shard_dir)  # only a finished job's shards are exported
@@ -141,7 +146,7 @@ def export_webdataset(shard_dir: Path, out_dir: Path, *, samples_per_tar: int = 
     if "image_bytes" not in {f.name for f in schema.fields}:
         raise ExportError(f"{shard_dir}: {schema.name} shards have no image_bytes column to export")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _claim(out_dir, {"source": str(shard_dir.resolve()), "source_config_hash": source["config_hash"],
+    _claim(out_dir, {"source": str(shard_dir), "source_config_hash": source["config_hash"],
                      "samples_per_tar": samples_per_tar})
     for stale in out_dir.glob(f"{_TEMP_PREFIX}*"):
         stale.unlink()
@@ -156,7 +161,7 @@ def export_webdataset(shard_dir: Path, out_dir: Path, *, samples_per_tar: int = 
                 left_out["no_stored_image"] += 1
                 continue
             tars.add(row["id"], _EXTENSIONS.get(image_format, image_format.lower()), image, sample_sidecar(row))
-    manifest = {"source": str(shard_dir.resolve()), "source_job": source.get("job"),
+    manifest = {"source": str(shard_dir), "source_job": source.get("job"),
                 "source_config_hash": source["config_hash"], "samples_per_tar": samples_per_tar,
                 "tars": tars.close(), "left_out": dict(sorted((k, v) for k, v in left_out.items() if v))}
     manifest["samples"] = sum(t["samples"] for t in manifest["tars"])
@@ -166,13 +171,13 @@ def export_webdataset(shard_dir: Path, out_dir: Path, *, samples_per_tar: int = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export accepted images of a shard directory to WebDataset tars.")
-    parser.add_argument("shard_dir", type=Path)
+    parser.add_argument("shard_dir", help="shard directory, or a storage URI (endpoint, allow-list: environment)")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--samples-per-tar", type=int, default=1000)
     args = parser.parse_args(argv)
     try:
         manifest = export_webdataset(args.shard_dir, args.out_dir, samples_per_tar=args.samples_per_tar)
-    except (ShardDirError, SchemaError, ExportError) as exc:
+    except (ShardDirError, SchemaError, ExportError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     left_out = ", ".join(f"{k}={v}" for k, v in manifest["left_out"].items()) or "nothing"

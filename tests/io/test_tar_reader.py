@@ -98,8 +98,8 @@ def test_listing_is_sorted_reads_no_member_data_and_a_shard_opens_each_tar_once(
     real_extractfile, real_open = tarfile.TarFile.extractfile, tarfile.open
     monkeypatch.setattr(tarfile.TarFile, "extractfile",
                         lambda self, member: extracted.append(member.name) or real_extractfile(self, member))
-    monkeypatch.setattr(tarfile, "open",
-                        lambda name, *args, **kw: opened.append(Path(name).name) or real_open(name, *args, **kw))
+    monkeypatch.setattr(tarfile, "open", lambda *args, fileobj, **kw: opened.append(Path(fileobj.name).name)
+                        or real_open(*args, fileobj=fileobj, **kw))
     items = reader.list_items(str(tmp_path))
     assert items == [f"shard-{i}.tar#k{j:02d}" for i in range(3) for j in (1, 3, 5)]
     assert extracted == [] and opened == ["shard-0.tar", "shard-1.tar", "shard-2.tar"]
