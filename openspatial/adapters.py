@@ -39,10 +39,31 @@ ScanNet++ (`data/<scene_id>/`, the official toolkit's layout):
   then a line of 2D points): world-to-camera, OpenCV camera, in the aligned frame;
 - `iphone/rgb/<name>` (1920x1440) and `iphone/depth/<stem>.png` (uint16 mm, 256x192): colour and K are scaled
   to the depth resolution.
+
+Hypersim (`<root>/ai_VVV_NNN/`, the ml-hypersim README's layout; every .hdf5 holds one array named `dataset`):
+- positions are in asset coordinates (Z up, gravity aligned) and lengths in asset units; `_detail/metadata_scene.csv`
+  (`parameter_name,parameter_value`) gives `meters_per_asset_unit`;
+- `_detail/metadata_cameras.csv` lists the trajectories (`camera_name` column); `_detail/cam_XX/`
+  `camera_keyframe_positions.hdf5` (N x 3) and `camera_keyframe_orientations.hdf5` (N x 3 x 3, camera-to-world
+  rotations of a camera with x right, y UP and z pointing AWAY from where it looks, i.e. an OpenGL camera);
+  keyframe i is image `frame.{i:04d}`;
+- intrinsics differ per scene (tilt-shift lenses): `metadata_camera_parameters.csv` from the ml-hypersim repository
+  (contrib/mikeroberts3000), placed in the dataset root, holds a row per scene whose `M_proj_00..M_proj_33` is an
+  OpenGL projection matrix; it becomes K (and, for tilted image planes, a rotation of the camera) through
+  `camera_from_gl_projection`;
+- `images/scene_cam_XX_final_hdf5/frame.IIII.color.hdf5` (linear HDR RGB, tone-mapped here),
+  `images/scene_cam_XX_geometry_hdf5/frame.IIII.depth_meters.hdf5` (metres along each pixel's RAY from the optical
+  centre, not planar depth; NaN where no surface) and `frame.IIII.semantic_instance.hdf5` (instance id, -1 = none);
+- boxes: `_detail/mesh/metadata_semantic_instance_bounding_box_object_aligned_2d_{positions,orientations,extents}.hdf5`
+  indexed by semantic instance id: centre (asset coordinates), object-to-world rotation (columns = box axes, z up)
+  and FULL side lengths (asset units); ids without an instance hold inf; the NYU40 label of an instance comes from
+  `_detail/mesh/mesh_objects_si.hdf5` (label per low-level mesh object) and `mesh_objects_sii.hdf5` (instance per
+  mesh object).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Protocol
@@ -50,7 +71,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from openspatial.conventions import (OrientedBox, box_from_axis_aligned_min_max, box_from_half_sizes, pose_from_opengl,
+from openspatial.conventions import (OrientedBox, box_from_axis_aligned_min_max, box_from_half_sizes,
+                                     camera_from_gl_projection, planar_depth_from_ray_distance, pose_from_opengl,
                                      pose_from_world_to_camera, rotation_from_quaternion_wxyz)
 from openspatial.scene import (DEPTH_PNG_SCALE, Frame, Scene, SceneFormatError, SceneObject, validate_box,
                                validate_scene)
@@ -383,6 +405,151 @@ class ScanNetPPAdapter:
         return validate_scene(scene, str(directory))
 
 
+def _read_hdf5(path: Path, shape: tuple[int | None, ...]) -> np.ndarray:
+    """The array named `dataset` of a Hypersim HDF5 file; None in `shape` matches any length."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            array = np.asarray(handle["dataset"][()])
+    except OSError:
+        raise SceneFormatError(str(path), "<file>", "missing or not an HDF5 file") from None
+    except KeyError:
+        raise SceneFormatError(str(path), "dataset", "missing") from None
+    if array.ndim != len(shape) or any(want not in (None, got) for want, got in zip(shape, array.shape)):
+        raise SceneFormatError(str(path), "dataset", f"expected shape {shape}, got {array.shape}")
+    return array
+
+
+def _read_csv_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="") as stream:
+            return list(csv.DictReader(stream))
+    except OSError:
+        raise SceneFormatError(str(path), "<file>", "missing or unreadable") from None
+
+
+NYU40_LABELS = ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
+                "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat",
+                "clothes", "ceiling", "books", "refrigerator", "television", "paper", "towel", "shower curtain", "box",
+                "whiteboard", "person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
+                "otherfurniture", "otherprop")  # label id i is NYU40_LABELS[i - 1]
+# Room structure and the catch-all classes cannot be referred to by their name in a question.
+HYPERSIM_SKIPPED_LABELS = frozenset({"wall", "floor", "ceiling", "otherstructure", "otherfurniture", "otherprop"})
+HYPERSIM_CAMERA_PARAMETERS = "metadata_camera_parameters.csv"
+HYPERSIM_BOX_FILE = "metadata_semantic_instance_bounding_box_object_aligned_2d_{}.hdf5"
+
+
+def tonemap_hdr(linear_rgb: np.ndarray) -> np.ndarray:
+    """Linear HDR RGB -> uint8 sRGB-like image: scale so the 90th percentile of luminance lands at 0.8 after a
+    1/2.2 gamma (Hypersim's own preview tone mapping follows the same idea), then clip."""
+    linear = np.nan_to_num(np.asarray(linear_rgb, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+    luminance = linear @ np.array([0.3, 0.59, 0.11])
+    reference = np.percentile(luminance, 90)
+    scale = 0.8 ** 2.2 / reference if reference > 1e-8 else 1.0
+    return np.round(255 * np.clip(scale * linear, 0, 1) ** (1 / 2.2)).astype(np.uint8)
+
+
+class HypersimAdapter:
+    name = "hypersim"
+
+    def list_scenes(self, root: Path) -> list[str]:
+        return sorted(p.parents[1].relative_to(root).as_posix() for p in root.rglob("_detail/metadata_scene.csv"))
+
+    @staticmethod
+    def _metres_per_asset_unit(path: Path) -> float:
+        values = {row.get("parameter_name"): row.get("parameter_value") for row in _read_csv_rows(path)}
+        try:
+            scale = float(values["meters_per_asset_unit"])
+        except (KeyError, TypeError, ValueError):
+            raise SceneFormatError(str(path), "meters_per_asset_unit", "missing or not a number") from None
+        if not np.isfinite(scale) or scale <= 0:
+            raise SceneFormatError(str(path), "meters_per_asset_unit", f"must be > 0, got {scale}")
+        return scale
+
+    @staticmethod
+    def _camera_model(path: Path, scene_name: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """(K, tilt) of the scene's camera at this image size, from its row of metadata_camera_parameters.csv."""
+        row = next((r for r in _read_csv_rows(path) if r.get("scene_name") == scene_name), None)
+        if row is None:
+            raise SceneFormatError(str(path), f"scene_name {scene_name}", "no row for this scene")
+        try:
+            projection = np.array([[float(row[f"M_proj_{i}{j}"]) for j in range(4)] for i in range(4)])
+            return camera_from_gl_projection(projection, width, height)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SceneFormatError(str(path), f"{scene_name}.M_proj", f"unusable projection matrix ({exc})") from None
+
+    def _objects(self, mesh_dir: Path, scale: float) -> tuple[list[SceneObject], dict[str, int]]:
+        centres = _read_hdf5(mesh_dir / HYPERSIM_BOX_FILE.format("positions"), (None, 3))
+        rotations = _read_hdf5(mesh_dir / HYPERSIM_BOX_FILE.format("orientations"), (len(centres), 3, 3))
+        extents = _read_hdf5(mesh_dir / HYPERSIM_BOX_FILE.format("extents"), (len(centres), 3))
+        labels_path = mesh_dir / "mesh_objects_si.hdf5"
+        labels = _read_hdf5(labels_path, (None,)).astype(int)
+        instances = _read_hdf5(mesh_dir / "mesh_objects_sii.hdf5", (len(labels),)).astype(int)
+        objects, skipped = [], {"without_box": 0, "unreferable_label": 0}
+        for instance in np.unique(instances[instances >= 0]):
+            if instance >= len(centres) or not np.all(np.isfinite(centres[instance])):
+                skipped["without_box"] += 1
+                continue
+            values, counts = np.unique(labels[instances == instance], return_counts=True)
+            label = int(values[np.argmax(counts)])  # the annotation tool labels whole instances: one value
+            if not 1 <= label <= len(NYU40_LABELS):
+                raise SceneFormatError(str(labels_path), f"dataset (instance {instance})", f"NYU40 label {label}")
+            if NYU40_LABELS[label - 1] in HYPERSIM_SKIPPED_LABELS:
+                skipped["unreferable_label"] += 1
+                continue
+            box = OrientedBox(centres[instance] * scale, extents[instance] * scale, rotations[instance].astype(float))
+            box = validate_box(box, str(mesh_dir / HYPERSIM_BOX_FILE.format("*")), f"dataset[{instance}]")
+            objects.append(SceneObject(str(instance), int(instance) + 1, NYU40_LABELS[label - 1], box))
+        return objects, skipped
+
+    def _frame(self, directory: Path, root: Path, camera: str, index: int, keyframes: tuple[np.ndarray, np.ndarray],
+               scale: float) -> Frame:
+        stem = f"frame.{index:04d}"
+        geometry = directory / "images" / f"scene_{camera}_geometry_hdf5"
+        distance = _read_hdf5(geometry / f"{stem}.depth_meters.hdf5", (None, None)).astype(np.float64)
+        height, width = distance.shape
+        colour = _read_hdf5(directory / "images" / f"scene_{camera}_final_hdf5" / f"{stem}.color.hdf5",
+                            (height, width, 3))
+        instances = _read_hdf5(geometry / f"{stem}.semantic_instance.hdf5", (height, width)).astype(np.int64)
+        intrinsics, tilt = self._camera_model(root / HYPERSIM_CAMERA_PARAMETERS, directory.name, width, height)
+        positions, orientations = keyframes
+        gl_pose = np.eye(4)
+        gl_pose[:3, :3], gl_pose[:3, 3] = orientations[index], positions[index] * scale
+        tilt_pose = np.eye(4)
+        tilt_pose[:3, :3] = tilt.T  # virtual (tilted) camera -> OpenCV camera
+        return Frame(f"{camera}_{index:04d}", width, height, intrinsics, pose_from_opengl(gl_pose) @ tilt_pose,
+                     tonemap_hdr(colour), planar_depth_from_ray_distance(distance, intrinsics).astype(np.float32),
+                     np.where(instances >= 0, instances + 1, 0).astype(np.int32))
+
+    def load_scene(self, root: Path, item: str, max_frames: int) -> Scene:
+        directory = root / item
+        detail = directory / "_detail"
+        scale = self._metres_per_asset_unit(detail / "metadata_scene.csv")
+        cameras_path = detail / "metadata_cameras.csv"
+        cameras = [row.get("camera_name") for row in _read_csv_rows(cameras_path)]
+        if not cameras or None in cameras:
+            raise SceneFormatError(str(cameras_path), "camera_name", "needs a camera_name column with at least one row")
+        keyframes, available = {}, []
+        for camera in cameras:
+            positions = _read_hdf5(detail / camera / "camera_keyframe_positions.hdf5", (None, 3))
+            keyframes[camera] = (positions, _read_hdf5(detail / camera / "camera_keyframe_orientations.hdf5",
+                                                       (len(positions), 3, 3)))
+            colour_dir = directory / "images" / f"scene_{camera}_final_hdf5"
+            for path in sorted(colour_dir.glob("frame.*.color.hdf5")):  # published frames only (some were removed)
+                index = int(path.name.split(".")[1])
+                if index >= len(positions):
+                    raise SceneFormatError(str(path), "<file>", f"no keyframe {index} in {camera}")
+                available.append((camera, index))
+        objects, skipped = self._objects(detail / "mesh", scale)
+        frames = [self._frame(directory, root, camera, index, keyframes[camera], scale)
+                  for camera, index in _evenly_spaced(available, max_frames)]
+        scene = Scene(directory.name, objects, frames, source_dataset="hypersim", license="CC BY-SA 3.0",
+                      metadata={"metres_per_asset_unit": scale, **{f"instances_{k}": v for k, v in skipped.items()}})
+        return validate_scene(scene, str(directory))
+
+
 ADAPTERS: dict[str, DatasetAdapter] = {
     adapter.name: adapter
-    for adapter in (ScanNetAdapter(), ARKitScenesAdapter(), Matterport3DAdapter(), ScanNetPPAdapter())}
+    for adapter in (ScanNetAdapter(), ARKitScenesAdapter(), Matterport3DAdapter(), ScanNetPPAdapter(),
+                    HypersimAdapter())}

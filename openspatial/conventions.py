@@ -130,3 +130,43 @@ def rotation_from_quaternion_wxyz(qw: float, qx: float, qy: float, qz: float) ->
 
 def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def camera_from_gl_projection(projection: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """An OpenGL-style 4x4 projection (camera looking down -z, y up; NDC x right, y up, both in [-1, 1] over the
+    image's outer pixel edges) -> (K, tilt) with `pixel ~ K @ tilt @ p` for a point p in the OpenCV camera.
+
+    A plain perspective projection gives tilt = I and the familiar pinhole K; lens shift moves the principal
+    point; tilt-shift (an image plane not perpendicular to the viewing axis, Hypersim's per-scene M_proj) gives a
+    rotation `tilt` from the OpenCV camera to a virtual pinhole camera whose K may have a small skew. Raises
+    ValueError when the matrix is not a central projection (non-zero translation terms)."""
+    projection = np.asarray(projection, dtype=float)
+    if np.any(np.abs(projection[[0, 1, 3], 3]) > 1e-9):
+        raise ValueError("not a central projection: M[0,3], M[1,3] and M[3,3] must be 0")
+    x_row, y_row, w_row = projection[0, :3], projection[1, :3], projection[3, :3]
+    # pixel u = (x_ndc + 1) * W / 2 and v = (1 - y_ndc) * H / 2, with ndc = row . p / (w_row . p).
+    gl_camera_to_pixels = np.stack([width / 2 * (x_row + w_row), height / 2 * (w_row - y_row), w_row])
+    homography = gl_camera_to_pixels @ OPENGL_TO_OPENCV_CAMERA[:3, :3]
+    return _pinhole_times_rotation(homography)
+
+
+def _pinhole_times_rotation(homography: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RQ split of a 3x3 camera matrix into an upper-triangular K (positive diagonal, K[2, 2] = 1) and a rotation."""
+    from scipy.linalg import rq
+
+    upper, rotation = rq(homography)
+    signs = np.diag(np.sign(np.diag(upper)))
+    upper, rotation = upper @ signs, signs @ rotation  # signs @ signs = I
+    if np.linalg.det(rotation) < 0:  # points in front have w > 0, so the sign of the whole matrix is fixed
+        raise ValueError("projection maps points in front of the camera to a mirrored image")
+    return upper / upper[2, 2], rotation
+
+
+def planar_depth_from_ray_distance(distance: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Distance from the optical centre along each pixel's ray (Hypersim's depth_meters) -> planar depth z,
+    using the ray through each pixel's centre; non-finite distances (no surface) become 0 (unknown)."""
+    height, width = distance.shape
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    rays = np.stack([cols, rows, np.ones_like(cols)], axis=-1) @ np.linalg.inv(intrinsics).T
+    depth = distance / np.linalg.norm(rays, axis=-1)  # each ray has z = 1, so its length is distance / depth
+    return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0)

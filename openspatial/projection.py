@@ -30,11 +30,14 @@ def camera_to_pixels(frame: Frame, camera_points: np.ndarray) -> np.ndarray:
     return homogeneous[:, :2] / homogeneous[:, 2:3]
 
 
-def back_project_pixels(frame: Frame, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """World points of the given pixels (centres), which must have a depth."""
-    z = frame.depth[rows, cols].astype(float)
-    fx, fy, cx, cy = frame.intrinsics[0, 0], frame.intrinsics[1, 1], frame.intrinsics[0, 2], frame.intrinsics[1, 2]
-    camera = np.stack([(cols + 0.5 - cx) / fx * z, (rows + 0.5 - cy) / fy * z, z], axis=1)
+def back_project_pixels(frame: Frame, rows: np.ndarray, cols: np.ndarray,
+                        depth: np.ndarray | None = None) -> np.ndarray:
+    """World points of the given pixels (centres), which must have a depth (the frame's, or `depth` if given)."""
+    z = (frame.depth if depth is None else depth)[rows, cols].astype(float)
+    (fx, skew, cx), (_, fy, cy) = frame.intrinsics[0], frame.intrinsics[1]
+    y = (rows + 0.5 - cy) / fy
+    x = (cols + 0.5 - cx - skew * y) / fx  # skew is 0 except for tilt-shift cameras (Hypersim)
+    camera = np.stack([x * z, y * z, z], axis=1)
     return camera @ frame.pose[:3, :3].T + frame.pose[:3, 3]
 
 

@@ -38,7 +38,7 @@ class SpatialScenesConfig(ReaderConfig):
     index: IndexConfig = IndexConfig()
     qa: QAConfig = QAConfig()
     jpeg_quality: int = Field(default=90, ge=1, le=100)
-    adapter: Literal["canonical", "scannet", "arkitscenes", "matterport3d", "scannetpp"] = "canonical"
+    adapter: Literal["canonical", "scannet", "arkitscenes", "matterport3d", "scannetpp", "hypersim"] = "canonical"
     max_frames: int = Field(default=8, ge=1)  # frames sampled evenly per adapter scene
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from openspatial.adapters import ARKitScenesAdapter, Matterport3DAdapter, ScanNetAdapter, ScanNetPPAdapter
+from openspatial.adapters import (ARKitScenesAdapter, HypersimAdapter, Matterport3DAdapter, ScanNetAdapter,
+                                  ScanNetPPAdapter)
 from openspatial.conventions import OrientedBox, invert_pose, rotation_z
 from openspatial.frame_index import IndexConfig, build_object_frame_index
 from openspatial.procedural import look_at_pose, render_frames
@@ -21,10 +22,10 @@ from openspatial.scene import Frame, SceneFormatError, SceneObject
 K = np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]])
 
 
-def _render(boxes: list[OrientedBox], poses: list[np.ndarray], room=(6.0, 7.0)) -> list[Frame]:
+def _render(boxes: list[OrientedBox], poses: list[np.ndarray], room=(6.0, 7.0), intrinsics=K) -> list[Frame]:
     """Frames of the canonical geometry: RGB, depth (mm-quantised on write) for the dataset files."""
     objects = [SceneObject(str(i), i + 1, "box", box) for i, box in enumerate(boxes)]
-    frames = [Frame(str(i), 160, 120, K, pose) for i, pose in enumerate(poses)]
+    frames = [Frame(str(i), 160, 120, intrinsics, pose) for i, pose in enumerate(poses)]
     render_frames(objects, np.array(room), 2.7, frames)
     return frames
 
@@ -265,11 +266,123 @@ def test_scannetpp_adapter_hand_worked_box_camera_and_intrinsics(tmp_path):
     assert build_object_frame_index(scene, IndexConfig(min_visible_pixels=30)).records["4", 0].visible
 
 
-@pytest.mark.parametrize("adapter, write", [("scannet", write_scannet_fixture), ("arkitscenes", write_arkitscenes_fixture),
-                                            ("matterport3d", write_matterport_fixture),
-                                            ("scannetpp", write_scannetpp_fixture)])
-def test_reader_emits_qa_rows_from_each_adapter_fixture(tmp_path, adapter, write):
-    root = write(tmp_path)
+# ---- Hypersim ----------------------------------------------------------------------------------------------
+HYPERSIM_SCENE = "ai_001_002"
+METRES_PER_ASSET_UNIT = 0.025  # 2.5 cm per asset unit: 40 units per metre
+# Lens shift only: M_proj_00 = fx / (W/2) = 1.25, M_proj_02 = 1 - cx / (W/2) = -0.05, M_proj_11 = fy / (H/2) = 5/3,
+# M_proj_12 = cy / (H/2) - 1 = -1/12, w = -z. So K = [[100, 0, 84], [0, 100, 55], [0, 0, 1]] at 160 x 120.
+HYPERSIM_M_PROJ = [[1.25, 0, -0.05, 0], [0, 5 / 3, -1 / 12, 0], [0, 0, -1.002002, -2.002002], [0, 0, -1, 0]]
+K_SHIFTED = np.array([[100.0, 0, 84], [0, 100.0, 55], [0, 0, 1]])
+
+
+def _write_hdf5(path: Path, array) -> None:
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("dataset", data=np.asarray(array))
+
+
+def write_hypersim_fixture(root: Path) -> Path:
+    scene = root / HYPERSIM_SCENE
+    detail, mesh = scene / "_detail", scene / "_detail" / "mesh"
+    mesh.mkdir(parents=True)
+    (detail / "metadata_scene.csv").write_text(
+        f"parameter_name,parameter_value\nmeters_per_asset_unit,{METRES_PER_ASSET_UNIT}\n")
+    (detail / "metadata_cameras.csv").write_text("camera_name\ncam_00\n")
+    columns = [f"M_proj_{i}{j}" for i in range(4) for j in range(4)]
+    (root / "metadata_camera_parameters.csv").write_text(
+        "scene_name,settings_output_img_height,settings_output_img_width," + ",".join(columns) + "\n"
+        + "ai_001_001,768,1024," + ",".join(["0"] * 16) + "\n"  # another scene's row, never read
+        + f"{HYPERSIM_SCENE},120,160," + ",".join(str(v) for row in HYPERSIM_M_PROJ for v in row) + "\n")
+    # Boxes in asset units; row 0 is unused (inf), as in the release. Instance 1: centre (80, 100, 18), extents
+    # (24, 16, 36), its x axis along world +y; instance 2: an axis-aligned table; instance 3: a wall (skipped).
+    inf = np.full(3, np.inf)
+    _write_hdf5(mesh / "metadata_semantic_instance_bounding_box_object_aligned_2d_positions.hdf5",
+                [inf, [80, 100, 18], [140, 180, 16], [120, 0, 54]])
+    _write_hdf5(mesh / "metadata_semantic_instance_bounding_box_object_aligned_2d_extents.hdf5",
+                [inf, [24, 16, 36], [40, 40, 32], [240, 4, 108]])
+    _write_hdf5(mesh / "metadata_semantic_instance_bounding_box_object_aligned_2d_orientations.hdf5",
+                [np.full((3, 3), np.inf), rotation_z(np.pi / 2), np.eye(3), np.eye(3)])
+    # Four low-level mesh objects: two form the chair (NYU40 5), one the table (7), one the wall (1).
+    _write_hdf5(mesh / "mesh_objects_si.hdf5", np.array([5, 5, 7, 1], np.int32))
+    _write_hdf5(mesh / "mesh_objects_sii.hdf5", np.array([1, 1, 2, 3], np.int32))
+    boxes = [OrientedBox(np.array([2.0, 2.5, 0.45]), np.array([0.6, 0.4, 0.9]), rotation_z(np.pi / 2)),
+             OrientedBox(np.array([3.5, 4.5, 0.4]), np.array([1.0, 1.0, 0.8]), np.eye(3))]
+    frames = _render(boxes, CAMERAS, intrinsics=K_SHIFTED)
+    images = scene / "images"
+    cols, rows = np.meshgrid(np.arange(160) + 0.5, np.arange(120) + 0.5)
+    rays = np.stack([cols, rows, np.ones_like(cols)], axis=-1)
+    ray_lengths = np.linalg.norm(rays @ np.linalg.inv(K_SHIFTED).T, axis=-1)
+    for i, frame in enumerate(frames):
+        stem = f"frame.{i:04d}"
+        _write_hdf5(images / "scene_cam_00_final_hdf5" / f"{stem}.color.hdf5",
+                    (frame.image.astype(np.float32) / 255) ** 2.2)  # linear HDR values
+        distance = frame.depth * ray_lengths  # metres along each pixel's ray
+        distance[:4, :4] = np.nan  # no surface (a window to the sky)
+        _write_hdf5(images / "scene_cam_00_geometry_hdf5" / f"{stem}.depth_meters.hdf5", distance.astype(np.float16))
+        _write_hdf5(images / "scene_cam_00_geometry_hdf5" / f"{stem}.semantic_instance.hdf5",
+                    np.where(frame.instances > 0, frame.instances, -1).astype(np.int16))
+    # Camera: OpenGL axes (y up, z backwards), camera-to-world rotation; positions in asset units. A third keyframe
+    # has no published image.
+    orientations = [frame.pose[:3, :3] @ np.diag([1.0, -1, -1]) for frame in frames] + [np.eye(3)]
+    positions = [frame.pose[:3, 3] / METRES_PER_ASSET_UNIT for frame in frames] + [np.zeros(3)]
+    _write_hdf5(detail / "cam_00" / "camera_keyframe_orientations.hdf5", orientations)
+    _write_hdf5(detail / "cam_00" / "camera_keyframe_positions.hdf5", positions)
+    return root
+
+
+def test_hypersim_adapter_hand_worked_box_camera_depth_and_intrinsics(tmp_path):
+    root = write_hypersim_fixture(tmp_path)
+    adapter = HypersimAdapter()
+    assert adapter.list_scenes(root) == [HYPERSIM_SCENE]
+    scene = adapter.load_scene(root, HYPERSIM_SCENE, max_frames=8)
+    chair, table = scene.objects  # the wall instance is not referable and is skipped
+    assert (chair.category, table.category, chair.instance_id) == ("chair", "table", 2)
+    assert scene.metadata["instances_unreferable_label"] == 1
+    # Asset units x 0.025: centre (2, 2.5, 0.45), extents (0.6, 0.4, 0.9) with the 0.6 m side along world y, so
+    # x spans 2 -+ 0.2 and y spans 2.5 -+ 0.3.
+    np.testing.assert_allclose(chair.box.extents, [0.6, 0.4, 0.9], atol=1e-9)
+    np.testing.assert_allclose(chair.box.corners().min(axis=0), [1.8, 2.2, 0.0], atol=1e-9)
+    np.testing.assert_allclose(chair.box.corners().max(axis=0), [2.2, 2.8, 0.9], atol=1e-9)
+    # K from M_proj: fx = 80 * 1.25, cx = 80 * (1 + 0.05), fy = 60 * 5/3, cy = 60 * (1 - 1/12).
+    np.testing.assert_allclose(scene.frames[0].intrinsics, K_SHIFTED, atol=1e-9)
+    # Camera: position 40 units per metre back to (3, 0.5, 1.4); OpenGL axes flipped into OpenCV ones.
+    assert len(scene.frames) == 2 and scene.frames[1].frame_id == "cam_00_0001"
+    np.testing.assert_allclose(scene.frames[0].pose[:3, 3], [3.0, 0.5, 1.4], atol=1e-9)
+    np.testing.assert_allclose(scene.frames[1].pose, CAMERAS[1], atol=1e-9)
+    # Ray distances became planar depth (float16 storage: 1e-3 relative); no surface became 0 (unknown).
+    frame = scene.frames[0]
+    assert np.all(frame.depth[:4, :4] == 0)
+    reference = _render([chair.box, table.box], CAMERAS[:1], intrinsics=K_SHIFTED)[0]  # the loaded boxes, re-rendered
+    np.testing.assert_allclose(frame.depth[4:, 4:], reference.depth[4:, 4:], rtol=2e-3)
+    # Instance maps: id + 1, -1 -> 0; the chair's pixels carry the chair's instance id.
+    assert np.array_equal(frame.instances == chair.instance_id, reference.instances == 1)
+    assert frame.image.dtype == np.uint8 and frame.image.shape == (120, 160, 3)
+    index = build_object_frame_index(scene, IndexConfig(min_visible_pixels=30))
+    assert index.records["1", 0].visible and index.records["2", 0].visible
+    assert generate_scene_qa(index, QAConfig(min_visible_pixels=30), 0)
+
+
+def test_hypersim_missing_camera_parameters_names_the_file(tmp_path):
+    root = write_hypersim_fixture(tmp_path)
+    (root / "metadata_camera_parameters.csv").unlink()
+    with pytest.raises(SceneFormatError, match=r"metadata_camera_parameters\.csv: <file>: missing"):
+        HypersimAdapter().load_scene(root, HYPERSIM_SCENE, max_frames=8)
+    write_hypersim_fixture(tmp_path / "other")
+    _write_hdf5(tmp_path / "other" / HYPERSIM_SCENE / "_detail" / "mesh" / "mesh_objects_sii.hdf5", np.array([1, 2]))
+    with pytest.raises(SceneFormatError, match=r"mesh_objects_sii\.hdf5: dataset: expected shape \(4,\), got \(2,\)"):
+        HypersimAdapter().load_scene(tmp_path / "other", HYPERSIM_SCENE, max_frames=8)
+
+
+FIXTURE_WRITERS = {"scannet": write_scannet_fixture, "arkitscenes": write_arkitscenes_fixture,
+                   "matterport3d": write_matterport_fixture, "scannetpp": write_scannetpp_fixture,
+                   "hypersim": write_hypersim_fixture}  # adapter name -> writer returning the dataset root
+
+
+@pytest.mark.parametrize("adapter", sorted(FIXTURE_WRITERS))
+def test_reader_emits_qa_rows_from_each_adapter_fixture(tmp_path, adapter):
+    root = FIXTURE_WRITERS[adapter](tmp_path)
     config = SpatialScenesConfig(adapter=adapter, source_dataset=adapter, index={"min_visible_pixels": 30},
                                  qa={"min_visible_pixels": 30})
     reader = SpatialScenesReader(config)

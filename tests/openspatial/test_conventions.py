@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openspatial.conventions import (OrientedBox, box_from_half_sizes, box_from_yaw, invert_pose, pose_from_opengl,
+from openspatial.conventions import (OrientedBox, box_from_half_sizes, box_from_yaw, camera_from_gl_projection,
+                                     invert_pose, planar_depth_from_ray_distance, pose_from_opengl,
                                      pose_from_world_to_camera, pose_to_opengl, pose_to_z_up_world, rotation_error,
                                      rotation_from_quaternion_wxyz, rotation_z, world_transform_y_up_to_z_up, yaw_of)
 
@@ -78,3 +79,55 @@ def test_colmap_quaternion_hand_case_and_round_trip():
     rotation = random_pose(np.random.default_rng(3))[:3, :3]
     x, y, z, w = Rotation.from_matrix(rotation).as_quat()
     np.testing.assert_allclose(rotation_from_quaternion_wxyz(w, x, y, z), rotation, atol=1e-12)
+
+
+# Hypersim's default camera (ai_001_001: 60 degree horizontal field of view, 1024 x 768) and a tilt-shift scene's
+# M_proj (ai_021_002, rows as published in ml-hypersim's metadata_camera_parameters.csv).
+GL_PROJECTION_60_DEG = np.array([[1.7320507492870254, 0, 0, 0], [0, 2.309400999049367, 0, 0],
+                                 [0, 0, -1.002002002002002, -2.002002002002002], [0, 0, -1, 0]])
+GL_PROJECTION_TILT_SHIFT = np.array([[1.6888752825391975, 0.004093252636162593, -0.057090042380612493, 0.0],
+                                     [0.0, 2.203037491520368, 0.761200839191837, 0.0],
+                                     [0.0, 0.06835745713015638, -0.953405633972824, -2.002002002002002],
+                                     [0.0, 0.068220878794232, -0.9515007276112399, 0.0]])
+
+
+def test_gl_projection_plain_perspective_is_the_pinhole_k():
+    intrinsics, tilt = camera_from_gl_projection(GL_PROJECTION_60_DEG, 1024, 768)
+    focal = 512 / np.tan(np.radians(30))  # half width over tan(half field of view)
+    np.testing.assert_allclose(intrinsics, [[focal, 0, 512], [0, focal, 384], [0, 0, 1]], atol=1e-6)
+    np.testing.assert_allclose(tilt, np.eye(3), atol=1e-12)
+
+
+@pytest.mark.parametrize("projection", [GL_PROJECTION_60_DEG, GL_PROJECTION_TILT_SHIFT])
+def test_gl_projection_agrees_with_ndc_projection(projection):
+    """Independent route: OpenGL clip space -> NDC -> pixels with the top-left origin, vs K @ tilt @ p."""
+    width, height = 1024, 768
+    intrinsics, tilt = camera_from_gl_projection(projection, width, height)
+    assert rotation_error(tilt) < 1e-9 and intrinsics[1, 0] == 0 and intrinsics[2, 2] == 1
+    rng = np.random.default_rng(4)
+    opencv_points = np.column_stack([rng.uniform(-1, 1, 50), rng.uniform(-1, 1, 50), rng.uniform(1, 5, 50)])
+    clip = np.column_stack([opencv_points * [1, -1, -1], np.ones(50)]) @ projection.T  # OpenGL camera: y, z flipped
+    ndc = clip[:, :2] / clip[:, 3:4]
+    expected = np.column_stack([(ndc[:, 0] + 1) * width / 2, (1 - ndc[:, 1]) * height / 2])
+    homogeneous = opencv_points @ (intrinsics @ tilt).T
+    assert np.all(homogeneous[:, 2] > 0)  # in front of the virtual camera too
+    np.testing.assert_allclose(homogeneous[:, :2] / homogeneous[:, 2:3], expected, atol=1e-6)
+
+
+def test_gl_projection_rejects_non_central_matrices():
+    shifted = GL_PROJECTION_60_DEG.copy()
+    shifted[0, 3] = 0.5
+    with pytest.raises(ValueError, match="not a central projection"):
+        camera_from_gl_projection(shifted, 1024, 768)
+
+
+def test_ray_distance_to_planar_depth_hand_cases():
+    intrinsics = np.array([[2.0, 0, 1.5], [0, 2.0, 1.5], [0, 0, 1]])  # 3 x 3 image, principal point at its centre
+    distance = np.full((3, 3), 6.0)
+    distance[0, 0] = np.nan
+    depth = planar_depth_from_ray_distance(distance, intrinsics)
+    assert depth[1, 1] == pytest.approx(6.0)  # the central ray is the optical axis
+    # Pixel (row 1, col 2): ray (0.5, 0, 1), length sqrt(1.25); a corner ray (0.5, 0.5, 1) has length sqrt(1.5).
+    assert depth[1, 2] == pytest.approx(6.0 / np.sqrt(1.25))
+    assert depth[2, 2] == pytest.approx(6.0 / np.sqrt(1.5))
+    assert depth[0, 0] == 0.0  # no surface -> unknown

@@ -70,3 +70,19 @@ def test_depth_only_refinement_matches_instance_masks():
     depth_only = build_object_frame_index(scene)
     for key, record in with_masks.records.items():
         assert abs(depth_only.records[key].visible_pixels - record.visible_pixels) <= 0.02 * record.visible_pixels + 5
+
+
+def test_back_projection_inverts_a_skewed_pinhole():
+    """Tilt-shift cameras (Hypersim) give K a skew term; back-projection must undo K exactly, skew included."""
+    from openspatial.projection import back_project_pixels, camera_to_pixels
+    from openspatial.scene import Frame
+
+    pose = np.eye(4)
+    pose[:3, 3] = [1.0, 2.0, 3.0]
+    frame = Frame("f", 64, 48, np.array([[50.0, 3.0, 30.0], [0, 55.0, 20.0], [0, 0, 1]]), pose)
+    frame.depth = np.full((48, 64), 2.5, np.float32)
+    rows, cols = np.array([0, 10, 47]), np.array([5, 40, 63])
+    world = back_project_pixels(frame, rows, cols)
+    camera = world - pose[:3, 3]
+    np.testing.assert_allclose(camera[:, 2], 2.5)
+    np.testing.assert_allclose(camera_to_pixels(frame, camera), np.column_stack([cols, rows]) + 0.5, atol=1e-9)

@@ -1,13 +1,16 @@
-"""3D lifting: exact on clean data for fully observed boxes, accurate under noise, id switches rejected."""
+"""3D lifting: exact on clean data for fully observed boxes, accurate under noise, id switches rejected.
+
+The accuracy floors sit between what the lifting reaches now and what the earlier version (per-axis MAD outlier
+removal, uniform erosion, 3% percentile extents) reached on the same seeds, so a return to it fails them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from openspatial.conventions import box_from_yaw
-from openspatial.lifting import (LiftingConfig, ObservationNoise, fit_gravity_aligned_box, gravity_aligned_iou,
-                                 lift_tracks, noisy_observations)
+from openspatial.conventions import box_from_yaw, yaw_of
+from openspatial.lifting import (LiftingConfig, ObservationNoise, denoised_depth, fit_gravity_aligned_box,
+                                 gravity_aligned_iou, lift_tracks, noisy_observations, trusted_pixels)
 from openspatial.procedural import ProceduralConfig, generate_scene
 
 from tests.openspatial.conftest import hand_scene
@@ -29,6 +32,36 @@ def test_box_fit_recovers_a_densely_sampled_box():
     assert gravity_aligned_iou(fitted, box) > 0.97
 
 
+def test_box_fit_keeps_a_side_seen_at_a_grazing_angle():
+    """A face seen head-on gives thousands of points, the side beside it a few hundred; the side alone carries
+    the box's depth, so the extent trim must not cut it away (a 3% trim by count loses half of it), and the
+    L-shaped footprint must give the sides' heading (the minimum-area rectangle ties it with the diagonal's)."""
+    rng = np.random.default_rng(1)
+    front = np.column_stack([np.zeros(5000), rng.uniform(0, 1.0, 5000), rng.uniform(0, 0.8, 5000)])
+    side = np.column_stack([rng.uniform(0, 0.5, 300), np.ones(300), rng.uniform(0, 0.8, 300)])
+    fitted = fit_gravity_aligned_box(np.concatenate([front, side]), LiftingConfig().extent_percentile)
+    np.testing.assert_allclose(np.sort(fitted.extents), [0.5, 0.8, 1.0], rtol=0.1)
+    assert min(yaw_of(fitted.rotation) % (np.pi / 2), -yaw_of(fitted.rotation) % (np.pi / 2)) < np.radians(3)
+
+
+def test_trusted_pixels_drop_mask_edges_and_the_far_side_of_depth_jumps():
+    # A 6 x 6 object at 2 m in front of a wall at 3 m; its mask grew by one pixel onto the wall on the left.
+    depth = np.full((12, 12), 3.0, np.float32)
+    depth[3:9, 3:9] = 2.0
+    instances = np.zeros((12, 12), np.int32)
+    instances[3:9, 2:9] = 7
+    trusted = trusted_pixels(depth, instances, LiftingConfig(mask_edge_pixels=0, depth_edge_pixels=2))
+    assert not trusted[5, 2] and not trusted[5, 1]  # the wall caught by the grown mask (and beside it): far side
+    assert trusted[5, 3] and trusted[5, 8]  # the object's own rim is the near side: kept
+    assert trusted[0, 0]  # wall with nothing nearer around it
+    trusted = trusted_pixels(depth, instances, LiftingConfig(mask_edge_pixels=1, depth_edge_pixels=0))
+    assert not trusted[5, 8] and not trusted[5, 2] and trusted[5, 5]  # one pixel off every mask edge
+    # Median filtering stays inside the mask: a noisy rim keeps its own depth, the interior is smoothed.
+    depth[5, 3], depth[5, 6] = 2.2, 2.2
+    smoothed = denoised_depth(depth, instances, 5)
+    assert smoothed[5, 3] == pytest.approx(2.2) and smoothed[5, 6] == pytest.approx(2.0)
+
+
 def _scene_views():
     # Three objects seen from four cameras around them, so every box is observed from several sides.
     objects = [("cabinet", [0, 0, 0.5], [0.8, 0.5, 1.0], 0.3, False), ("table", [1.6, 0.4, 0.375], [1.0, 0.7, 0.75], -0.4, False),
@@ -41,13 +74,30 @@ def test_lifting_is_exact_on_clean_views_and_accurate_under_noise():
     scene = _scene_views()
     truth = {o.instance_id: o.box for o in scene.objects}
     categories = {o.instance_id: o.category for o in scene.objects}
-    clean = lift_tracks(scene.frames, categories, LiftingConfig(erode_pixels=0, extent_percentile=0.0))
+    clean = lift_tracks(scene.frames, categories, LiftingConfig(extent_percentile=0.0))
     assert all(r.reject_reason is None for r in clean)
-    assert min(gravity_aligned_iou(r.box, truth[r.track_id]) for r in clean) > 0.85
+    # One mask-edge pixel is 4-5 cm at this resolution: the clean boxes lose about that much per side.
+    assert min(gravity_aligned_iou(r.box, truth[r.track_id]) for r in clean) > 0.9
     noisy = [r for seed in range(4) for r in lift_tracks(noisy_observations(scene.frames, ObservationNoise(), seed),
                                                           categories)]
     assert sum(r.reject_reason is not None for r in noisy) <= 2
-    assert np.mean([gravity_aligned_iou(r.box, truth[r.track_id]) for r in noisy]) > 0.55
+    assert np.mean([gravity_aligned_iou(r.box, truth[r.track_id]) for r in noisy]) > 0.65  # was 0.63, now 0.67
+
+
+def test_a_bottom_no_frame_shows_is_lowered_to_the_floor():
+    """Cameras at 1.6 m looking up: a 1.4 m lamp shows only its top, cut off by the lower image border in every
+    frame, so its box comes down to the floor; a box hanging at 1.85-2.15 m shows its bottom edge and stays."""
+    objects = [("lamp", [0, 0, 0.7], [0.3, 0.3, 1.4], 0.0, False),
+               ("box", [0.3, 0.4, 2.0], [0.3, 0.3, 0.3], 0.3, False)]
+    scene = hand_scene(objects, [([x, y, 1.6], [0.0, 0.0, 2.0]) for x, y in ((1.5, -0.6), (-1.4, -0.7), (0.3, 1.5))])
+    assert all(np.any(frame.instances[-1] == 1) for frame in scene.frames)  # the lamp runs out of every image
+    truth = {o.instance_id: o.box for o in scene.objects}
+    lifted = {r.track_id: r.box for r in lift_tracks(scene.frames, {1: "lamp", 2: "box"})}
+    assert lifted[1].center[2] - lifted[1].extents[2] / 2 == pytest.approx(0.0, abs=0.02)
+    assert gravity_aligned_iou(lifted[1], truth[1]) > 0.9 and gravity_aligned_iou(lifted[2], truth[2]) > 0.85
+    without = {r.track_id: r.box
+               for r in lift_tracks(scene.frames, {1: "lamp"}, LiftingConfig(extend_hidden_bottoms=False))}
+    assert without[1].center[2] - without[1].extents[2] / 2 > 1.0  # only the visible top part
 
 
 def test_an_id_switch_fails_cycle_consistency():
@@ -72,4 +122,4 @@ def test_lifting_on_procedural_scenes_under_noise():
         for result in lift_tracks(frames, {o.instance_id: o.category for o in scene.objects}):
             if result.reject_reason is None:
                 ious.append(gravity_aligned_iou(result.box, truth[result.track_id]))
-    assert len(ious) >= 10 and np.median(ious) > 0.3
+    assert len(ious) >= 10 and np.mean(ious) > 0.47 and np.median(ious) > 0.45  # was 0.37 / 0.40, now 0.53 / 0.49
