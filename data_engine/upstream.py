@@ -16,7 +16,6 @@ keywords, and overrides `carry` when the two schemas differ (`image_shards` in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 from data_engine.readers import Reader, ReaderConfig, row_id
 from data_engine.schemas import ShardSchema
 from data_engine.shards import ShardDirError, read_shard, shard_paths
+from data_engine.storage import Location
 
 _PROVENANCE_IDS = ("id", "source_dataset", "upstream_id")
 
@@ -50,14 +50,14 @@ class UpstreamShardsReader(Reader):
 
     def list_items(self, input_uri: str) -> list[str]:
         items = []
-        for path in shard_paths(_shard_dir(input_uri)):
+        for path in shard_paths(self.location(input_uri)):
             table = read_shard(path, columns=["id", "reject_reason"])
             accepted = table.filter(pc.is_null(table.column("reject_reason")))
             items.extend(f"{path.name}#{upstream}" for upstream in accepted.column("id").to_pylist())
         return items
 
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
-        upstream_rows = self.read_upstream_rows(_shard_dir(input_uri), items)
+        upstream_rows = self.read_upstream_rows(self.location(input_uri), items)
         rows = []
         for item in items:
             upstream = item.partition("#")[2]
@@ -72,7 +72,7 @@ class UpstreamShardsReader(Reader):
             rows.append(row)
         return pa.Table.from_pylist(rows, schema=self.schema.arrow())
 
-    def read_upstream_rows(self, root: Path, items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def read_upstream_rows(self, root: Location, items: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The items' upstream rows by id, each shard file read once and checked against `upstream_schema`."""
         wanted: dict[str, list[str]] = {}
         for item in items:
@@ -89,6 +89,3 @@ class UpstreamShardsReader(Reader):
             by_id.update((row["id"], row) for row in selected.to_pylist())
         return by_id
 
-
-def _shard_dir(input_uri: str) -> Path:
-    return Path(input_uri.removeprefix("file://"))
