@@ -4,8 +4,9 @@ All three get the same 512 x 512 RGB images (crops of the scikit-learn photos, c
 and JPEG damage) and the same pristine parameters (BasicSR's file; for pyiqa converted to its `.mat` keys
 `mu_prisparam` / `cov_prisparam`, with `color_space='ycbcr'` so it reads the same Y channel). Speed is per
 image on one thread (torch and BLAS limited to 1), median over images of the best of `--repeats` runs.
-pyiqa is not part of the main environment (its dependency list pulls a second OpenCV build); its NIQE needs
-only torch and scipy: `pip install --no-deps pyiqa==0.1.16`.
+pyiqa is installed without its dependency list (which pulls a second OpenCV build and much else); its NIQE
+needs only torch and scipy, and reads the parameters from a local `.mat`, so the run is offline once the
+BasicSR source package is in the NIQE cache (`python -m data_engine.ops.niqe --fetch`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import write_result
+from data_engine.curation.learned_iqa import PYIQA_INSTALL
 from data_engine.demo_corpus import sample_photo_paths
 from data_engine.ops.niqe import (NiqeParams, default_params_path, fetch_basicsr_sdist, fetch_params, load_params,
                                   niqe_score)
@@ -73,7 +75,7 @@ def pyiqa_scorer(params: NiqeParams, work: Path):
         from pyiqa.archs.niqe_arch import NIQE
     except ImportError as exc:
         raise SystemExit(f"benchmarks.niqe: pyiqa is not importable ({exc}); install it with "
-                         "`pip install --no-deps pyiqa==0.1.16`") from None
+                         f"`{PYIQA_INSTALL}`") from None
     from scipy.io import savemat
 
     mat = work / "niqe_pris_params.mat"

@@ -9,6 +9,9 @@ require_python311
 fresh_venv "$env_dir"
 echo "building the main environment in $env_dir (a few minutes, about 7 GB)"
 pip_install "$env_dir" -c constraints/dev.txt -r constraints/requirements-main.txt
-"$env_dir/bin/python" -c "import torch, torchvision, ray, pyarrow, transformers, diffusers, open3d, deepspeed" \
+# pyiqa (MUSIQ, CLIP-IQA, the NIQE benchmark's reference) declares opencv-python and a dozen training-only
+# packages; what its inference code imports is already installed above, so it comes without its dependencies.
+pip_install "$env_dir" -c constraints/dev.txt --no-deps pyiqa openai-clip
+"$env_dir/bin/python" -c "import torch, torchvision, ray, pyarrow, transformers, diffusers, open3d, deepspeed, pyiqa, clip, moto, h5py" \
   || { echo "the main environment failed its import check" >&2; exit 1; }
 touch "$env_dir/.complete"

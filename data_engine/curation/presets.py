@@ -9,7 +9,7 @@ changing what an existing output directory means.
 |------------------------|-------------|-------------|--------------|
 | min resolution         | > 128       | > 256       | > 512        |  (decode_image `min_side`)
 | aesthetic score        | >= 3.0      | >= 4.6      | >= 4.6       |
-| IQA cascade            | off         | on          | on (tighter) |
+| IQA cascade            | off         | on          | on (tighter) |  (iqa_cascade: statistics, NIQE, MUSIQ, CLIP-IQA)
 | dense-OCR min side     | off         | > 512       | > 768        |
 | border detection       | off         | on          | on           |
 """
@@ -40,7 +40,8 @@ PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "iqa_cascade": {
         "stage1_208p": {"enforce": False},
         "stage2_512p": {"enforce": True},
-        "stage3_1024p": {"enforce": True, "niqe_max": 5.5, "niqe_recover_max": 6.5, "min_sharpness": 80.0},
+        "stage3_1024p": {"enforce": True, "niqe_max": 5.5, "niqe_recover_max": 6.5, "min_sharpness": 80.0,
+                         "musiq_min": 50.0, "musiq_recover_min": 40.0, "clipiqa_min": 0.5, "clipiqa_recover_min": 0.4},
     },
     "ocr_density": {
         "stage1_208p": {"dense_text_min_side": 0},

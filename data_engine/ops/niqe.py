@@ -135,18 +135,24 @@ def extract_params(sdist: Path, out: Path) -> Path:
 
 def matlab_luma(rgb: np.ndarray) -> np.ndarray:
     """Rounded Y of MATLAB's rgb2ycbcr for an HxWx3 uint8 RGB image, float32, as BasicSR computes it."""
-    blue, green, red = _luma_lookup_tables()
+    terms = cv2.LUT(rgb, _luma_lookup_table())  # each channel's float64 term, in one pass
     # Summed in float64 in the order of BasicSR's dot product over B, G, R: the same value, bit for bit.
-    dot = (blue[rgb[..., 2]] + green[rgb[..., 1]]) + red[rgb[..., 0]]
-    y = ((dot + 16.0) / 255.0).astype(np.float32) * np.float32(255.0)
-    return np.round(y)
+    dot = terms[..., 2] + terms[..., 1]
+    dot += terms[..., 0]
+    dot += 16.0
+    dot /= 255.0
+    y = dot.astype(np.float32)
+    y *= np.float32(255.0)
+    return np.round(y, out=y)
 
 
 @cache
-def _luma_lookup_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 8-bit value, each channel's float64 term of the luma dot product (inputs scaled in float32)."""
-    unit = np.arange(256, dtype=np.float32) / np.float32(255.0)
-    return tuple(unit.astype(np.float64) * weight for weight in _Y_WEIGHTS_BGR)
+def _luma_lookup_table() -> np.ndarray:
+    """(1, 256, 3) float64: per 8-bit value, the R, G and B terms of the luma dot product (inputs scaled in
+    float32, as BasicSR scales them)."""
+    unit = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float64)
+    blue, green, red = _Y_WEIGHTS_BGR
+    return np.stack([unit * red, unit * green, unit * blue], axis=-1)[None]
 
 
 def niqe_score(rgb: np.ndarray, params: NiqeParams) -> float:
@@ -224,8 +230,9 @@ def _aggd_fit(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     positive sample get NaN scales and the grid's first shape, as BasicSR's argmin over NaN gives."""
     negative_part, positive_part = np.minimum(samples, 0), np.maximum(samples, 0)
     n = samples.shape[1]
-    left_squares = np.einsum("ij,ij->i", negative_part, negative_part, dtype=np.float64)
-    right_squares = np.einsum("ij,ij->i", positive_part, positive_part, dtype=np.float64)
+    # Squares in float32 (as BasicSR squares its float32 samples), summed in float64.
+    left_squares = np.square(negative_part).sum(axis=1, dtype=np.float64)
+    right_squares = np.square(positive_part).sum(axis=1, dtype=np.float64)
     n_negative, n_positive = (samples < 0).sum(axis=1), (samples > 0).sum(axis=1)
     absolute_sum = positive_part.sum(axis=1, dtype=np.float64) - negative_part.sum(axis=1, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

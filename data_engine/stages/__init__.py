@@ -14,6 +14,7 @@ from data_engine.stage import STAGE_REGISTRY, Stage
 STAGE_MODULES: dict[str, str] = {
     "decode_image": "data_engine.stages.image_basic",
     "iqa_cascade": "data_engine.stages.iqa_cascade",
+    "learned_iqa": "data_engine.stages.learned_iqa",
     "aesthetic": "data_engine.stages.aesthetic",
     "border_detect": "data_engine.stages.border_detect",
     "ocr_density": "data_engine.stages.ocr_density",

@@ -11,22 +11,20 @@ Decision: reason `low_aesthetic` when a scored row is below `min_score`; unscore
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from data_engine.curation.pixels import working_rgb
 from data_engine.curation.presets import PresetConfig
-from data_engine.stage import Resources, Stage, register_stage
+from data_engine.curation.scorer_stage import OptionalModelScorer
+from data_engine.stage import Resources, register_stage
 
 HEAD_HIDDEN = (1024, 128, 64, 16)
 HEAD_FILE = "head.safetensors"
 CLIP_DIR = "clip"
-_log = logging.getLogger(__name__)
 
 
 class AestheticModelError(FileNotFoundError):
@@ -67,48 +65,39 @@ class AestheticConfig(PresetConfig):
 
 
 @register_stage
-class AestheticStage(Stage[AestheticConfig]):
+class AestheticStage(OptionalModelScorer[AestheticConfig]):
     op = "aesthetic"
     Config = AestheticConfig
-    uses_model = True
     default_resources = Resources(num_cpus=1, batch_size=16)
     decision_reasons = frozenset({"low_aesthetic"})
     threshold_fields = frozenset({"min_score"})
 
-    def output_fields(self) -> tuple[pa.Field, ...]:
-        return (pa.field("aesthetic_score", pa.float32()), pa.field("aesthetic_status", pa.string()))
+    def score_column(self) -> str:
+        return "aesthetic_score"
 
-    def setup(self) -> None:
-        self.model = None
-        if self.config.model_path is None:
-            _log.warning("%s: no model_path configured; aesthetic_score stays empty (not_scored)", self.name)
-            return
-        import torch
+    def status_column(self) -> str:
+        return "aesthetic_status"
+
+    def load_model(self, model_dir: Path) -> None:
         from safetensors.torch import load_file
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        root = Path(self.config.model_path)
-        for part in (root / CLIP_DIR / "config.json", root / HEAD_FILE):
+        for part in (model_dir / CLIP_DIR / "config.json", model_dir / HEAD_FILE):
             if not part.is_file():
                 raise AestheticModelError(f"{self.name}.model_path: {part} does not exist")
-        torch.set_num_threads(1)
-        self.processor = CLIPImageProcessor.from_pretrained(root / CLIP_DIR, local_files_only=True)
-        self.model = CLIPVisionModelWithProjection.from_pretrained(root / CLIP_DIR, local_files_only=True).eval()
+        self.processor = CLIPImageProcessor.from_pretrained(model_dir / CLIP_DIR, local_files_only=True)
+        self.model = CLIPVisionModelWithProjection.from_pretrained(model_dir / CLIP_DIR, local_files_only=True).eval()
         self.head = aesthetic_head(self.model.config.projection_dim)
-        self.head.load_state_dict(load_file(root / HEAD_FILE))
+        self.head.load_state_dict(load_file(model_dir / HEAD_FILE))
         self.head.eval()
 
-    def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
-        if self.model is None:
-            return {"aesthetic_score": [None] * batch.num_rows, "aesthetic_status": ["not_scored"] * batch.num_rows}
+    def score(self, images: list[np.ndarray]) -> list[float]:
         import torch
 
-        images = [working_rgb(data, self.config.working_side) for data in batch.column("image_bytes").to_pylist()]
         with torch.no_grad():
             pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
             embeddings = self.model(pixel_values=pixels).image_embeds
-            scores = self.head(torch.nn.functional.normalize(embeddings, dim=-1)).squeeze(-1)
-        return {"aesthetic_score": scores.tolist(), "aesthetic_status": ["scored"] * batch.num_rows}
+            return self.head(torch.nn.functional.normalize(embeddings, dim=-1)).squeeze(-1).tolist()
 
     def decide(self, scores: pa.Table) -> list[str | None]:
         return ["low_aesthetic" if score is not None and score < self.config.min_score else None

@@ -3,6 +3,11 @@
 Scores (columns, all measured on the image resized to `working_side` on its long side, so scale-dependent
 ones compare across resolutions): `iqa_brightness`, `iqa_entropy`, `iqa_saturation`, `iqa_sharpness`
 (see `data_engine.ops.image_stats`) and `niqe` (`data_engine.ops.niqe`; null where undefined).
+The perceptual group is NIQE plus the learned indicators `musiq` and `clipiqa` where the job scored them:
+`learned_iqa` stages placed before this one write those columns, and a row whose learned score is empty
+(no such stage, or `not_scored`) is judged by the indicators it has. Each perceptual indicator grades a row
+as passing (NIQE <= `niqe_max`, MUSIQ >= `musiq_min`, CLIP-IQA >= `clipiqa_min`), borderline (within the
+relaxed `niqe_recover_max` / `musiq_recover_min` / `clipiqa_recover_min`) or failing.
 
 Decision (`classify_iqa`, in this order; every threshold is a config field that `redecide` may change):
 1. extremely dark (brightness < `dark_brightness`) -> skipped, reason `too_dark`;
@@ -11,9 +16,9 @@ Decision (`classify_iqa`, in this order; every threshold is a config field that 
    (`low_entropy`), sharpness below `severe_min_sharpness` (`blurry`) or above `severe_max_sharpness`
    (`oversharpened`); NIQE undefined, i.e. fewer than two 96 px blocks at the working size
    (`niqe_undefined`);
-3. statistics inside their normal ranges and NIQE <= `niqe_max` -> accepted;
-4. statistics normal, NIQE borderline (<= `niqe_recover_max`) and saturation >= `recover_min_saturation`
-   -> accepted as recovered;
+3. statistics inside their normal ranges and every perceptual indicator passing -> accepted;
+4. statistics normal, no perceptual indicator failing, some borderline, and saturation >=
+   `recover_min_saturation` -> accepted as recovered;
 5. otherwise rejected: `statistics` when a statistic is outside its normal range, else `perceptual`.
 With `enforce: false` (preset stage1_208p) the scores are computed and nothing is rejected.
 """
@@ -30,6 +35,7 @@ import cv2
 import pyarrow as pa
 from pydantic import Field, model_validator
 
+from data_engine.curation.learned_iqa import LEARNED_IQA_METRICS
 from data_engine.curation.pixels import working_rgb
 from data_engine.curation.presets import PresetConfig
 from data_engine.ops.image_stats import basic_image_stats
@@ -38,6 +44,7 @@ from data_engine.stage import Resources, Stage, register_stage
 
 SCORE_COLUMNS = ("iqa_brightness", "iqa_entropy", "iqa_saturation", "iqa_sharpness", "niqe")
 Verdict = Literal["accept", "recovered", "skip", "reject"]
+Grade = Literal["pass", "borderline", "fail"]
 
 
 class IqaCascadeConfig(PresetConfig):
@@ -61,6 +68,13 @@ class IqaCascadeConfig(PresetConfig):
     max_sharpness: float = Field(default=4000.0, gt=0)
     niqe_max: float = Field(default=6.0, gt=0)
     niqe_recover_max: float = Field(default=7.5, gt=0)
+    # Learned indicators. Starting points on the published models' scales (MUSIQ-KonIQ: mean opinion score
+    # about 0..100, other MUSIQ heads have other scales; CLIP-IQA: 0..1), to be tuned on a labelled sample
+    # with `pipelines redecide`.
+    musiq_min: float = 40.0
+    musiq_recover_min: float = 30.0
+    clipiqa_min: float = Field(default=0.4, ge=0, le=1)
+    clipiqa_recover_min: float = Field(default=0.3, ge=0, le=1)
     recover_min_saturation: float = Field(default=0.25, ge=0, le=1)
 
     @model_validator(mode="after")
@@ -69,7 +83,8 @@ class IqaCascadeConfig(PresetConfig):
                  ("min_brightness", "max_brightness"), ("max_brightness", "severe_max_brightness"),
                  ("severe_min_entropy", "min_entropy"), ("severe_min_sharpness", "min_sharpness"),
                  ("min_sharpness", "max_sharpness"), ("max_sharpness", "severe_max_sharpness"),
-                 ("dark_brightness", "min_brightness")]
+                 ("dark_brightness", "min_brightness"), ("musiq_recover_min", "musiq_min"),
+                 ("clipiqa_recover_min", "clipiqa_min")]
         for low, high in pairs:
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})")
@@ -86,8 +101,25 @@ class IqaVerdict:
         return self.rule if self.verdict in ("skip", "reject") else None
 
 
+def _grade(value: float, accept: float, recover: float, higher_is_better: bool) -> Grade:
+    if not higher_is_better:  # compare NIQE-like scores as their negatives
+        value, accept, recover = -value, -accept, -recover
+    return "pass" if value >= accept else "borderline" if value >= recover else "fail"
+
+
+def perceptual_grades(scores: Mapping[str, float | None], config: IqaCascadeConfig) -> list[Grade]:
+    """NIQE's grade, then those of the learned indicators the row has a score for."""
+    grades = [_grade(scores["niqe"], config.niqe_max, config.niqe_recover_max, higher_is_better=False)]
+    for metric in LEARNED_IQA_METRICS:  # column names; thresholds `<metric>_min`, `<metric>_recover_min`
+        if scores.get(metric) is not None:
+            accept, recover = getattr(config, f"{metric}_min"), getattr(config, f"{metric}_recover_min")
+            grades.append(_grade(scores[metric], accept, recover, higher_is_better=True))
+    return grades
+
+
 def classify_iqa(scores: Mapping[str, float | None], config: IqaCascadeConfig) -> IqaVerdict:
-    """The cascade's verdict for one row of scores (keys `SCORE_COLUMNS`)."""
+    """The cascade's verdict for one row of scores (keys `SCORE_COLUMNS`, and `LEARNED_IQA_METRICS` where
+    scored)."""
     brightness, entropy = scores["iqa_brightness"], scores["iqa_entropy"]
     saturation, sharpness, niqe = scores["iqa_saturation"], scores["iqa_sharpness"], scores["niqe"]
     if brightness < config.dark_brightness:
@@ -107,9 +139,10 @@ def classify_iqa(scores: Mapping[str, float | None], config: IqaCascadeConfig) -
                          and config.min_sharpness <= sharpness <= config.max_sharpness)
     if not statistics_normal:
         return IqaVerdict("reject", "statistics")
-    if niqe <= config.niqe_max:
+    grades = perceptual_grades(scores, config)
+    if all(grade == "pass" for grade in grades):
         return IqaVerdict("accept", "accept")
-    if niqe <= config.niqe_recover_max and saturation >= config.recover_min_saturation:
+    if "fail" not in grades and saturation >= config.recover_min_saturation:
         return IqaVerdict("recovered", "recovered")
     return IqaVerdict("reject", "perceptual")
 
@@ -145,5 +178,6 @@ class IqaCascadeStage(Stage[IqaCascadeConfig]):
     def decide(self, scores: pa.Table) -> list[str | None]:
         if not self.config.enforce:
             return [None] * scores.num_rows
-        rows = scores.select(list(SCORE_COLUMNS)).to_pylist()
+        learned = [column for column in LEARNED_IQA_METRICS if column in scores.column_names]
+        rows = scores.select([*SCORE_COLUMNS, *learned]).to_pylist()
         return [classify_iqa(row, self.config).reject_reason for row in rows]

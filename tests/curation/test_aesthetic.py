@@ -1,4 +1,4 @@
-"""The aesthetic scorer slot: a tiny random CLIP + LAION-style head loaded through the configured path."""
+"""The aesthetic scorer slot: the tiny random CLIP + LAION-style head loaded through the configured path."""
 
 from __future__ import annotations
 
@@ -8,25 +8,15 @@ import pyarrow as pa
 import pytest
 
 from data_engine.stage_runner import apply_stage
-from data_engine.stages.aesthetic import (HEAD_FILE, AestheticConfig, AestheticModelError, AestheticStage,
-                                          aesthetic_head, save_aesthetic_model)
+from data_engine.stages.aesthetic import HEAD_FILE, AestheticConfig, AestheticModelError, AestheticStage
 from tests.curation.images import png_bytes, stage_input
+from trainer.tiny_models import tiny_model_path
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    import torch
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=64, patch_size=16, projection_dim=16)
-    processor = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
-    head = aesthetic_head(config.projection_dim)
-    with torch.no_grad():
-        head[-1].bias.fill_(5.0)  # centre the random scores near the thresholds' range
-    return save_aesthetic_model(CLIPVisionModelWithProjection(config), processor, head,
-                                tmp_path_factory.mktemp("aesthetic") / "model")
+def tiny_model_dir():
+    """The random CLIP + LAION head that `make tiny-models` writes, in the layout a real model uses."""
+    return tiny_model_path("aesthetic")
 
 
 def _rows(images) -> pa.Table:

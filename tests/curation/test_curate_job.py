@@ -88,6 +88,14 @@ def test_every_file_gets_its_outcome(curated):
     }
 
 
+def test_learned_indicators_without_a_model_are_not_scored(curated):
+    for _, table in iter_shards(curated):
+        for row in table.select(["reject_stage", "musiq", "musiq_status", "clipiqa", "clipiqa_status"]).to_pylist():
+            if row["reject_stage"] != "decode_image":
+                assert row == {"reject_stage": row["reject_stage"], "musiq": None, "musiq_status": "not_scored",
+                               "clipiqa": None, "clipiqa_status": "not_scored"}
+
+
 def test_duplicates_point_at_the_kept_row_and_the_manifest_counts_them(curated):
     rows = {r["upstream_id"]: r for _, t in iter_shards(curated)
             for r in t.select(["id", "upstream_id", "duplicate_of", "duplicate_kind"]).to_pylist()}
