@@ -6,7 +6,9 @@ that ships inside the `rapidocr` wheel, or the same architecture from `det_model
 at `working_side`; the share of the image they cover is the score.
 Columns: `ocr_text_coverage` (0..1, union of the detected boxes), `ocr_text_boxes` (count).
 Decision: reason `dense_text_low_resolution` when coverage >= `dense_text_min_coverage` in at least
-`dense_text_min_boxes` boxes and the short side is not above `dense_text_min_side` (0 turns the rule off).
+`dense_text_min_boxes` boxes and the short side is not above `dense_text_min_side`.
+`dense_text_min_side: 0` turns the rule off (Table 4's 208p stage, the largest pool): the detector is then not
+run at all and both columns stay empty, so switching the rule on later means rerunning the stage, not redecide.
 """
 
 from __future__ import annotations
@@ -60,7 +62,13 @@ class OcrDensityStage(Stage[OcrDensityConfig]):
     def output_fields(self) -> tuple[pa.Field, ...]:
         return (pa.field("ocr_text_coverage", pa.float32()), pa.field("ocr_text_boxes", pa.int32()))
 
+    @property
+    def rule_on(self) -> bool:
+        return self.config.dense_text_min_side > 0
+
     def setup(self) -> None:
+        if not self.rule_on:
+            return
         from rapidocr import RapidOCR
 
         params: dict[str, Any] = {"Global.log_level": "error", "Det.limit_side_len": self.config.working_side,
@@ -73,6 +81,8 @@ class OcrDensityStage(Stage[OcrDensityConfig]):
         self.engine = RapidOCR(params=params)
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
+        if not self.rule_on:
+            return {"ocr_text_coverage": [None] * batch.num_rows, "ocr_text_boxes": [None] * batch.num_rows}
         coverage, counts = [], []
         for data in batch.column("image_bytes").to_pylist():
             rgb = working_rgb(data, self.config.working_side)
@@ -87,7 +97,7 @@ class OcrDensityStage(Stage[OcrDensityConfig]):
         for coverage, boxes, width, height in zip(
                 scores.column("ocr_text_coverage").to_pylist(), scores.column("ocr_text_boxes").to_pylist(),
                 scores.column("width").to_pylist(), scores.column("height").to_pylist()):
-            dense = (config.dense_text_min_side and coverage >= config.dense_text_min_coverage
+            dense = (self.rule_on and coverage is not None and coverage >= config.dense_text_min_coverage
                      and boxes >= config.dense_text_min_boxes)
             decisions.append("dense_text_low_resolution" if dense and min(width, height) <= config.dense_text_min_side
                              else None)

@@ -57,6 +57,15 @@ def test_dense_text_needs_resolution(ocr_stage, photos):
     assert ocr_stage.decide(one_big_box) == [None] * 3
 
 
+def test_dense_text_rule_off_skips_the_detector(photos):
+    stage = OcrDensityStage(OcrDensityConfig(preset="stage1_208p"))
+    stage.setup()
+    assert not hasattr(stage, "engine")  # the detector is never loaded at 208p
+    out, _ = apply_stage(stage, _rows([_text_page(480, 400), photos["china"]]), batch_size=2)
+    assert out.column("ocr_text_coverage").null_count == 2 and out.column("ocr_text_boxes").null_count == 2
+    assert out.column("reject_reason").to_pylist() == [None, None]
+
+
 def test_missing_model_paths_fail_at_setup(tmp_path):
     with pytest.raises(FileNotFoundError, match="det_model_path: .*absent.onnx does not exist"):
         OcrDensityStage(OcrDensityConfig(det_model_path=str(tmp_path / "absent.onnx"))).setup()
