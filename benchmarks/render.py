@@ -1,9 +1,12 @@
 """Render benchmarks (Cycles CPU, 8 samples, no denoising, one procedural chair seen from orbiting cameras).
 
 - seconds_per_view_256 / _512: one warm render worker, wall time per view of `render_views` (request,
-  Cycles render, EXR read-back, PNG/depth/mask files, decoding on the main side).
+  Cycles render to a multilayer EXR, read-back into RGBA / depth / index-mask arrays, loading them on the
+  main side).
 - overhead_vs_bare_bpy: that per-view time at 256 px over a bare bpy script in one process rendering the
-  same scene with the same settings straight to a file (target <= 1.10).
+  same scene with the same settings (`configure_render`, same passes and samples) straight to an RGBA PNG
+  (target <= 1.10). The bare script gets no depth or mask files out, so the ratio charges us for those.
+  Its passes and ours alternate, so a change in machine load hits both sides alike.
 - reuse_speedup: per-view time with a fresh worker process per view (start-up, bpy import, scene build)
   over the reused worker's (target >= 3).
 Renders use every core (`threads: 0`), as a dedicated render node would.
@@ -39,45 +42,79 @@ def bench_scene(worker: RenderWorker, size: int, n_views: int):
     return scene, cameras
 
 
+def pipeline_pass(worker: RenderWorker, scene: Scene, cameras: list) -> float:
+    """Seconds per view of one `render_views` call over all cameras."""
+    started = time.perf_counter()
+    render_views(worker, scene, cameras, SETTINGS)
+    return (time.perf_counter() - started) / len(cameras)
+
+
 def pipeline_seconds_per_view(worker: RenderWorker, scene: Scene, cameras: list, repeats: int) -> float:
-    render_views(worker, scene, cameras[:1], SETTINGS)  # scene built and kernels warm before timing
-    runs = []
-    for _ in range(repeats):
+    pipeline_pass(worker, scene, cameras[:1])  # scene built and kernels warm before timing
+    return statistics.median(pipeline_pass(worker, scene, cameras) for _ in range(repeats))
+
+
+# One pass over the cameras per line read from stdin, timed inside Blender, straight to PNG files.
+BARE_BPY_SCRIPT = textwrap.dedent("""
+    import json, sys, time, bpy
+    from render import blender_scene
+    spec = json.load(open(sys.argv[1]))
+    blender_scene.build_scene(spec["scene"])
+    blender_scene.configure_render(spec["settings"])
+    render = bpy.context.scene.render
+    render.image_settings.media_type = "IMAGE"
+    render.image_settings.file_format = "PNG"
+    for _ in sys.stdin:
         started = time.perf_counter()
-        render_views(worker, scene, cameras, SETTINGS)
-        runs.append((time.perf_counter() - started) / len(cameras))
-    return statistics.median(runs)
+        for index, camera in enumerate(spec["cameras"]):
+            blender_scene.set_camera(camera)
+            render.filepath = f"{sys.argv[2]}/bare_{index}.png"
+            bpy.ops.render.render(write_still=True)
+        print("RESULT", (time.perf_counter() - started) / len(spec["cameras"]), flush=True)
+""")
 
 
-def bare_bpy_seconds_per_view(scene: Scene, cameras: list, repeats: int) -> float:
-    """The same scene and settings rendered by a plain bpy script to PNG files, timed inside Blender."""
-    with tempfile.TemporaryDirectory(prefix="bench-bare-") as scratch:
-        spec = Path(scratch, "spec.json")
+class BareBpyScript:
+    """A plain bpy script in its own process rendering the same scene with the same settings; each
+    `seconds_per_view()` is one pass, so its passes alternate with ours and see the same machine load."""
+
+    def __init__(self, scene: Scene, cameras: list, scratch: Path) -> None:
+        spec = scratch / "spec.json"
         spec.write_text(json.dumps({"scene": scene.model_dump(mode="json"),
                                     "settings": SETTINGS.model_dump(mode="json"),
                                     "cameras": [c.model_dump(mode="json") for c in cameras]}))
-        script = textwrap.dedent(f"""
-            import json, statistics, time, bpy
-            from render import blender_scene
-            spec = json.load(open({str(spec)!r}))
-            blender_scene.build_scene(spec["scene"])
-            blender_scene.configure_render(spec["settings"])
-            render = bpy.context.scene.render
-            render.image_settings.media_type = "IMAGE"
-            render.image_settings.file_format = "PNG"
-            def one_pass():
-                started = time.perf_counter()
-                for index, camera in enumerate(spec["cameras"]):
-                    blender_scene.set_camera(camera)
-                    render.filepath = {scratch!r} + f"/bare_{{index}}.png"
-                    bpy.ops.render.render(write_still=True)
-                return (time.perf_counter() - started) / len(spec["cameras"])
-            one_pass()
-            print("RESULT", statistics.median(one_pass() for _ in range({repeats})))
-        """)
-        result = subprocess.run([str(render_python()), "-c", script], capture_output=True, text=True, check=True,
-                                cwd=Path(__file__).parents[1], env={"PYTHONPATH": str(Path(__file__).parents[1])})
-        return float(next(line for line in result.stdout.splitlines() if line.startswith("RESULT")).split()[1])
+        repo = str(Path(__file__).parents[1])
+        self.process = subprocess.Popen([str(render_python()), "-c", BARE_BPY_SCRIPT, str(spec), str(scratch)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        text=True, cwd=repo, env={"PYTHONPATH": repo})
+
+    def seconds_per_view(self) -> float:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("pass\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:  # Blender prints its own progress lines too
+            if line.startswith("RESULT"):
+                return float(line.split()[1])
+        raise RuntimeError(f"bare bpy script exited with code {self.process.wait()}")
+
+    def __enter__(self) -> BareBpyScript:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def alternating_seconds_per_view(worker: RenderWorker, bare: BareBpyScript, scene: Scene, cameras: list,
+                                 repeats: int) -> tuple[float, float]:
+    """Median seconds per view of our pipeline and of the bare script, their passes taken in turn."""
+    pipeline_pass(worker, scene, cameras[:1])
+    bare.seconds_per_view()  # both warm before timing
+    ours, theirs = [], []
+    for _ in range(repeats):
+        ours.append(pipeline_pass(worker, scene, cameras))
+        theirs.append(bare.seconds_per_view())
+    return statistics.median(ours), statistics.median(theirs)
 
 
 def fresh_process_seconds_per_view(scene: Scene, cameras: list) -> float:
@@ -91,16 +128,17 @@ def fresh_process_seconds_per_view(scene: Scene, cameras: list) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--views", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs=2, default=(256, 512), metavar=("SMALL", "LARGE"))
     args = parser.parse_args(argv)
     small, large = args.sizes
-    with RenderWorker() as worker:
+    with RenderWorker() as worker, tempfile.TemporaryDirectory(prefix="bench-bare-") as scratch:
         scene, cameras_small = bench_scene(worker, small, args.views)
         _, cameras_large = bench_scene(worker, large, args.views)
-        per_view_small = pipeline_seconds_per_view(worker, scene, cameras_small, args.repeats)
+        with BareBpyScript(scene, cameras_small, Path(scratch)) as bare_script:
+            per_view_small, bare = alternating_seconds_per_view(worker, bare_script, scene, cameras_small,
+                                                                args.repeats)
         per_view_large = pipeline_seconds_per_view(worker, scene, cameras_large, args.repeats)
-    bare = bare_bpy_seconds_per_view(scene, cameras_small, args.repeats)
     fresh = fresh_process_seconds_per_view(scene, cameras_small[: max(2, args.views // 2)])
     metrics = {
         f"seconds_per_view_{small}": round(per_view_small, 4),

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from data_engine.stage import StageUnavailable
 from render.scene import Camera, RenderSettings, Scene
@@ -45,6 +44,10 @@ class RenderWorkerCrashed(RuntimeError):
 
 class RenderTimeout(RenderWorkerCrashed):
     """A request took longer than its timeout; the worker was killed."""
+
+
+class RenderDeviceUnavailable(StageUnavailable):
+    """The configured render device (a Cycles GPU backend) does not exist where the worker runs."""
 
 
 def render_python() -> Path:
@@ -167,11 +170,21 @@ def render_views(worker: RenderWorker, scene: Scene, cameras: list[Camera], sett
                                            "cameras": [c.model_dump(mode="json") for c in cameras],
                                            "settings": settings.model_dump(mode="json"), "out_dir": str(scratch)},
                                 timeout=timeout)
-        return [RenderedView(rgba=np.asarray(Image.open(view["image"]).convert("RGBA")),
-                             depth=np.load(view["depth"]), index_mask=np.asarray(Image.open(view["mask"])),
-                             seconds=view["seconds"]) for view in result["views"]]
+        return [RenderedView(rgba=np.load(view["image"]), depth=np.load(view["depth"]),
+                             index_mask=np.load(view["mask"]), seconds=view["seconds"]) for view in result["views"]]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def render_devices(worker: RenderWorker, settings: RenderSettings) -> list[str]:
+    """The Cycles devices the worker renders `settings` on; raises RenderDeviceUnavailable (one line, from
+    the worker) when a GPU is configured and the node has none of that backend."""
+    try:
+        return worker.request("devices", {"settings": settings.model_dump(mode="json")})["devices"]
+    except RenderWorkerError as failure:
+        if "RenderDeviceError: " not in str(failure):
+            raise
+        raise RenderDeviceUnavailable(str(failure).split("RenderDeviceError: ", 1)[1]) from None
 
 
 def cast_rays(worker: RenderWorker, scene: Scene, rays: list[tuple[np.ndarray, np.ndarray]],

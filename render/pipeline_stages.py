@@ -21,10 +21,11 @@ from data_engine.schemas import EDIT_TRIPLET, IMAGE_REF, MULTIVIEW_SAMPLE, Shard
 from data_engine.stage import REJECT_COLUMN, Resources, Stage, StageConfig, register_stage
 from data_engine.stage_runner import REJECT_DETAIL_COLUMN
 from render.assets import FORMAT_BY_SUFFIX
-from render.client import RenderWorker, RenderWorkerError, render_python
+from render.client import RenderDeviceUnavailable, RenderWorker, RenderWorkerError, render_devices, render_python
 from render.multiview import MultiviewSettings, render_multiview_sample
 from render.preprocess import AssetRejected, asset_for_item, prepare_asset
 from render.procedural import GENERATORS, procedural_item_key
+from render.scene import RenderSettings
 from render.spatial_edit import SpatialEditSettings, render_edit_triplet
 
 PROCEDURAL_INPUT = "procedural"
@@ -90,6 +91,9 @@ def row_seed(seed: int, row_id_value: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{row_id_value}".encode()).digest()[:8], "big")
 
 
+ASSET_CATEGORY = pa.field("asset_category", pa.string())  # what the asset is meant to be (recognisability)
+
+
 class RenderStageConfig(StageConfig):
     asset_root: str | None = None  # where file assets named by upstream_id live (None: procedural only)
     target_extent: float | None = Field(default=None, gt=0)  # scale assets so the largest side is this (m)
@@ -109,13 +113,21 @@ class RenderStage(Stage):
         render_python()  # raises RenderEnvMissing with the command that builds the environment
 
     def setup(self) -> None:
+        settings = self.render_settings()
+        if settings.device == "GPU":
+            _require_ray_gpu(self.name)
         self.worker = RenderWorker()
         self.worker.start()
+        try:
+            render_devices(self.worker, settings)  # a GPU configured where there is none fails here, in one line
+        except RenderDeviceUnavailable:
+            self.worker.close()
+            raise
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
         results = [self._process_one(upstream_id, rid) for upstream_id, rid in
                    zip(batch.column("upstream_id").to_pylist(), batch.column("id").to_pylist())]
-        names = self.result_columns + (REJECT_COLUMN, REJECT_DETAIL_COLUMN)
+        names = (ASSET_CATEGORY.name,) + self.result_columns + (REJECT_COLUMN, REJECT_DETAIL_COLUMN)
         return {name: [result.get(name) for result in results] for name in names}
 
     def _process_one(self, upstream_id: str, rid: str) -> dict[str, Any]:
@@ -123,14 +135,26 @@ class RenderStage(Stage):
             asset = asset_for_item(upstream_id, self.config.asset_root)
             prepared = prepare_asset(asset, self.worker, target_extent=self.config.target_extent,
                                      align_footprint=self.config.align_footprint)
-            return self.render_row(prepared, row_seed(self.config.seed, rid))
+            return {ASSET_CATEGORY.name: asset.category, **self.render_row(prepared, row_seed(self.config.seed, rid))}
         except AssetRejected as rejection:
             return {REJECT_COLUMN: rejection.reason, REJECT_DETAIL_COLUMN: str(rejection)}
         except RenderWorkerError as failure:  # the worker could not load or render this asset
             return {REJECT_COLUMN: "render_failed", REJECT_DETAIL_COLUMN: str(failure)[:500]}
 
+    def render_settings(self) -> RenderSettings:
+        raise NotImplementedError
+
     def render_row(self, prepared: Any, seed: int) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def _require_ray_gpu(stage_name: str) -> None:
+    """Under Ray, a GPU render stage must hold a GPU: otherwise Ray may place it on any node."""
+    import ray
+
+    if ray.is_initialized() and not ray.get_gpu_ids():
+        raise RenderDeviceUnavailable(f"{stage_name}: render.device GPU but this worker holds no GPU; set "
+                                      f"resources.num_gpus (e.g. 1) so Ray places the stage on GPU nodes")
 
 
 class RenderMultiviewConfig(RenderStageConfig):
@@ -146,7 +170,8 @@ class RenderMultiviewStage(RenderStage):
                       "render_seconds")
 
     def output_fields(self) -> tuple[pa.Field, ...]:
-        return (pa.field("masks", pa.list_(IMAGE_REF)),  # PNG, 255 where the subject is
+        return (ASSET_CATEGORY,
+                pa.field("masks", pa.list_(IMAGE_REF)),  # PNG, 255 where the subject is
                 pa.field("depths", pa.list_(IMAGE_REF)),  # 16-bit PNG, millimetres on the subject, 0 elsewhere
                 pa.field("rejected_cameras", pa.string()),  # JSON: camera candidates refused, with reasons
                 pa.field("reprojection_error_px", pa.list_(pa.float32())),  # per view, render/checks.py
@@ -155,6 +180,9 @@ class RenderMultiviewStage(RenderStage):
 
     def replaced_columns(self) -> tuple[str, ...]:
         return ("views", "cameras", "main_view_index", "collage", "structured_caption", "dense_caption")
+
+    def render_settings(self) -> RenderSettings:
+        return self.config.multiview.render
 
     def render_row(self, prepared: Any, seed: int) -> dict[str, Any]:
         return render_multiview_sample(self.worker, prepared, seed, self.config.multiview)
@@ -172,11 +200,14 @@ class RenderSpatialEditStage(RenderStage):
                       "source_mask", "target_mask", "edit_operation")
 
     def output_fields(self) -> tuple[pa.Field, ...]:
-        return (pa.field("source_mask", IMAGE_REF), pa.field("target_mask", IMAGE_REF),
+        return (ASSET_CATEGORY, pa.field("source_mask", IMAGE_REF), pa.field("target_mask", IMAGE_REF),
                 pa.field("edit_operation", pa.string()))  # "<branch>:<operation>", for balancing
 
     def replaced_columns(self) -> tuple[str, ...]:
         return ("source_image", "reference_images", "instruction", "target_image", "metadata")
+
+    def render_settings(self) -> RenderSettings:
+        return self.config.spatial_edit.render
 
     def render_row(self, prepared: Any, seed: int) -> dict[str, Any]:
         return render_edit_triplet(self.worker, prepared, seed, self.config.spatial_edit)

@@ -6,7 +6,7 @@ line {"id": n, "op": ..., ...} it writes one response line {"id": n, "ok": true,
 request's `out_dir`. Blender prints to stdout, so the protocol keeps its own copy of the original stdout
 and everything else written to fd 1 goes to stderr.
 
-Imports only bpy, numpy, OpenEXR, Pillow and render.geometry / render.blender_scene: the render
+Imports only bpy, numpy, OpenEXR and render.geometry / render.blender_scene: the render
 environment has no pydantic, Ray or torch.
 """
 
@@ -71,8 +71,13 @@ def _op_geometry(state: WorkerState, request: dict[str, Any]) -> dict[str, Any]:
             for name in request["objects"]}
 
 
+def _op_devices(state: WorkerState, request: dict[str, Any]) -> dict[str, Any]:
+    return {"devices": state.blender.select_devices(request["settings"])}
+
+
 OPS: dict[str, Callable[[WorkerState, dict[str, Any]], dict[str, Any]]] = {
     "ping": _op_ping, "render": _op_render, "ray_cast": _op_ray_cast, "geometry": _op_geometry,
+    "devices": _op_devices,
 }
 
 

@@ -29,6 +29,8 @@ STAGE_MODULES: dict[str, str] = {
     "tag_captions": "data_engine.stages.rebalance_tags",
     "render_multiview": "render.pipeline_stages",
     "render_spatial_edit": "render.pipeline_stages",
+    "recognisability_check": "render.vlm_stages",
+    "dense_caption": "render.vlm_stages",
     "cache_latents": "trainer.latents",
 }
 

@@ -16,7 +16,8 @@ from data_engine.stage import REJECT_COLUMN
 from data_engine.stage_runner import REJECT_DETAIL_COLUMN
 from render.assets import file_asset
 from render.checks import central_rays, ray_visibility, reprojection_check
-from render.client import RenderTimeout, RenderWorker, RenderWorkerError, cast_rays, render_views
+from render.client import (RenderDeviceUnavailable, RenderTimeout, RenderWorker, RenderWorkerError, cast_rays,
+                           render_devices, render_views)
 from render.geometry import trs_matrix
 from render.multiview import MultiviewSettings, camera_at, plan_views
 from render.pipeline_stages import (MultiviewAssetReader, MultiviewAssetsConfig, RenderMultiviewConfig,
@@ -236,6 +237,33 @@ def test_multiview_stage_renders_file_assets_and_rejects_bad_ones_with_reasons(r
     finally:
         stage.worker.close()
     assert columns[REJECT_COLUMN] == ["render_failed", None]
+    assert columns["asset_category"] == [None, "object"]
     assert "broken.glb" in columns[REJECT_DETAIL_COLUMN][0]
     assert len(columns["views"][1]) == 2 and all(e < 1.0 for e in columns["reprojection_error_px"][1])
     assert orphan[REJECT_COLUMN] == ["asset_root_not_configured"]
+
+
+def test_cycles_gpu_is_used_when_configured_and_refused_in_one_line_where_there_is_none(render_worker):
+    gpu = RenderSettings(samples=2, threads=1, device="GPU", gpu_backend="CUDA")
+    prepared = prepare_asset(_box_asset(), render_worker, target_extent=None)
+    scene = Scene(objects=(prepared.instance(),), lights=default_lights(random.Random(0), 1.0))
+    camera = camera_at(prepared, 30.0, 20.0, 45.0, 1.4, 48, 48)[0]
+    try:
+        devices = render_devices(render_worker, gpu)
+    except RenderDeviceUnavailable as missing:
+        message = str(missing)
+        assert message.startswith("render.device GPU: Cycles finds no CUDA device on this node (it sees: CPU ")
+        assert "\n" not in message
+        # A render request with the GPU configured fails too: it never falls back to the CPU unasked.
+        with pytest.raises(RenderWorkerError, match="RenderDeviceError: render.device GPU: Cycles finds no CUDA"):
+            render_views(render_worker, scene, [camera], gpu)
+        # The stage refuses to start (under Ray already for holding no GPU), and leaves no worker behind.
+        stage = RenderMultiviewStage(RenderMultiviewConfig(multiview=MultiviewSettings(render=gpu)))
+        with pytest.raises(RenderDeviceUnavailable, match="render.device GPU"):
+            stage.setup()
+        assert getattr(stage, "worker", None) is None or stage.worker.pid is None
+    else:  # a node with a CUDA GPU: the same view renders there
+        assert devices and all(name.startswith("CUDA ") for name in devices)
+        on_gpu, on_cpu = (render_views(render_worker, scene, [camera], s)[0] for s in (gpu, SETTINGS))
+        assert (on_gpu.index_mask == on_cpu.index_mask).mean() > 0.99
+    assert render_devices(render_worker, SETTINGS) == ["CPU"]  # the worker itself stays usable
