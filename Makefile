@@ -20,10 +20,10 @@ RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRES
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env demo test bench tiny-models \
-        curate caption rebalance spatial-qa render-multiview render-edit train-mllm train-mmdit
+        curate caption rebalance spatial-qa render-multiview render-edit train-mllm train-mmdit report
 
 help:
-	@echo "make demo | test | bench | setup | tiny-models"
+	@echo "make demo | test | bench | setup | tiny-models | report"
 	@echo "stages:  curate caption rebalance spatial-qa render-multiview render-edit train-mllm train-mmdit"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
@@ -100,10 +100,22 @@ render-multiview: setup
 render-edit: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/spatial_edit.yaml))
 
-train-mllm: setup tiny-models
+# The MLLM trains on the demo's spatial QA (the shards `make demo` writes, or this rule when it has not run).
+out/demo/spatial_qa/_manifest.json: | setup
+	@$(call RUN_JOB,pipelines/jobs/spatial_qa.yaml --set 'input=procedural://4?seed=0' --out out/demo/spatial_qa)
+
+train-mllm: out/demo/spatial_qa/_manifest.json tiny-models
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/mllm_sft_tiny.yaml)
+	@$(PY) -m trainer eval --config $(or $(CONFIG),trainer/configs/mllm_sft_tiny.yaml)
 
 # The MMDiT trains on cached latents: demo images -> captions -> VAE latents + text features.
 train-mmdit: out/demo/captions/_manifest.json
 	@$(call RUN_JOB,pipelines/jobs/cache_latents.yaml)
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
+	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
+
+# One HTML report over whatever the stage targets above have written so far (each directory gets its section).
+REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out/demo/spatial_qa out/demo/captions out/demo/rebalanced \
+                         out/spatial_qa out/render/multiview out/render/spatial_edit out/train-mllm-tiny out/train-mmdit-tiny)
+report: setup
+	@$(if $(REPORT_DIRS),$(PY) -m data_engine.report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")

@@ -1,76 +1,82 @@
-"""HTML report of a spatial QA shard directory: counts per sub-task and language, and example rows with their
-images (anchors already drawn), question and answer.
-
-    python -m openspatial.report out/spatial_qa out/spatial_qa/report.html
-"""
+"""The spatial QA section of the HTML report (`python -m data_engine.report`): rows per sub-task and language,
+and per sub-task example rows with their images (anchors already drawn), question and answer."""
 
 from __future__ import annotations
 
-import argparse
-import base64
-import html
 import json
 from collections import Counter
-from pathlib import Path
+from typing import Any
 
-import pyarrow.parquet as pq
-
+from data_engine.report import (ReportInput, ReportOptions, SectionKind, accepted_mask, caption_line, escape,
+                                fetch_values, heading, image_html, make_thumbnail, manifest_schema, muted,
+                                pick_per_group, render_manifest_summary, render_reject_chart, render_table,
+                                register_section, scan_rows)
 from openspatial.qa.tasks import TASKS
 
-_STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-          "padding:4px 8px}.example{display:flex;gap:1em;margin:1em 0;align-items:flex-start}"
-          "img{max-width:320px;border:1px solid #999}pre{white-space:pre-wrap;max-width:40em}")
+SCHEMA = "qa_conversation"
+EXAMPLE_IMAGE_SIDE = 256  # large enough to read the drawn marks and boxes
+MULTI_VIEW_IMAGE_SIDE = 128  # several views side by side in one card
+EXAMPLES_PER_TASK = 2
 
 
-def _example_html(row: dict) -> str:
-    user, assistant = row["messages"]
-    question = next(part["text"] for part in user["content"] if part["type"] == "text")
-    answer = assistant["content"][0]["text"]
-    images = "".join(f'<img alt="image {i + 1}" src="data:image/jpeg;base64,{base64.b64encode(image["bytes"]).decode()}">'
-                     for i, image in enumerate(row["images"]))
-    language = json.loads(row["metadata"])["language"]
-    return (f'<div class="example"><div>{images}</div><div><b>Q ({language})</b><pre>{html.escape(question)}</pre>'
-            f"<b>A</b><pre>{html.escape(answer)}</pre></div></div>")
+def row_language(metadata: str | None) -> str:
+    try:
+        language = json.loads(metadata or "{}").get("language")
+    except (json.JSONDecodeError, AttributeError):
+        return "?"
+    return language if isinstance(language, str) else "?"
 
 
-def write_spatial_qa_report(shard_dir: Path, out_html: Path, examples_per_task: int = 2) -> dict[str, int]:
-    """Write the report; returns the accepted row count per sub-task."""
-    counts: Counter = Counter()
-    languages: Counter = Counter()
-    examples: dict[str, list[str]] = {name: [] for name in TASKS}
-    rejected = 0
-    for path in sorted(Path(shard_dir).glob("part-*.parquet")):
-        for row in pq.read_table(path).to_pylist():
-            if row["reject_reason"]:
-                rejected += 1
-                continue
-            task = row["task"]
-            counts[task] += 1
-            languages[task, json.loads(row["metadata"])["language"]] += 1
-            if len(examples.setdefault(task, [])) < examples_per_task:
-                examples[task].append(_example_html(row))
-    table = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(TASKS[name].capability) if name in TASKS else ''}"
-                    f"</td><td>{counts[name]}</td><td>{languages[name, 'en']}</td><td>{languages[name, 'zh']}</td></tr>"
-                    for name in examples)
-    sections = "".join(f"<h3>{html.escape(name)}</h3>{''.join(rows) or '<p>no rows</p>'}" for name, rows in examples.items())
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Spatial QA report</title><style>{_STYLE}</style>"
-        f"</head><body><h1>Spatial QA: {sum(counts.values())} accepted rows, {rejected} rejected</h1>"
-        f"<table><tr><th>sub-task</th><th>capability</th><th>rows</th><th>en</th><th>zh</th></tr>{table}</table>"
-        f"<h2>Examples</h2>{sections}</body></html>")
-    return dict(counts)
+def message_text(message: dict[str, Any] | None) -> str:
+    parts = (message or {}).get("content") or []
+    return "\n".join(part["text"] for part in parts if part.get("type") == "text" and part.get("text"))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("shard_dir", type=Path)
-    parser.add_argument("out_html", type=Path)
-    parser.add_argument("--examples-per-task", type=int, default=2)
-    args = parser.parse_args(argv)
-    counts = write_spatial_qa_report(args.shard_dir, args.out_html, args.examples_per_task)
-    print(f"{args.out_html}: {sum(counts.values())} rows over {len(counts)} sub-tasks")
+def example_html(row_id: str, task: str, language: str, messages: list[dict[str, Any]] | None,
+                 images: list[dict[str, Any]] | None) -> str:
+    messages = messages or []
+    question = next((message_text(m) for m in messages if m.get("role") == "user"), "")
+    answer = next((message_text(m) for m in messages if m.get("role") == "assistant"), "")
+    side = EXAMPLE_IMAGE_SIDE if len(images or []) <= 1 else MULTI_VIEW_IMAGE_SIDE
+    pictures = "".join(image_html(make_thumbnail((image or {}).get("bytes"), side),
+                                  f"{row_id} image {number + 1}") for number, image in enumerate(images or []))
+    return (f'<div class="card"><div class="images">{pictures}</div>'
+            f'{caption_line(f"{task} · {language} · {row_id}", "id")}'
+            f'<b>Q</b><div class="text">{escape(question)}</div><b>A</b><div class="text">{escape(answer)}</div></div>')
 
 
-if __name__ == "__main__":
-    main()
+def render_spatial_qa_section(report_input: ReportInput, options: ReportOptions) -> str:
+    scan = scan_rows(report_input.directory, ["id", "task", "reject_reason", "metadata"], options.max_scanned_rows)
+    accepted = accepted_mask(scan.rows).tolist()
+    tasks = [task if isinstance(task, str) else "?" for task in
+             (scan.rows["task"].to_pylist() if "task" in scan.rows.column_names else [None] * scan.rows.num_rows)]
+    metadata = scan.rows["metadata"].to_pylist() if "metadata" in scan.rows.column_names else [None] * len(tasks)
+    languages = [row_language(m) for m in metadata]
+    counts = Counter(task for task, ok in zip(tasks, accepted) if ok)
+    by_language = Counter((task, language) for task, language, ok in zip(tasks, languages, accepted) if ok)
+    rejected = Counter(task for task, ok in zip(tasks, accepted) if not ok)
+    # Every registered sub-task is listed, so a sub-task that produced nothing shows up as a zero.
+    names = list(TASKS) + sorted((set(counts) | set(rejected)) - set(TASKS))
+    present = f"{len(set(counts) & set(TASKS))} of {len(TASKS)} sub-tasks present"
+    table = render_table(["sub-task", "capability", "accepted", "en", "zh", "rejected"], [
+        [name, TASKS[name].capability if name in TASKS else "?", counts[name], by_language[name, "en"],
+         by_language[name, "zh"], rejected[name]] for name in names])
+    groups = pick_per_group([task if ok else None for task, ok in zip(tasks, accepted)],
+                            min(EXAMPLES_PER_TASK, options.sample_rows))
+    picks = [pick for task_picks in groups.values() for pick in task_picks]
+    ids = scan.rows["id"].to_pylist()
+    examples = dict(zip(picks, zip(fetch_values(scan, picks, "messages"), fetch_values(scan, picks, "images"))))
+    parts = [render_manifest_summary(report_input.manifest or {}, scan),
+             heading("Rows per sub-task", f"{scan.scope_note()}; {present}"),
+             table, heading("Rejects by reason"), render_reject_chart((report_input.manifest or {}).get("rejects", {})),
+             heading("Examples", f"up to {min(EXAMPLES_PER_TASK, options.sample_rows)} per sub-task")]
+    if not groups:
+        parts.append(muted("No accepted rows."))
+    for task, task_picks in sorted(groups.items(), key=lambda item: names.index(item[0])):
+        cards = "".join(example_html(str(ids[p]), task, languages[p], *examples[p]) for p in task_picks)
+        parts.append(f"<h4>{escape(task)}</h4><div class=\"wide-grid\">{cards}</div>")
+    return "".join(parts)
+
+
+SPATIAL_QA_SECTION = register_section(SectionKind(
+    "spatial_qa", lambda report_input: manifest_schema(report_input) == SCHEMA, render_spatial_qa_section))

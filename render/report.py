@@ -1,87 +1,77 @@
-"""HTML page over render outputs: multi-view collages with their structured captions, and spatial-edit
-pairs side by side with their instructions. Self-contained and script-free like data_engine/report.py,
-whose thumbnails and Content-Security-Policy it reuses.
-
-CLI: python -m render.report --out render.html DIR [DIR...]   (multiview_sample or edit_triplet outputs)
-"""
+"""The render sections of the HTML report (`python -m data_engine.report`): multi-view collage thumbnails with
+their structured captions, and spatial-edit pairs side by side with their instructions."""
 
 from __future__ import annotations
 
-import argparse
-import html
 import json
-import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from data_engine.report import CSP, make_thumbnail
-from data_engine.shards import iter_shards, read_manifest
+from data_engine.report import (ReportInput, ReportOptions, SectionKind, accepted_mask, caption_line, escape,
+                                evenly_spaced, fetch_values, heading, image_html, make_thumbnail, manifest_schema,
+                                muted, render_manifest_summary, render_reject_chart, register_section, scan_rows)
 
-STYLE = ("body{font-family:sans-serif;margin:24px;color:#222}figure{display:inline-block;margin:8px;"
-         "vertical-align:top;max-width:360px}figcaption{font-size:12px}.pair img{margin-right:4px}"
-         ".muted{color:#777}")
-
-
-def _img(ref: dict[str, Any] | None) -> str:
-    thumbnail = make_thumbnail(ref["bytes"]) if ref else None
-    if thumbnail is None:
-        return '<span class="muted">no image</span>'
-    return f'<img src="{thumbnail.data_uri}" width="{thumbnail.width}" height="{thumbnail.height}" alt="">'
+COLLAGE_SIDE = 320
+PAIR_IMAGE_SIDE = 200
 
 
-def _multiview_figure(row: dict[str, Any]) -> str:
-    caption = json.loads(row["structured_caption"])
-    return (f"<figure>{_img(row['collage'])}<figcaption><b>{html.escape(row['upstream_id'])}</b><br>"
-            f"{html.escape(caption['subject_summary'])}<br><span class='muted'>"
-            f"{html.escape(caption['layout_description'])}</span></figcaption></figure>")
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A JSON column's object, or {} when it is missing or not an object (the card then shows "?")."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
-def _edit_figure(row: dict[str, Any]) -> str:
-    metadata = json.loads(row["metadata"])
-    return (f"<figure class='pair'>{_img(row['source_image'])}{_img(row['target_image'])}<figcaption>"
-            f"<b>{html.escape(metadata['branch'])}:{html.escape(metadata['operation'])}</b> "
-            f"{html.escape(row['instruction'])}<br><span class='muted'>"
-            f"{html.escape(metadata['instructions']['en'])}</span></figcaption></figure>")
+def _image(ref: dict[str, Any] | None, side: int, alt: str) -> str:
+    return image_html(make_thumbnail((ref or {}).get("bytes"), side), alt)
 
 
-FIGURES = {"multiview_sample": _multiview_figure, "edit_triplet": _edit_figure}
+def collage_card(row: dict[str, Any]) -> str:
+    caption = _json_object(row.get("structured_caption"))
+    dense = f'<div class="text">{escape(row["dense_caption"])}</div>' if row.get("dense_caption") else ""
+    return (f'<div class="card">{_image(row.get("collage"), COLLAGE_SIDE, str(row["id"]))}'
+            f'{caption_line(str(row.get("upstream_id")), "id")}'
+            f'<div class="text">{escape(caption.get("subject_summary", "?"))}</div>'
+            f'<div class="text muted">{escape(caption.get("layout_description", "?"))}</div>{dense}</div>')
 
 
-def render_section(out_dir: Path, max_rows: int) -> str:
-    manifest = read_manifest(out_dir)
-    schema = manifest["schema"]["name"]
-    if schema not in FIGURES:
-        raise ValueError(f"{out_dir}: schema {schema} is not a render output (expected {', '.join(FIGURES)})")
-    figures: list[str] = []
-    for _, table in iter_shards(out_dir):
-        for row in table.to_pylist():
-            if row["reject_reason"] is None and len(figures) < max_rows:
-                figures.append(FIGURES[schema](row))
-    rejects = ", ".join(f"{html.escape(k)}: {v}" for k, v in manifest["rejects"].items()) or "none"
-    return (f"<h2>{html.escape(manifest['job'])} ({schema})</h2><p>{manifest['rows_accepted']} of "
-            f"{manifest['rows_written']} rows accepted; rejects: {rejects}</p>{''.join(figures)}")
+def edit_pair_card(row: dict[str, Any]) -> str:
+    metadata = _json_object(row.get("metadata"))
+    instructions = metadata.get("instructions") if isinstance(metadata.get("instructions"), dict) else {}
+    english = instructions.get("en")
+    other = f'<div class="text muted">{escape(english)}</div>' if english and english != row.get("instruction") else ""
+    operation = f"{metadata.get('branch', '?')}:{metadata.get('operation', '?')}"
+    return (f'<div class="card"><div class="images">{_image(row.get("source_image"), PAIR_IMAGE_SIDE, "source")}'
+            f'{_image(row.get("target_image"), PAIR_IMAGE_SIDE, "target")}</div>'
+            f'{caption_line(operation, "id")}'
+            f'<div class="text">{escape(row.get("instruction"))}</div>{other}</div>')
 
 
-def write_render_report(out_dirs: Sequence[Path], out_html: Path, *, max_rows: int = 24) -> Path:
-    body = "".join(render_section(Path(d), max_rows) for d in out_dirs)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-                        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-                        f"<title>Render outputs</title><style>{STYLE}</style></head><body>"
-                        f"<h1>Render outputs</h1>{body}</body></html>\n", encoding="utf-8")
-    return out_html
+def _render_outputs(columns: list[str], card: Callable[[dict[str, Any]], str],
+                    title: str) -> Callable[[ReportInput, ReportOptions], str]:
+    def render(report_input: ReportInput, options: ReportOptions) -> str:
+        scan = scan_rows(report_input.directory, ["id", "upstream_id", "reject_reason"],
+                         options.max_scanned_rows)
+        picks = evenly_spaced(accepted_mask(scan.rows).nonzero()[0].tolist(), options.sample_rows)
+        ids = scan.rows["id"].to_pylist()
+        upstream = scan.rows["upstream_id"].to_pylist()
+        fetched = {column: fetch_values(scan, picks, column) for column in columns}
+        rows = [{"id": ids[p], "upstream_id": upstream[p], **{c: fetched[c][n] for c in columns}}
+                for n, p in enumerate(picks)]
+        manifest = report_input.manifest or {}
+        cards = "".join(card(row) for row in rows)
+        return (render_manifest_summary(manifest, scan) + heading("Rejects by reason")
+                + render_reject_chart(manifest.get("rejects", {}))
+                + heading(title, f"up to {options.sample_rows}, evenly spaced")
+                + (f'<div class="wide-grid">{cards}</div>' if cards else muted("No accepted rows.")))
+    return render
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m render.report", description=__doc__.splitlines()[0])
-    parser.add_argument("out_dirs", nargs="+", type=Path, metavar="DIR")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--max-rows", type=int, default=24)
-    args = parser.parse_args(argv)
-    print(write_render_report(args.out_dirs, args.out, max_rows=args.max_rows))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+MULTIVIEW_SECTION = register_section(SectionKind(
+    "multiview", lambda report_input: manifest_schema(report_input) == "multiview_sample",
+    _render_outputs(["collage", "structured_caption", "dense_caption"], collage_card, "Collages")))
+EDIT_SECTION = register_section(SectionKind(
+    "spatial_edit", lambda report_input: manifest_schema(report_input) == "edit_triplet",
+    _render_outputs(["source_image", "target_image", "instruction", "metadata"], edit_pair_card, "Edit pairs")))

@@ -31,6 +31,14 @@ def step_tag(step: int) -> str:
     return f"step-{step:08d}"
 
 
+def tag_step(tag: str) -> int:
+    """The optimizer step a `step_tag` names."""
+    prefix, _, number = tag.partition("-")
+    if prefix != "step" or not number.isdigit():
+        raise TrainerError(f"checkpoint tag {tag!r} is not of the form step-NNNNNNNN")
+    return int(number)
+
+
 def rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -96,7 +104,15 @@ def load_checkpoint(engine: Any, root: Path, rank: int) -> tuple[int, dict[str, 
 
 
 def load_module_weights(root: Path, tag: str | None) -> dict[str, torch.Tensor]:
-    """Full fp32 weights of the trained module from a checkpoint of any ZeRO stage (for eval and export)."""
+    """Full fp32 weights of the trained module from a checkpoint of any ZeRO stage (for eval and export): ZeRO
+    1-3 checkpoints are merged from their partitions' fp32 master weights; without ZeRO (stage 0) DeepSpeed
+    saves the whole module in its model-states file."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    return get_fp32_state_dict_from_zero_checkpoint(str(root), tag=resolve_tag(root, tag))
+    resolved = resolve_tag(root, tag)
+    if any((root / resolved).glob("*zero_pp_rank_*optim_states.pt")):
+        return get_fp32_state_dict_from_zero_checkpoint(str(root), tag=resolved)
+    states = root / resolved / "mp_rank_00_model_states.pt"
+    if not states.is_file():
+        raise TrainerError(f"{root / resolved}: neither ZeRO partitions nor {states.name}")
+    return {name: tensor.float() for name, tensor in torch.load(states, weights_only=False)["module"].items()}

@@ -1,9 +1,12 @@
-"""`python -m trainer train|eval|export`: one config file drives all three.
+"""`python -m trainer train|eval|export|sample`: one config file drives all four.
 
     python -m trainer train  --config trainer/configs/mllm_sft_tiny.yaml [--data DIR] [--set key=value ...]
     python -m trainer eval   --config CONFIG [--checkpoint latest|TAG|base] [--data DIR] [--out FILE] [--limit N]
+        -> <run.out_dir>/eval/<tag>.json: {"checkpoint", "step", "samples", "overall",
+           "per_subtask": {name: {"n", "metric", "score"}}, "predictions"} (trainer/evaluation.py)
     python -m trainer export --config CONFIG [--checkpoint latest|TAG] --out DIR
-    python -m trainer sample --config CONFIG [--checkpoint latest|TAG] --out DIR   (tasks that generate images)
+    python -m trainer sample --config CONFIG [--checkpoint latest|TAG] [--out DIR]   (tasks that generate images)
+        -> <run.out_dir>/samples/<tag>/: grid.png, sample-NNN.png, samples.json (checkpoint, prompts, files)
 
 Launch `train` with torchrun or the `deepspeed` launcher (`deepspeed --hostfile H --module trainer train ...`)
 for several processes or nodes; the config is the same.
@@ -74,38 +77,48 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from trainer import checkpoint
     from trainer.data import iter_accepted
+    from trainer.evaluation import eval_result_path
 
     config = _load(args)
-    task, model = _trained_model(config, args.checkpoint)
-    samples = (sample for spec in config.data.datasets for sample in iter_accepted(spec, task.schema))
-    results = task.evaluate(model, islice(samples, args.limit) if args.limit else samples)
-    results["checkpoint"] = args.checkpoint
-    out = Path(args.out) if args.out else config.run.out_dir / "eval.json"
+    tag = "base" if args.checkpoint == "base" else checkpoint.resolve_tag(
+        checkpoint.checkpoint_root(config.run.out_dir), args.checkpoint)
+    task, model = _trained_model(config, tag)
+    samples = (sample for spec in config.data.datasets for sample in iter_accepted(spec, task.schemas()))
+    scores = task.evaluate(model, islice(samples, args.limit) if args.limit else samples)
+    results = {"checkpoint": tag, "step": 0 if tag == "base" else checkpoint.tag_step(tag), **scores}
+    out = Path(args.out) if args.out else eval_result_path(config.run.out_dir, tag)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     summary = {key: value for key, value in results.items() if key != "predictions"}
-    print(json.dumps(summary))
-    return 0
-
-
-def _checkpoint_to_directory(args: argparse.Namespace, write: str) -> int:
-    """Load a checkpoint and have the task write into --out: `export` (weights) or `write_samples`."""
-    config = _load(args)
-    task, model = _trained_model(config, args.checkpoint)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    getattr(task, write)(model, out)
-    print(f"{args.command}: {args.checkpoint} -> {out}", file=sys.stderr)
+    print(json.dumps(summary, ensure_ascii=False))
+    print(f"eval: {tag} -> {out}", file=sys.stderr)
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    return _checkpoint_to_directory(args, "export")
+    config = _load(args)
+    task, model = _trained_model(config, args.checkpoint)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    task.export(model, out)
+    print(f"export: {args.checkpoint} -> {out}", file=sys.stderr)
+    return 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    return _checkpoint_to_directory(args, "write_samples")
+    from trainer import checkpoint
+    from trainer.sampling import samples_dir
+
+    config = _load(args)
+    tag = checkpoint.resolve_tag(checkpoint.checkpoint_root(config.run.out_dir), args.checkpoint)
+    task, model = _trained_model(config, tag)
+    out = Path(args.out) if args.out else samples_dir(config.run.out_dir, tag)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = task.write_samples(model, out, tag)
+    print(f"sample: {tag} -> {grid}", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,10 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--checkpoint", default="latest",
                                  help="latest, a tag such as step-00000100" + (", or base" if name == "eval" else ""))
         if name == "eval":
-            command.add_argument("--out", help="result JSON (default: <run.out_dir>/eval.json)")
+            command.add_argument("--out", help="result JSON (default: <run.out_dir>/eval/<checkpoint tag>.json; "
+                                               "format in trainer/evaluation.py)")
             command.add_argument("--limit", type=int, default=0, help="evaluate at most N samples")
-        if name in ("export", "sample"):
+        if name == "export":
             command.add_argument("--out", required=True)
+        if name == "sample":
+            command.add_argument("--out", help="directory (default: <run.out_dir>/samples/<checkpoint tag>/ with "
+                                               "grid.png, sample-NNN.png and samples.json listing the prompts)")
     return parser
 
 

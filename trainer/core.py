@@ -22,6 +22,7 @@ How the shared loop uses a task (trainer/loop.py; `step` counts optimizer steps)
                      losses["loss"] is what is back-propagated; every other entry is logged
     task.evaluate(model, samples) -> {metric: value}   (`python -m trainer eval`)
     task.export(model, out_dir)                       (`python -m trainer export`)
+    task.write_samples(model, out_dir, checkpoint)    (`python -m trainer sample`: the fixed-prompt grid)
 
 `compute_loss` receives the DeepSpeed engine, which is called like the model (`engine(**inputs)`); the
 unwrapped module is `engine.module`. Frozen helpers (a KD teacher, a VAE, a text encoder) belong to the
@@ -38,7 +39,7 @@ Config layout (trainer/config.py): `task` {name, config}, `data` {datasets: [{na
 general_domain}], seed, window}, `optim` {lr, group_lr: {group: lr}, warmup_steps, schedule, ...},
 `engine` {zero_stage, precision, micro_batch_size, grad_accum_steps, activation_checkpointing},
 `run` {out_dir, max_steps, save_every, log_every, seed}. A dataset may name a registered synthetic writer
-(`synthetic: spatial_qa`, see `register_synthetic_dataset` below) that fills its path when it has no shards.
+(`synthetic: general_qa`, see `register_synthetic_dataset` below) that fills its path when it has no shards.
 """
 
 from __future__ import annotations
@@ -96,12 +97,18 @@ class Task:
 
     name: ClassVar[str] = ""
     schema: ClassVar[str] = ""  # the shard schema this task reads (data_engine/schemas.py)
+    # Further schemas `prepare` accepts, told apart by their columns (the MLLM also trains on caption rows).
+    extra_schemas: ClassVar[tuple[str, ...]] = ()
     config_model: ClassVar[type[TaskConfig]] = TaskConfig
 
     def __init__(self, config: TaskConfig, context: RunContext, micro_batch_size: int = 1) -> None:
         self.config = config
         self.context = context
         self.micro_batch_size = micro_batch_size
+
+    @classmethod
+    def schemas(cls) -> tuple[str, ...]:
+        return (cls.schema, *cls.extra_schemas)
 
     def build_model(self) -> Any:
         raise NotImplementedError
@@ -150,8 +157,9 @@ class Task:
             raise TrainerError(f"task {self.name}: export is not implemented for {type(model).__name__}")
         save(out_dir, safe_serialization=True)
 
-    def write_samples(self, model: Any, out_dir: Path) -> Path:
-        """Generate the task's fixed sample set into `out_dir` (image generators override this)."""
+    def write_samples(self, model: Any, out_dir: Path, checkpoint: str) -> Path:
+        """Generate the task's fixed sample set from checkpoint `checkpoint` into `out_dir` (image generators
+        override this); returns the sample grid."""
         raise TrainerError(f"task {self.name} does not generate samples")
 
 

@@ -51,7 +51,7 @@ class ShardIndex:
         return int(sum(len(rows) for rows in self.accepted))
 
 
-def index_dataset(path: Path, schema: str) -> ShardIndex:
+def index_dataset(path: Path, schemas: tuple[str, ...]) -> ShardIndex:
     try:
         paths = shard_paths(path)
     except ShardDirError as exc:
@@ -62,8 +62,8 @@ def index_dataset(path: Path, schema: str) -> ShardIndex:
     if manifest.is_file():
         found = json.loads(manifest.read_text()).get("schema", {})
         found_name = found.get("name") if isinstance(found, dict) else found
-        if found_name and found_name != schema:
-            raise TrainerError(f"{path}: shards are {found_name}, this task reads {schema}")
+        if found_name and found_name not in schemas:
+            raise TrainerError(f"{path}: shards are {found_name}, this task reads {' or '.join(schemas)}")
     accepted = []
     for shard in paths:
         try:
@@ -80,10 +80,9 @@ def index_dataset(path: Path, schema: str) -> ShardIndex:
 class DatasetStream:
     """Rank `rank`'s view of one dataset: row k of this rank's infinite, epoch-by-epoch shuffled sequence."""
 
-    def __init__(self, spec: DatasetSpec, schema: str, seed: int, rank: int, world_size: int) -> None:
+    def __init__(self, spec: DatasetSpec, schemas: tuple[str, ...], seed: int, rank: int, world_size: int) -> None:
         self.spec = spec
-        self.schema = schema
-        self.index = index_dataset(spec.path, schema)
+        self.index = index_dataset(spec.path, schemas)
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.per_rank = self.index.total // world_size
         if self.per_rank == 0:
@@ -131,9 +130,9 @@ def ensure_synthetic_datasets(datasets: list[DatasetSpec]) -> None:
             synthetic_writer(spec.synthetic)(spec.path, spec.synthetic_rows)
 
 
-def iter_accepted(spec: DatasetSpec, schema: str) -> Iterator[Sample]:
+def iter_accepted(spec: DatasetSpec, schemas: tuple[str, ...]) -> Iterator[Sample]:
     """Every accepted row of one dataset once, in file order (evaluation)."""
-    index = index_dataset(spec.path, schema)
+    index = index_dataset(spec.path, schemas)
     for path, rows in zip(index.paths, index.accepted):
         table = read_shard(path)
         for row in rows:
@@ -172,7 +171,7 @@ class MicroBatchStream:
     def __init__(self, task: Task, datasets: list[DatasetSpec], *, seed: int, window: int, rank: int,
                  world_size: int) -> None:
         self.task = task
-        self.mixture = Mixture([DatasetStream(spec, task.schema, seed, rank, world_size) for spec in datasets])
+        self.mixture = Mixture([DatasetStream(spec, task.schemas(), seed, rank, world_size) for spec in datasets])
         self.window = window
         self.window_start: dict[str, int] = self.mixture.state()
         self.emitted_in_window = 0

@@ -8,6 +8,7 @@ training timesteps, so sampling spends its steps where training put its weight.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +16,12 @@ from PIL import Image
 from torch import nn
 
 from trainer.objectives.flow_matching import shift_timesteps, unconditional_text
+
+
+def samples_dir(out_dir: Path, checkpoint_tag: str) -> Path:
+    """Where `python -m trainer sample` writes a checkpoint's grid by default: `<run.out_dir>/samples/<tag>/`
+    holding `grid.png`, `sample-NNN.png` and `samples.json` (checkpoint, prompts, files, settings)."""
+    return out_dir / "samples" / checkpoint_tag
 
 
 def sampling_timesteps(num_steps: int, shift: float, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -1,5 +1,6 @@
 """The Rebalance step over a tagged shard directory: global tag counts, one decision per sample, shards
-out (rows never dropped: a downsampled row carries `rebalance_downsampled`), plus a report.
+out (rows never dropped: a downsampled row carries `rebalance_downsampled`), plus the summary the HTML report
+draws (`data_engine/rebalance/report.py`).
 
     python -m data_engine.rebalance --input out/demo/tagged --out out/demo/rebalanced [--config FILE.yaml]
 """
@@ -9,10 +10,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,9 @@ import pyarrow as pa
 import yaml
 from pydantic import ValidationError
 
-from data_engine.rebalance.sampling import RebalanceConfig, distribution_summary, rebalance
-from data_engine.shards import (MANIFEST_NAME, ShardDirError, atomic_write_bytes, atomic_write_json, iter_shards,
+from data_engine.rebalance.report import rebalance_summary, write_rebalance_summary
+from data_engine.rebalance.sampling import RebalanceConfig, rebalance
+from data_engine.shards import (MANIFEST_NAME, ShardDirError, atomic_write_json, iter_shards,
                                 read_manifest, shard_file_name, write_shard)
 from data_engine.stage import StageStats
 
@@ -29,7 +29,6 @@ STAGE_NAME = "rebalance"
 REJECT_REASON = "rebalance_downsampled"
 ADDED_FIELDS = (pa.field("rebalance_category", pa.string()), pa.field("rebalance_category_count", pa.int64()),
                 pa.field("rebalance_keep_probability", pa.float32()))
-_EXAMPLES_PER_CATEGORY = 3
 
 
 def _with_decisions(table: pa.Table, decided: dict[str, Any]) -> pa.Table:
@@ -75,9 +74,7 @@ def run_rebalance(input_dir: Path, out_dir: Path, config: RebalanceConfig) -> di
         total.merge(stats)
         shards.append({"file": shard_file_name(shard_id), "rows": out.num_rows, "from": path.name})
     total.seconds = time.perf_counter() - started
-    report = rebalance_report(decisions, ids, names, examples_text, config)
-    atomic_write_json(out_dir / "rebalance_report.json", report)
-    atomic_write_bytes(out_dir / "category_frequency.svg", loglog_svg(report).encode())
+    write_rebalance_summary(out_dir, rebalance_summary(decisions, ids, names, examples_text, config))
     upstream = read_manifest(input_dir)
     manifest = {
         "schema": upstream["schema"], "job": STAGE_NAME, "stage_output": STAGE_NAME,
@@ -90,43 +87,6 @@ def run_rebalance(input_dir: Path, out_dir: Path, config: RebalanceConfig) -> di
     }
     atomic_write_json(out_dir / MANIFEST_NAME, manifest)
     return manifest
-
-
-def rebalance_report(decisions, ids, names, texts, config: RebalanceConfig) -> dict[str, Any]:
-    before = Counter(d.category for d in decisions if d.category is not None)
-    after = Counter(d.category for d in decisions if d.category is not None and d.keep)
-    examples: dict[str, list[str]] = {}
-    for sample_id, decision in zip(ids, decisions):
-        if decision.keep and decision.category and len(examples.setdefault(decision.category, [])) < _EXAMPLES_PER_CATEGORY:
-            examples[decision.category].append(texts.get(sample_id) or "")
-    return {
-        "method": config.method, "tail_threshold": config.tail_threshold,
-        "before": distribution_summary(before, config.tail_threshold),
-        "after": distribution_summary(after, config.tail_threshold),
-        "categories": [{"id": c, "name": names.get(c, c), "before": n, "after": after.get(c, 0),
-                        "examples": examples.get(c, [])} for c, n in before.most_common()],
-    }
-
-
-def loglog_svg(report: dict[str, Any], size: int = 360) -> str:
-    """Category frequency versus rank, before and after, on log-log axes."""
-    series = {"before": sorted((c["before"] for c in report["categories"]), reverse=True),
-              "after": sorted((c["after"] for c in report["categories"] if c["after"]), reverse=True)}
-    top = max([1] + series["before"])
-    ranks = max(1, len(series["before"]))
-
-    def point(rank: int, count: int) -> str:
-        x = 30 + (size - 40) * math.log10(rank) / max(math.log10(ranks), 1e-9)
-        y = size - 30 - (size - 40) * math.log10(count) / max(math.log10(top), 1e-9)
-        return f"{x:.1f},{y:.1f}"
-
-    lines = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}">',
-             f'<text x="30" y="14" font-size="12">category frequency vs rank (log-log); T={report["tail_threshold"]}</text>']
-    for name, colour in (("before", "#888"), ("after", "#c33")):
-        points = " ".join(point(rank, count) for rank, count in enumerate(series[name], start=1))
-        lines.append(f'<polyline fill="none" stroke="{colour}" points="{points}"><title>{name}</title></polyline>')
-    lines.append("</svg>")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

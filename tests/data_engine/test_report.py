@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from data_engine.report import ReportError, compute_histogram, main, write_html_report
+from data_engine.report import (ReportError, ReportOptions, choose_section_kind, compute_histogram, funnel_bars,
+                                load_report_input, main, write_html_report)
 from tests.browser import open_page
 
 HOSTILE_UPSTREAM_ID = "<script>alert(1)</script>.jpg"
@@ -46,12 +47,17 @@ def write_stage_dir(directory: Path, rows: list[dict[str, Any]], schema: pa.Sche
 
 def make_manifest(stage_output: str, *, rows_in: int, rows_written: int, rows_accepted: int,
                   rejects: dict[str, int]) -> dict[str, Any]:
+    """Stages in the order their rejects are listed, each taking the rows the one before kept."""
     by_stage: dict[str, dict[str, int]] = {}
     for key, count in rejects.items():
         stage, reason = key.split(":", 1)
         by_stage.setdefault(stage, {})[reason] = count
-    stages = [{"name": name, "rows_in": rows_in, "rows_out": rows_in - sum(reasons.values()), "rejects": reasons,
-               "seconds": 1.5, "rows_per_s": rows_in / 1.5} for name, reasons in by_stage.items()]
+    stages, rows = [], rows_in
+    for name, reasons in by_stage.items():
+        kept = rows - sum(reasons.values())
+        stages.append({"name": name, "rows_in": rows, "rows_out": kept, "rejects": reasons, "seconds": 1.5,
+                       "rows_per_s": rows / 1.5})
+        rows = kept
     return {
         "schema": {"name": "image_sample", "version": 1}, "job": "report-test", "stage_output": stage_output,
         "config_hash": "abc123", "input": {"uri": "file:///data/in", "n_items": rows_in}, "rows_in": rows_in,
@@ -120,13 +126,13 @@ def stage_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="module")
 def report(stage_dirs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report") / "report.html"
-    return write_html_report(stage_dirs, out, title="Job <report> & co", sample_rows=24)
+    return write_html_report(stage_dirs, out, title="Job <report> & co")
 
 
 def test_report_shows_counts_reasons_and_escapes_data(report: Path) -> None:
     text = report.read_text(encoding="utf-8")
     assert "1,234" in text  # rows_in of the decode stage, formatted
-    assert "<th>Rows accepted</th><td>6 (0.5% of rows in)</td>" in text
+    assert "<th>Rows accepted</th><td>6 (60.0% of rows written)</td>" in text
     for reason in ("decode_failed", "too_small", "too_dark", "low_aesthetic", "filter:too_dark"):
         assert reason in text
     for column in ("brightness", "entropy", "sharpness", "aesthetic", "width"):
@@ -141,6 +147,22 @@ def test_report_shows_counts_reasons_and_escapes_data(report: Path) -> None:
     assert text.count("<img ") == EXPECTED_THUMBNAILS
     assert all(f'alt="img-{i:03d}"' in text for i in (0, 1, 2, 3, 4, 5, 8))  # every decodable image, once each
     assert text.count('class="placeholder"') == EXPECTED_PLACEHOLDERS
+    # Rejected rows are grouped by reason, each reason under its own heading with the manifest's count.
+    assert '<h4><span class="reason">too_dark</span> <span class="muted">(1 rows in the manifest)</span></h4>' in text
+    assert text.count("<h4>") == 4
+
+
+def test_funnel_shows_rows_kept_after_each_stage_in_pipeline_order(report: Path) -> None:
+    stages = [{"name": "read", "rows_in": 100, "rows_out": 98}, {"name": "decode", "rows_in": 98, "rows_out": 60},
+              {"name": "no_counts"}, {"name": "dedup", "rows_in": 60, "rows_out": 60}]
+    bars = funnel_bars(stages)
+    assert [(bar.label, bar.value, bar.remainder) for bar in bars] == [
+        ("after read", 98, 2), ("after decode", 60, 38), ("after dedup", 60, 0)]
+    assert [bar.note for bar in bars] == ["(98.0%, −2)", "(60.0%, −38)", "(60.0%)"]
+    text = report.read_text(encoding="utf-8")
+    # The decode fixture's manifest: 1234 rows in, decode rejects 1, the filter rejects 3 more.
+    assert text.index("after decode") < text.index("after filter")
+    assert "after decode: 1,233 (99.9%, −1)" in text and "after filter: 1,230 (99.7%, −3)" in text
 
 
 def test_report_is_self_contained(report: Path) -> None:
@@ -164,8 +186,9 @@ def test_large_directory_is_sampled_deterministically(tmp_path: Path) -> None:
     manifest = make_manifest("filter", rows_in=2000, rows_written=2000, rows_accepted=1500,
                              rejects={"filter:blurry": 500})
     stage_dir = write_stage_dir(tmp_path / "big", rows, IMAGE_SCHEMA, manifest, shards=4, row_group_rows=50)
-    first = write_html_report([stage_dir], tmp_path / "a.html", title="big", sample_rows=5, max_scanned_rows=400)
-    second = write_html_report([stage_dir], tmp_path / "b.html", title="big", sample_rows=5, max_scanned_rows=400)
+    options = ReportOptions(sample_rows=5, rejected_per_reason=5, max_scanned_rows=400)
+    first = write_html_report([stage_dir], tmp_path / "a.html", title="big", options=options)
+    second = write_html_report([stage_dir], tmp_path / "b.html", title="big", options=options)
     text = first.read_text()
     assert text == second.read_text()
     assert "sampled: 400 of 2,000 rows" in text
@@ -205,7 +228,33 @@ def test_cli_writes_report_and_reports_errors(stage_dirs: list[Path], tmp_path: 
     assert main(["--out", str(out), "--title", "cli", *map(str, stage_dirs)]) == 0
     assert "<title>cli</title>" in out.read_text()
     assert main(["--out", str(out), str(tmp_path / "nowhere")]) == 2
-    assert "nowhere/_manifest.json: manifest missing" in capsys.readouterr().err
+    assert "nowhere: no such directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--out", str(out), str(tmp_path / "empty")]) == 2
+    assert "empty/_manifest.json: manifest missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("files", "kind"), [
+    ({"_manifest.json": {"schema": {"name": "image_sample"}}}, "stage"),
+    ({"_manifest.json": {"schema": {"name": "caption"}, "job": "caption_images"}}, "stage"),
+    ({"_manifest.json": {"schema": {"name": "qa_conversation"}}}, "spatial_qa"),
+    ({"_manifest.json": {"schema": {"name": "multiview_sample"}}}, "multiview"),
+    ({"_manifest.json": {"schema": {"name": "edit_triplet"}}}, "spatial_edit"),
+    ({"_manifest.json": {"schema": {"name": "caption"}, "job": "rebalance"}, "rebalance_report.json": {}}, "rebalance"),
+    ({"train_log.jsonl": None}, "trainer"),
+    ({"eval/step-00000002.json": {}}, "trainer"),
+    ({"samples/step-00000002/grid.png": None}, "trainer"),
+    ({"grid.png": None}, "trainer"),
+])
+def test_each_directory_gets_the_section_kind_of_what_it_holds(tmp_path: Path, files: dict[str, Any],
+                                                               kind: str) -> None:
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name == "_manifest.json":
+            content = {"rows_in": 0, "rows_written": 0, "rows_accepted": 0, **content}
+        path.write_text(json.dumps(content) if content is not None else "")
+    assert choose_section_kind(load_report_input(tmp_path)).name == kind
 
 
 def test_report_renders_in_chromium_without_errors(browser: Any, report: Path) -> None:

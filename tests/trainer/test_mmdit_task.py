@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from data_engine.schemas import EDIT_TRIPLET
 from data_engine.shards import read_shard, shard_paths
 from data_engine.stage_runner import apply_stage
+from trainer.cli import main as cli_main
 from trainer.config import parse_config
 from trainer.core import RunContext, Sample
 from trainer.latents import (CacheLatentsConfig, CacheLatentsStage, aspect_ratio_buckets, decode_latents,
@@ -120,17 +123,40 @@ def test_t2i_task_buckets_and_pads(latent_dir: Path, tmp_path: Path):
     assert scores["samples"] == 5 and scores["flow_loss"] > 0
 
 
-def test_training_through_the_shared_loop_lowers_the_loss(latent_dir: Path, tmp_path: Path):
-    config = parse_config({
-        "task": {"name": "mmdit_t2i", "config": {"preset": "tiny", "flow": {"text_dropout": 0.1}}},
+def test_t2i_task_draws_the_caption_feature_with_the_stored_probabilities(latent_dir: Path, tmp_path: Path):
+    task = MMDiTTextToImageTask(MMDiTTaskConfig(preset="tiny"),
+                                RunContext(0, 1, torch.device("cpu"), torch.float32, tmp_path))
+    task.build_model()
+    row = read_shard(shard_paths(latent_dir)[0]).to_pylist()[0]
+    features = {f["key"]: tensor_from_bytes(f["states"], (f["tokens"], 64)) for f in row["text_features"]}
+    for caption_type in ("short", "long"):
+        row["caption_sampling"] = json.dumps({"types": {"short": float(caption_type == "short"),
+                                                        "long": float(caption_type == "long")},
+                                              "languages": {"en": 1.0, "zh": 0.0}})
+        for seed in range(5):
+            example = task.prepare(Sample(row, "shapes", False, seed=seed))
+            assert torch.equal(example.text_states, features[f"{caption_type}/en"])
+
+
+def test_training_through_the_shared_loop_lowers_the_loss_then_samples(latent_dir: Path, tmp_path: Path):
+    config = {
+        "task": {"name": "mmdit_t2i", "config": {"preset": "tiny", "flow": {"text_dropout": 0.1},
+                                                 "sample": {"num_steps": 2}}},
         "data": {"window": 24, "datasets": [{"name": "shapes", "path": str(latent_dir)}]},
         "optim": {"lr": 2e-3, "warmup_steps": 2},
         "engine": {"zero_stage": 1, "micro_batch_size": 8},
         "run": {"out_dir": str(tmp_path / "run"), "max_steps": 30, "progress": False, "tensorboard": False},
-    })
-    result = train(config)
+    }
+    result = train(parse_config(config))
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
     assert last < 0.7 * first, result.losses
+    # `python -m trainer sample` puts the checkpoint's fixed-prompt grid into the run directory.
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    assert cli_main(["sample", "--config", str(config_file)]) == 0
+    written = tmp_path / "run" / "samples" / "step-00000030"
+    assert Image.open(written / "grid.png").size == (256, 64)
+    assert json.loads((written / "samples.json").read_text())["checkpoint"] == "step-00000030"
 
 
 def test_sample_images_decode_to_the_bucket_and_tile(cache_stage: CacheLatentsStage):
@@ -215,14 +241,21 @@ def test_cache_latents_job_runs_on_ray(ray_local, latent_dir: Path, tmp_path: Pa
 def test_write_samples_t2i_and_edit(tmp_path: Path):
     context = RunContext(0, 1, torch.device("cpu"), torch.float32, tmp_path)
     t2i = MMDiTTextToImageTask(MMDiTTaskConfig.model_validate({"sample": {"num_steps": 2, "columns": 2}}), context)
-    grid = t2i.write_samples(t2i.build_model(), tmp_path / "t2i")
+    grid = t2i.write_samples(t2i.build_model(), tmp_path / "t2i", "step-00000007")
     assert Image.open(grid).size == (128, 128) and len(list((tmp_path / "t2i").glob("sample-*.png"))) == 4
+    listing = json.loads((tmp_path / "t2i" / "samples.json").read_text())
+    assert listing["checkpoint"] == "step-00000007" and listing["grid"] == "grid.png" and listing["columns"] == 2
+    assert [entry["prompt"] for entry in listing["samples"]] == list(t2i.config.sample.prompts)
+    assert all((tmp_path / "t2i" / entry["image"]).is_file() for entry in listing["samples"])
 
     source = tmp_path / "source.png"
     draw_shape_image("red", "square", (96, 64)).save(source)
     edit = MMDiTEditTask(MMDiTTaskConfig.model_validate({"sample": {
         "prompts": ["make it blue"], "source_images": [str(source)], "width": 96, "height": 64, "num_steps": 2}}),
         context)
-    assert Image.open(edit.write_samples(edit.build_model(), tmp_path / "edit")).size == (96, 64)
+    assert Image.open(edit.write_samples(edit.build_model(), tmp_path / "edit", "base")).size == (96, 64)
+    edit_listing = json.loads((tmp_path / "edit" / "samples.json").read_text())
+    assert edit_listing["samples"] == [{"prompt": "make it blue", "image": "sample-000.png",
+                                        "source_image": str(source)}]
     with pytest.raises(ValueError, match="source_images has 1 files for 2 prompts"):
         MMDiTTaskConfig.model_validate({"sample": {"prompts": ["a", "b"], "source_images": ["x.png"]}})

@@ -42,13 +42,13 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DatasetSpec]
 
 
 def rank_ids(spec: DatasetSpec, rank: int, world: int, count: int, seed: int = 0) -> list[str]:
-    stream = DatasetStream(spec, "qa_conversation", seed, rank, world)
+    stream = DatasetStream(spec, ("qa_conversation",), seed, rank, world)
     return [stream.sample(k).row["id"] for k in range(count)]
 
 
 def test_only_accepted_rows_and_ranks_partition_an_epoch(datasets: dict[str, DatasetSpec]) -> None:
     spec = datasets["spatial"]
-    accepted = [s.row["id"] for s in iter_accepted(spec, "qa_conversation")]
+    accepted = [s.row["id"] for s in iter_accepted(spec, ("qa_conversation",))]
     assert len(accepted) == 45 and not any(s.endswith(("09", "19", "29", "39", "49")) for s in accepted)
     per_rank = 45 // 2
     rank0, rank1 = rank_ids(spec, 0, 2, per_rank), rank_ids(spec, 1, 2, per_rank)
@@ -64,7 +64,7 @@ def test_only_accepted_rows_and_ranks_partition_an_epoch(datasets: dict[str, Dat
 
 
 def test_mixture_keeps_ratios_at_every_prefix(datasets: dict[str, DatasetSpec]) -> None:
-    streams = [DatasetStream(datasets[name], "qa_conversation", 0, 0, 1) for name in ("spatial", "general")]
+    streams = [DatasetStream(datasets[name], ("qa_conversation",), 0, 0, 1) for name in ("spatial", "general")]
     mixture = Mixture(streams)
     picks = [mixture.next_sample() for _ in range(40)]
     for prefix in (4, 8, 20, 40):
@@ -96,10 +96,10 @@ def test_stream_resumes_at_the_exact_micro_batch(datasets: dict[str, DatasetSpec
 
 def test_bad_directories_fail_with_one_line(tmp_path: Path, datasets: dict[str, DatasetSpec]) -> None:
     with pytest.raises(TrainerError, match="not a directory"):
-        DatasetStream(DatasetSpec(name="x", path=tmp_path / "missing"), "qa_conversation", 0, 0, 1)
+        DatasetStream(DatasetSpec(name="x", path=tmp_path / "missing"), ("qa_conversation",), 0, 0, 1)
     with pytest.raises(TrainerError, match="shards are qa_conversation, this task reads caption"):
-        DatasetStream(datasets["spatial"], "caption", 0, 0, 1)
+        DatasetStream(datasets["spatial"], ("caption",), 0, 0, 1)
     rejected = dict(synthetic_row("spatial_qa", 0, 0), reject_reason="blurry")
     write_shard(tmp_path, 0, pa.Table.from_pylist([rejected], schema=QA_CONVERSATION.arrow()), [])
     with pytest.raises(TrainerError, match="no accepted rows"):
-        DatasetStream(DatasetSpec(name="x", path=tmp_path), "qa_conversation", 0, 0, 1)
+        DatasetStream(DatasetSpec(name="x", path=tmp_path), ("qa_conversation",), 0, 0, 1)

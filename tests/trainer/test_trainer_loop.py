@@ -13,6 +13,7 @@ from tests.trainer.conftest import tiny_config, write_config
 from trainer import checkpoint
 from trainer.cli import main as cli_main
 from trainer.config import parse_config
+from trainer.evaluation import eval_result_path
 from trainer.loop import NonFiniteLoss, TrainResult, train
 from trainer.run_log import JSONL_NAME
 
@@ -83,6 +84,24 @@ def test_export_loads_with_from_pretrained(full_run, tmp_path: Path) -> None:
     assert AutoProcessor.from_pretrained(tmp_path / "export") is not None and base.shape == trained[name].shape
 
 
+def test_single_process_without_zero_matches_zero_1_and_exports(full_run, qa_dirs, tmp_path: Path) -> None:
+    """Stage 0 in one process skips DeepSpeed's gradient all-reduce: the updates must still be ZeRO-1's."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    _, uninterrupted = full_run
+    config_file = write_config(tmp_path / "config.yaml", tiny_config(
+        qa_dirs, tmp_path / "run", engine={"zero_stage": 0}, run={"max_steps": 2, "tensorboard": False}))
+    assert cli_main(["train", "--config", str(config_file)]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / JSONL_NAME).read_text().splitlines()]
+    losses = [record["loss"] for record in records if record["event"] == "step"]
+    assert losses == pytest.approx(uninterrupted.losses[:2], rel=1e-5)
+    assert cli_main(["export", "--config", str(config_file), "--out", str(tmp_path / "export")]) == 0
+    trained = checkpoint.load_module_weights(checkpoint.checkpoint_root(tmp_path / "run"), "latest")
+    exported = Qwen3VLForConditionalGeneration.from_pretrained(tmp_path / "export").state_dict()
+    name = "model.language_model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(exported[name], trained[name])
+
+
 def test_zero_stage_3_trains_and_exports_on_cpu(qa_dirs, tmp_path: Path) -> None:
     from transformers import Qwen3VLForConditionalGeneration
 
@@ -96,16 +115,20 @@ def test_zero_stage_3_trains_and_exports_on_cpu(qa_dirs, tmp_path: Path) -> None
     assert torch.equal(exported[name], trained[name])
 
 
-def test_eval_scores_each_sub_task(full_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_scores_each_sub_task(full_run, capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = full_run
-    result_file = tmp_path / "eval.json"
-    assert cli_main(["eval", "--config", str(out / "config.yaml"), "--limit", "8", "--out", str(result_file)]) == 0
-    result = json.loads(result_file.read_text())
-    assert result["samples"] == 8 and result["checkpoint"] == "latest"
-    assert set(result["tasks"]) <= {"relative_direction", "count", "distance", "color"}
-    assert sum(task["samples"] for task in result["tasks"].values()) == 8
-    assert all(0.0 <= task["score"] <= 1.0 for task in result["tasks"].values())
-    assert len(result["predictions"]) == 8 and json.loads(capsys.readouterr().out.splitlines()[-1])["samples"] == 8
+    assert cli_main(["eval", "--config", str(out / "config.yaml"), "--limit", "8"]) == 0
+    result = json.loads(eval_result_path(out, "step-00000004").read_text())
+    assert result["samples"] == 8 and result["checkpoint"] == "step-00000004" and result["step"] == 4
+    per_subtask = result["per_subtask"]
+    assert set(per_subtask) <= {"relative_direction", "count", "distance", "color"}
+    assert sum(task["n"] for task in per_subtask.values()) == 8
+    metrics = {"relative_direction": "exact_match", "color": "exact_match", "count": "mean_relative_accuracy",
+               "distance": "mean_relative_accuracy"}
+    assert all(task["metric"] == metrics[name] and 0.0 <= task["score"] <= 1.0 for name, task in per_subtask.items())
+    mean = sum(record["score"] for record in result["predictions"]) / 8
+    assert result["overall"] == pytest.approx(mean) and len(result["predictions"]) == 8
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["samples"] == 8
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -17,9 +17,7 @@ the loss covers only the target's tokens (the model returns only those).
 
 from __future__ import annotations
 
-import json
 import math
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from data_engine.shards import atomic_write_json
+from trainer.captions import draw_caption_key
 from trainer.core import ExampleError, Sample, Task, TaskConfig, TrainerError, register_task
 from trainer.latents import tensor_from_bytes
 from trainer.models.mmdit import preset_config
@@ -188,27 +188,6 @@ class LatentExample:
     source_latent: torch.Tensor | None  # [C, F, H, W] for edits
 
 
-def caption_weights(keys: Sequence[str], sampling_json: str | None) -> list[float]:
-    """Training-time probability of each cached caption "<type>/<lang>" from the row's caption_sampling."""
-    try:
-        sampling = json.loads(sampling_json) if sampling_json else {}
-    except json.JSONDecodeError:
-        sampling = {}
-    types, languages = sampling.get("types") or {}, sampling.get("languages") or {}
-    weights = []
-    for key in keys:
-        kind, _, language = key.partition("/")
-        weights.append(float(types.get(kind, 1.0)) * float(languages.get(language, 1.0)) if types or languages
-                       else 1.0)
-    return weights if sum(weights) > 0 else [1.0] * len(keys)
-
-
-def pick_text_feature(features: Sequence[dict[str, Any]], sampling_json: str | None, seed: int) -> dict[str, Any]:
-    weights = caption_weights([feature["key"] for feature in features], sampling_json)
-    chosen = random.Random(seed).choices(range(len(features)), weights=weights)[0]
-    return features[chosen]
-
-
 class MMDiTFlowTask(Task):
     """Flow matching on rows cached by the `cache_latents` stage (text-to-image: caption shards)."""
 
@@ -236,7 +215,9 @@ class MMDiTFlowTask(Task):
         if row.get("text_dim") != self.text_dim:
             raise TrainerError(f"{sample.dataset}: cached text_dim {row.get('text_dim')} != the model's text_dim "
                                f"{self.text_dim} (task.config.preset {self.config.preset})")
-        feature = pick_text_feature(row["text_features"], row.get("caption_sampling"), sample.seed)
+        features = {feature["key"]: feature for feature in row["text_features"]}
+        key = draw_caption_key(list(features), row.get("caption_sampling"), sample.seed, row["id"])
+        feature = features[key]
         source = None
         if row.get("source_latent") is not None:
             source = tensor_from_bytes(row["source_latent"], row["source_latent_shape"])
@@ -297,8 +278,9 @@ class MMDiTFlowTask(Task):
             raise TrainerError(f"task {self.name}: no samples to evaluate")
         return {"flow_loss": sum(losses) / len(losses), "samples": len(losses)}
 
-    def write_samples(self, model: nn.Module, out_dir: Path) -> Path:
-        """Images for the configured prompts (edits: with their source images) and their grid; returns the grid."""
+    def write_samples(self, model: nn.Module, out_dir: Path, checkpoint: str) -> Path:
+        """Images for the configured prompts (edits: with their source images), their grid (`grid.png`,
+        prompts row by row) and `samples.json` listing checkpoint, prompts and files; returns the grid."""
         from PIL import Image
 
         from trainer.latents import TextFeatureEncoder, encode_images, image_to_tensor, load_vae, resize_to_bucket
@@ -322,6 +304,12 @@ class MMDiTFlowTask(Task):
             image.save(out_dir / f"sample-{number:03d}.png")
         grid_path = out_dir / "grid.png"
         image_grid(images, settings.columns).save(grid_path)
+        atomic_write_json(out_dir / "samples.json", {
+            "checkpoint": checkpoint, "grid": grid_path.name, "columns": min(settings.columns, len(images)),
+            "samples": [{"prompt": prompt, "image": f"sample-{number:03d}.png",
+                         "source_image": settings.source_images[number] if settings.source_images else None}
+                        for number, prompt in enumerate(settings.prompts)],
+            "settings": settings.model_dump(mode="json", exclude={"prompts", "source_images"})})
         return grid_path
 
 

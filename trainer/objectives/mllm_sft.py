@@ -6,6 +6,10 @@ computed per sample) and attention confined to each sample (a block-diagonal cau
 CPU, `cu_seqlens` varlen kwargs for flash attention on GPU). The SFT loss is the mean cross-entropy over
 assistant tokens of the pack; the KL term (trainer/objectives/distillation.py) uses a frozen copy of the base
 model as teacher and counts only response tokens of samples from `general_domain` datasets.
+
+Datasets are `qa_conversation` shards or `caption` shards; a caption row becomes one turn "image + the
+captioning instruction of a caption type and language -> that caption", the type and language drawn with
+the probabilities stored in the row (trainer/captions.py).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from data_engine.captioning.prompts import PromptFileError, load_prompt_set
+from trainer.captions import caption_sft_messages
 from trainer.core import ExampleError, Sample, Task, TaskConfig, TrainerError, register_task
-from trainer.evaluation import score_answer, summarise
+from trainer.evaluation import answer_metric, score_answer, summarise
 from trainer.models import qwen_vl
 from trainer.objectives.distillation import layer_kl
 from trainer.packing import block_diagonal_causal_mask, cu_seqlens, plan_packs, restart_positions
@@ -38,6 +44,9 @@ class MllmSftConfig(TaskConfig):
     kd_weight: float = Field(10.0, ge=0)  # lambda; 0 turns distillation (and the teacher) off
     kd_layers: list[int] = Field(default_factory=lambda: [0])  # decoder layer indices (0-based)
     eval_max_new_tokens: int = Field(16, ge=1)
+    # Caption shards train as "image + caption instruction -> caption": the instruction wording of each
+    # drawn caption type and language comes from this prompt set (data_engine/prompts/).
+    caption_prompts: str = "caption/v1"
 
 
 def resolve_model_path(model_path: str) -> Path:
@@ -49,6 +58,7 @@ def resolve_model_path(model_path: str) -> Path:
 @register_task("mllm_sft")
 class MllmSftTask(Task):
     schema = "qa_conversation"
+    extra_schemas = ("caption",)
     config_model = MllmSftConfig
     config: MllmSftConfig
 
@@ -59,6 +69,10 @@ class MllmSftTask(Task):
         self.model_path = resolve_model_path(config.model_path)
         self.processor = qwen_vl.load_processor(self.model_path, config.image_min_pixels, config.image_max_pixels)
         self.formatter = qwen_vl.ChatFormatter(self.processor)
+        try:
+            self.caption_prompts = load_prompt_set(config.caption_prompts)
+        except PromptFileError as exc:
+            raise TrainerError(f"task.config.caption_prompts: {exc}") from None
         self.teacher: Any = None
 
     def _load(self) -> Any:
@@ -80,12 +94,16 @@ class MllmSftTask(Task):
 
     def prepare(self, sample: Sample) -> qwen_vl.ChatExample:
         row = sample.row
+        if "captions" in row:  # a caption shard row; caption type and language drawn per sample
+            key, messages = caption_sft_messages(row, sample.seed, self.caption_prompts)
+            image_refs, task = [{"bytes": row["image_bytes"]}], f"caption:{key}"
+        else:
+            messages, image_refs, task = row["messages"], row["images"], row["task"] or "unknown"
         try:
-            images = qwen_vl.decode_images(row["images"])
+            images = qwen_vl.decode_images(image_refs)
         except (ValueError, OSError) as exc:
             raise ExampleError(f"bad_image: row {row['id']}: {exc}") from None
-        example = self.formatter.format(row["messages"], images, general_domain=sample.general_domain,
-                                        task=row["task"] or "unknown")
+        example = self.formatter.format(messages, images, general_domain=sample.general_domain, task=task)
         if not bool((example.targets != qwen_vl.IGNORE).any()):
             raise ExampleError(f"no_answer: row {row['id']} has no assistant tokens to train on")
         if example.length > self.config.max_length:
@@ -173,6 +191,9 @@ class MllmSftTask(Task):
         records = []
         for sample in samples:
             row = sample.row
+            if "messages" not in row:
+                raise TrainerError(f"{sample.dataset}: evaluation scores QA shards; caption rows have no "
+                                   "reference answer")
             metadata = json.loads(row["metadata"] or "{}")
             *prompt, answer = row["messages"]
             if answer["role"] != "assistant":
@@ -184,13 +205,11 @@ class MllmSftTask(Task):
             generated = model.generate(**inputs, max_new_tokens=self.config.eval_max_new_tokens, do_sample=False)
             prediction = self.processor.tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:],
                                                          skip_special_tokens=True)
-            answer_type = metadata.get("answer_type", "choice")
+            metric = answer_metric(metadata, reference)
             records.append({"id": row["id"], "task": row["task"] or "unknown", "prediction": prediction,
-                            "reference": reference, "answer_type": answer_type,
-                            "score": score_answer(prediction, reference, answer_type)})
-        summary = summarise(records)
-        summary["predictions"] = records
-        return summary
+                            "reference": reference, "metric": metric,
+                            "score": score_answer(prediction, reference, metric)})
+        return summarise(records)
 
     def export(self, model: Any, out_dir: Path) -> None:
         model.save_pretrained(out_dir, safe_serialization=True)
