@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import shutil
 import statistics
 import tempfile
@@ -55,7 +54,16 @@ def _worker(photos: str, with_cascade: bool, repeats: int, batch_size: int) -> t
             for stage in stages:
                 rows, _ = apply_stage(stage, rows, batch_size)
             seconds.append(time.perf_counter() - started)
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return seconds, peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """This process's own resident-memory high-water mark. Not getrusage's ru_maxrss: Linux carries that
+    across fork + exec, so a spawned worker would report its parent's peak (every benchmark run before it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line (peak memory is measured on Linux only)")
 
 
 def main(argv: list[str] | None = None) -> None:
