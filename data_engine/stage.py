@@ -25,6 +25,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 REJECT_COLUMN = "_reject"  # optional key in process_batch output: per-row processing reject reason
+REJECT_DETAIL_COLUMN = "_reject_detail"  # optional key next to it: the human-readable detail
 
 
 class StageUnavailable(RuntimeError):
@@ -72,6 +73,11 @@ class Stage(ABC, Generic[ConfigT]):
     def replaced_columns(self) -> tuple[str, ...]:
         """Existing schema columns this stage may overwrite for the rows it processes."""
         return ()
+
+    def result_columns(self) -> tuple[str, ...]:
+        """Every key process_batch may return: its output fields, the replaced columns, the reject keys."""
+        return (tuple(f.name for f in self.output_fields()) + self.replaced_columns()
+                + (REJECT_COLUMN, REJECT_DETAIL_COLUMN))
 
     def preflight(self) -> None:
         """On the driver before the job starts: raise StageUnavailable if what setup() needs is missing."""

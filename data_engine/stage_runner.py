@@ -12,9 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from data_engine.stage import REJECT_COLUMN, Stage, StageStats
+from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Stage, StageStats
 
-REJECT_DETAIL_COLUMN = "_reject_detail"
 _MAX_DETAIL_CHARS = 500
 
 
@@ -39,9 +38,7 @@ def _call_isolating_row_errors(stage: Stage, batch: pa.Table) -> list[dict[str, 
 
 
 def _rows_from_columns(stage: Stage, columns: Any, expected_rows: int) -> list[dict[str, Any]]:
-    allowed = {f.name for f in stage.output_fields()} | set(stage.replaced_columns())
-    allowed |= {REJECT_COLUMN, REJECT_DETAIL_COLUMN}
-    unknown = set(columns) - allowed
+    unknown = set(columns) - set(stage.result_columns())
     if unknown:
         raise StageOutputError(f"stage {stage.name} returned undeclared columns {sorted(unknown)}")
     for name, values in columns.items():

@@ -18,8 +18,7 @@ from pydantic import Field
 
 from data_engine.readers import InputError, Reader, ReaderConfig, register_reader, row_id
 from data_engine.schemas import EDIT_TRIPLET, IMAGE_REF, MULTIVIEW_SAMPLE, ShardSchema
-from data_engine.stage import REJECT_COLUMN, Resources, Stage, StageConfig, register_stage
-from data_engine.stage_runner import REJECT_DETAIL_COLUMN
+from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage
 from render.assets import FORMAT_BY_SUFFIX
 from render.client import RenderDeviceUnavailable, RenderWorker, RenderWorkerError, render_devices, render_python
 from render.multiview import MultiviewSettings, render_multiview_sample
@@ -107,7 +106,6 @@ class RenderStage(Stage):
 
     uses_model = True
     default_resources = Resources(num_cpus=1, batch_size=4, concurrency=1)
-    result_columns: ClassVar[tuple[str, ...]]
 
     def preflight(self) -> None:
         render_python()  # raises RenderEnvMissing with the command that builds the environment
@@ -127,8 +125,7 @@ class RenderStage(Stage):
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
         results = [self._process_one(upstream_id, rid) for upstream_id, rid in
                    zip(batch.column("upstream_id").to_pylist(), batch.column("id").to_pylist())]
-        names = (ASSET_CATEGORY.name,) + self.result_columns + (REJECT_COLUMN, REJECT_DETAIL_COLUMN)
-        return {name: [result.get(name) for result in results] for name in names}
+        return {name: [result.get(name) for result in results] for name in self.result_columns()}
 
     def _process_one(self, upstream_id: str, rid: str) -> dict[str, Any]:
         try:
@@ -165,9 +162,6 @@ class RenderMultiviewConfig(RenderStageConfig):
 class RenderMultiviewStage(RenderStage):
     op = "render_multiview"
     Config = RenderMultiviewConfig
-    result_columns = ("views", "cameras", "main_view_index", "collage", "structured_caption", "dense_caption",
-                      "masks", "depths", "rejected_cameras", "reprojection_error_px", "silhouette_iou",
-                      "render_seconds")
 
     def output_fields(self) -> tuple[pa.Field, ...]:
         return (ASSET_CATEGORY,
@@ -196,8 +190,6 @@ class RenderSpatialEditConfig(RenderStageConfig):
 class RenderSpatialEditStage(RenderStage):
     op = "render_spatial_edit"
     Config = RenderSpatialEditConfig
-    result_columns = ("source_image", "reference_images", "instruction", "target_image", "metadata",
-                      "source_mask", "target_mask", "edit_operation")
 
     def output_fields(self) -> tuple[pa.Field, ...]:
         return (ASSET_CATEGORY, pa.field("source_mask", IMAGE_REF), pa.field("target_mask", IMAGE_REF),

@@ -30,8 +30,7 @@ from pydantic import Field
 
 from data_engine.readers import register_reader
 from data_engine.schemas import CAPTION, EDIT_TRIPLET, MULTIVIEW_SAMPLE
-from data_engine.stage import REJECT_COLUMN, Resources, Stage, StageConfig, register_stage
-from data_engine.stage_runner import REJECT_DETAIL_COLUMN
+from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage
 from data_engine.upstream import UpstreamShardsReader
 
 TINY_PREFIX = "tiny:"

@@ -20,8 +20,7 @@ from pydantic import Field
 from data_engine.ops.image_decode import DecodedImage, DecodePolicy, DecodeReject, decode_image
 from data_engine.ops.image_stats import basic_image_stats
 from data_engine.curation.presets import PresetConfig
-from data_engine.stage import REJECT_COLUMN, Resources, Stage, register_stage
-from data_engine.stage_runner import REJECT_DETAIL_COLUMN
+from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, register_stage
 
 _STORED_AS_IS = ("JPEG", "PNG", "WEBP")
 STAT_COLUMNS = ("brightness", "contrast", "entropy", "saturation", "sharpness")
@@ -65,11 +64,7 @@ class DecodeImageStage(Stage[DecodeImageConfig]):
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
         rows = [self._process_one(data, name) for data, name in
                 zip(batch.column("image_bytes").to_pylist(), batch.column("upstream_id").to_pylist())]
-        return {name: [row.get(name) for row in rows] for name in self._result_names()}
-
-    def _result_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.output_fields()) + self.replaced_columns() + (REJECT_COLUMN,
-                                                                                          REJECT_DETAIL_COLUMN)
+        return {name: [row.get(name) for row in rows] for name in self.result_columns()}
 
     def _process_one(self, data: bytes | None, name: str) -> dict[str, Any]:
         result = decode_image(data or b"", name=name, policy=self.policy)

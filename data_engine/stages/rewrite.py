@@ -17,8 +17,7 @@ from pydantic import Field, model_validator
 from data_engine.captioning.backends import BackendConfig, GenerationRequest, TransformersBackendConfig
 from data_engine.captioning.parsing import clean_generation
 from data_engine.captioning.prompts import LANGUAGES, load_prompt_set
-from data_engine.stage import REJECT_COLUMN, Resources, Stage, StageConfig, register_stage
-from data_engine.stage_runner import REJECT_DETAIL_COLUMN
+from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage
 from data_engine.stages.caption import GenerationStage
 
 

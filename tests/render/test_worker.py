@@ -12,8 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from data_engine.stage import REJECT_COLUMN
-from data_engine.stage_runner import REJECT_DETAIL_COLUMN
+from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN
 from render.assets import file_asset
 from render.checks import central_rays, ray_visibility, reprojection_check
 from render.client import (RenderDeviceUnavailable, RenderTimeout, RenderWorker, RenderWorkerError, cast_rays,
