@@ -72,6 +72,20 @@ def test_blockwise_top_k_equals_the_full_computation() -> None:
     np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-5)
 
 
+def test_blockwise_top_k_is_exact_when_late_blocks_hold_the_winners() -> None:
+    # Tags sorted by ascending similarity to query 0: every block beats all earlier ones for that row, far
+    # more winners than the reduced per-block selection expects, so that row must be selected again in full.
+    rng = np.random.default_rng(1)
+    queries = rng.standard_normal((5, 16)).astype(np.float32)
+    tags = rng.standard_normal((2000, 16)).astype(np.float32)
+    tags = tags[np.argsort(tags @ queries[0])]
+    index, scores = top_k_tags(queries, tags, k=50, block=100)
+    full = queries @ tags.T
+    expected = np.argsort(-full, axis=1)[:, :50]
+    np.testing.assert_array_equal(index, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-5)
+
+
 def test_diversity_sampling_keeps_the_best_child_per_subtree(tmp_path: Path) -> None:
     taxonomy = load_taxonomy(write_tsv(tmp_path / "t.tsv", TREE))
     position = {taxonomy.ids[n]: i for i, n in enumerate(taxonomy.leaves)}
