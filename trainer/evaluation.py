@@ -2,9 +2,10 @@
 
 Metrics: exact match (after lower-casing and dropping punctuation) for choices; mean relative accuracy (MRA)
 for numbers, the mean over confidence thresholds 0.50, 0.55, ..., 0.95 of whether the relative error is
-below 1 - threshold (the VSI-Bench definition). A row's metric is its metadata's `answer_type` ("number" or
-"choice") when given; otherwise "number" when the canonical `answer_value` is a number and the reference
-answer starts with it ("1.9 m.", "2个。"), else "choice" ("Image 2.", "B. left front").
+below 1 - threshold (the VSI-Bench definition). A row's metric is its metadata's `answer_type` when given
+("number" -> MRA; "choice" or "text" -> exact match), as OpenSpatial declares it per sub-task; rows from
+elsewhere without one are "number" when the canonical `answer_value` is a number and the reference answer
+starts with it ("1.9 m.", "2个。"), else exact match ("Image 2.", "B. left front").
 
 Result file (JSON), by default `<run.out_dir>/eval/<checkpoint tag>.json` (`eval_result_path`):
 

@@ -51,7 +51,8 @@ def sample_messages(sample: QASample) -> list[dict]:
 
 def sample_metadata(scene: Scene, sample: QASample) -> str:
     return json.dumps({
-        "scene_id": scene.scene_id, "capability": sample.capability, "language": sample.language,
+        "scene_id": scene.scene_id, "capability": sample.capability, "answer_type": sample.answer_type,
+        "language": sample.language,
         "frames": [scene.frames[f].frame_id for f in sample.frames], "objects": sample.objects,
         "answer_value": sample.value, "details": sample.details,
         "anchors": [{"image": a.slot, "object_id": a.object_id, "colour": a.colour, "bbox": a.bbox, "label": a.label}

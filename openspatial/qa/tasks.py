@@ -24,7 +24,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +37,9 @@ from openspatial.scene import Scene, SceneObject
 
 ANCHOR_COLOURS = tuple(COLOUR_NAMES)
 LETTERS = "ABCD"
+# How an answer is scored (trainer/evaluation.py): "number" by mean relative accuracy, "choice" (one option of
+# a fixed set: a letter, an object, yes/no, an image) and "text" (a structured description) by exact match.
+AnswerType = Literal["number", "choice", "text"]
 
 
 class QAConfig(BaseModel):
@@ -69,6 +72,7 @@ class Anchor:
 class QASample:
     task: str
     capability: str
+    answer_type: AnswerType
     frames: list[int]
     objects: list[str]
     value: Any  # the canonical answer the checks recompute
@@ -212,6 +216,7 @@ TaskFunction = Callable[[TaskContext], QASample | None]
 class TaskSpec:
     name: str
     capability: str
+    answer_type: AnswerType
     multi_view: bool
     generate: TaskFunction
 
@@ -219,19 +224,22 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {}
 
 
-def register_task(name: str, capability: str, multi_view: bool = False):
+def register_task(name: str, capability: str, answer_type: AnswerType, multi_view: bool = False):
     def decorator(function: TaskFunction) -> TaskFunction:
         if name in TASKS:
             raise ValueError(f"QA task {name!r} registered twice")
-        TASKS[name] = TaskSpec(name, capability, multi_view, function)
+        if answer_type not in get_args(AnswerType):
+            raise ValueError(f"QA task {name!r}: answer_type {answer_type!r} is not one of {get_args(AnswerType)}")
+        TASKS[name] = TaskSpec(name, capability, answer_type, multi_view, function)
         return function
     return decorator
 
 
 def _sample(ctx: TaskContext, task: str, frames: list[int], objects: list[SceneObject], value: Any, question: str,
             answer: str, references: References | None = None, **details: Any) -> QASample:
-    return QASample(task, TASKS[task].capability, frames, [o.object_id for o in objects], value, question, answer,
-                    ctx.language, references.anchors if references else [], details)
+    spec = TASKS[task]
+    return QASample(task, spec.capability, spec.answer_type, frames, [o.object_id for o in objects], value, question,
+                    answer, ctx.language, references.anchors if references else [], details)
 
 
 def _frame_with(ctx: TaskContext, count: int) -> tuple[int, list[SceneObject]] | None:
@@ -261,7 +269,7 @@ def _metres(value: float, digits: int = 1) -> str:
 
 # ---- Spatial Measurement ---------------------------------------------------------------------------------
 
-@register_task("distance", "spatial_measurement")
+@register_task("distance", "spatial_measurement", "number")
 def distance(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 2)
     if not picked:
@@ -273,7 +281,7 @@ def distance(ctx: TaskContext) -> QASample | None:
                    answer_text(ctx, "number_m", _metres(value)), refs)
 
 
-@register_task("object_size", "spatial_measurement")
+@register_task("object_size", "spatial_measurement", "number")
 def object_size(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 1)
     if not picked:
@@ -288,7 +296,7 @@ def object_size(ctx: TaskContext) -> QASample | None:
                    answer_text(ctx, "number_m", _metres(value)), refs, measure=measure)
 
 
-@register_task("depth", "spatial_measurement")
+@register_task("depth", "spatial_measurement", "number")
 def depth(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 1)
     if not picked:
@@ -300,7 +308,7 @@ def depth(ctx: TaskContext) -> QASample | None:
                    answer_text(ctx, "number_m", _metres(value)), refs)
 
 
-@register_task("relative_size", "spatial_measurement")
+@register_task("relative_size", "spatial_measurement", "choice")
 def relative_size(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 2)
     if not picked:
@@ -326,7 +334,7 @@ def _interval_relation(a_values: np.ndarray, b_values: np.ndarray, gap: float, l
     return None
 
 
-@register_task("egocentric_position", "spatial_relationship")
+@register_task("egocentric_position", "spatial_relationship", "choice")
 def egocentric_position(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 2)
     if not picked:
@@ -354,7 +362,7 @@ def egocentric_position(ctx: TaskContext) -> QASample | None:
 ALLOCENTRIC_SECTORS = ("front", "left", "back", "right")
 
 
-@register_task("allocentric_direction", "spatial_relationship")
+@register_task("allocentric_direction", "spatial_relationship", "choice")
 def allocentric_direction(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 3)
     if not picked:
@@ -374,7 +382,7 @@ def allocentric_direction(ctx: TaskContext) -> QASample | None:
                    answer_text(ctx, "letter", f"{letter}. {ctx.word(truth)}"), refs, options=keys, letter=letter)
 
 
-@register_task("proximity", "spatial_relationship")
+@register_task("proximity", "spatial_relationship", "choice")
 def proximity(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 3)
     if not picked:
@@ -391,7 +399,7 @@ def proximity(ctx: TaskContext) -> QASample | None:
                    answer_text(ctx, "object", names[closer.object_id]), refs)
 
 
-@register_task("height_comparison", "spatial_relationship")
+@register_task("height_comparison", "spatial_relationship", "choice")
 def height_comparison(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 2)
     if not picked:
@@ -427,7 +435,7 @@ MOTIONS = tuple(f"{move}+{turn}" for move in ("forward", "backward", "move_left"
                 for turn in ("turn_left", "turn_right", "no_turn"))
 
 
-@register_task("camera_motion", "camera_perception", multi_view=True)
+@register_task("camera_motion", "camera_perception", "choice", multi_view=True)
 def camera_motion(ctx: TaskContext) -> QASample | None:
     first, second = _frame_pair(ctx)
     pose_1, pose_2 = ctx.scene.frames[first].pose, ctx.scene.frames[second].pose
@@ -462,7 +470,7 @@ def _pitch(pose: np.ndarray) -> float:
     return math.asin(float(np.clip(pose[2, 2], -1.0, 1.0)))
 
 
-@register_task("relative_pose", "camera_perception", multi_view=True)
+@register_task("relative_pose", "camera_perception", "text", multi_view=True)
 def relative_pose(ctx: TaskContext) -> QASample | None:
     first, second = _frame_pair(ctx)
     pose_1, pose_2 = ctx.scene.frames[first].pose, ctx.scene.frames[second].pose
@@ -479,7 +487,7 @@ def relative_pose(ctx: TaskContext) -> QASample | None:
                    answer_text(ctx, "text", text))
 
 
-@register_task("object_camera_distance", "camera_perception", multi_view=True)
+@register_task("object_camera_distance", "camera_perception", "choice", multi_view=True)
 def object_camera_distance(ctx: TaskContext) -> QASample | None:
     for obj in ctx.pick(ctx.unique_objects(), len(ctx.unique_objects())):
         frames = ctx.index.frames_seeing(obj.object_id)
@@ -500,7 +508,7 @@ def object_camera_distance(ctx: TaskContext) -> QASample | None:
 
 # ---- Multi-view Consistency ------------------------------------------------------------------------------
 
-@register_task("correspondence", "multiview_consistency", multi_view=True)
+@register_task("correspondence", "multiview_consistency", "choice", multi_view=True)
 def correspondence(ctx: TaskContext) -> QASample | None:
     frame_count = len(ctx.scene.frames)
     pairs = [(i, j) for i in range(frame_count) for j in range(frame_count) if i != j]
@@ -533,7 +541,7 @@ def _plural(name: str) -> str:
     return name + ("es" if name.endswith("x") else "s")
 
 
-@register_task("instance_counting", "multiview_consistency", multi_view=True)
+@register_task("instance_counting", "multiview_consistency", "number", multi_view=True)
 def instance_counting(ctx: TaskContext) -> QASample | None:
     frames = sorted(ctx.pick(list(range(len(ctx.scene.frames))), min(ctx.config.max_images, len(ctx.scene.frames))))
     categories = sorted({o.category for o in ctx.scene.objects})
@@ -552,7 +560,7 @@ def instance_counting(ctx: TaskContext) -> QASample | None:
     return None
 
 
-@register_task("unseen_pair_distance", "multiview_consistency", multi_view=True)
+@register_task("unseen_pair_distance", "multiview_consistency", "number", multi_view=True)
 def unseen_pair_distance(ctx: TaskContext) -> QASample | None:
     frame_ids = range(len(ctx.scene.frames))
     unique = ctx.unique_objects()
@@ -576,7 +584,7 @@ def unseen_pair_distance(ctx: TaskContext) -> QASample | None:
 BIRDSEYE_SECTORS = ("front_left", "back_left", "back_right", "front_right")
 
 
-@register_task("birdseye_position", "multiview_consistency", multi_view=True)
+@register_task("birdseye_position", "multiview_consistency", "choice", multi_view=True)
 def birdseye_position(ctx: TaskContext) -> QASample | None:
     unique = [o for o in ctx.unique_objects() if ctx.index.frames_seeing(o.object_id)]
     if len(unique) < 2:
@@ -616,7 +624,7 @@ def support_relations(objects: list[SceneObject], height_ranges: dict[str, tuple
     return relations
 
 
-@register_task("scene_caption", "scene_reasoning", multi_view=True)
+@register_task("scene_caption", "scene_reasoning", "text", multi_view=True)
 def scene_caption(ctx: TaskContext) -> QASample | None:
     counts = Counter(o.category for o in ctx.scene.objects)
     if not counts:
@@ -638,7 +646,7 @@ def scene_caption(ctx: TaskContext) -> QASample | None:
                    fill(ctx, "scene_caption", []), text)
 
 
-@register_task("grounding_3d", "scene_reasoning")
+@register_task("grounding_3d", "scene_reasoning", "text")
 def grounding_3d(ctx: TaskContext) -> QASample | None:
     picked = _pick_in_one_frame(ctx, 1)
     if not picked:
@@ -656,7 +664,7 @@ def grounding_3d(ctx: TaskContext) -> QASample | None:
 ORIENTATION_SECTORS = ("away", "facing_right", "toward", "facing_left")
 
 
-@register_task("orientation", "scene_reasoning")
+@register_task("orientation", "scene_reasoning", "choice")
 def orientation(ctx: TaskContext) -> QASample | None:
     found = _frame_with(ctx, 1)
     if not found:
@@ -678,7 +686,7 @@ def orientation(ctx: TaskContext) -> QASample | None:
                    answer_text(ctx, "letter", f"{letter}. {ctx.word(truth)}"), refs, options=keys, letter=letter)
 
 
-@register_task("appearance_order", "scene_reasoning", multi_view=True)
+@register_task("appearance_order", "scene_reasoning", "text", multi_view=True)
 def appearance_order(ctx: TaskContext) -> QASample | None:
     frames = list(range(len(ctx.scene.frames)))
     first_seen: dict[str, int] = {}

@@ -176,3 +176,19 @@ def test_mirroring_the_world_swaps_left_and_right():
             assert mirrored.value == _mirrored_value(original.task, original.value), (number, mirrored.task)
             swapped += mirrored.value != original.value
     assert swapped >= 10
+
+
+def test_answer_type_tells_evaluation_how_to_score(checked_samples):
+    from openspatial.qa.rows import sample_metadata
+    from trainer.evaluation import MEAN_RELATIVE_ACCURACY, answer_metric, first_number
+
+    for number, sample, _ in checked_samples:
+        assert sample.answer_type == TASKS[sample.task].answer_type
+        if sample.answer_type == "number":  # the number MRA reads from the answer is the computed value
+            assert abs(first_number(sample.answer) - sample.value) <= 0.05 + 1e-9, (sample.task, sample.answer)
+    scene = generate_scene(11, 0, FAST)
+    for number, sample, _ in checked_samples:
+        if number == 0:
+            metadata = json.loads(sample_metadata(scene, sample))
+            assert metadata["answer_type"] == sample.answer_type
+            assert (answer_metric(metadata, sample.answer) == MEAN_RELATIVE_ACCURACY) == (sample.answer_type == "number")
