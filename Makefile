@@ -58,7 +58,7 @@ tiny-models: setup
 	@$(PY) -m trainer.tiny_models --out $(JOYAI_TINY_MODELS)
 	@$(PY) -m data_engine.ops.niqe --fetch
 
-demo: setup
+demo: setup tiny-models
 	@$(PY) -m pipelines.demo --out out/demo
 
 test: setup tiny-models $(if $(filter 1,$(VLLM_TESTS)),vllm-env)
@@ -115,7 +115,8 @@ train-mmdit: out/demo/captions/_manifest.json
 	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
-REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out/demo/spatial_qa out/demo/captions out/demo/rebalanced \
+REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out/demo/spatial_qa out/demo/captions out/demo/tagged \
+                         out/demo/rebalanced out/demo/latents out/demo/render/* out/demo/train-* \
                          out/spatial_qa out/render/multiview out/render/spatial_edit out/train-mllm-tiny out/train-mmdit-tiny)
 report: setup
 	@$(if $(REPORT_DIRS),$(PY) -m data_engine.report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")

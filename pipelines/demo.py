@@ -1,51 +1,126 @@
-"""`make demo`: generate a small corpus, run data stages on local Ray, write shards and an HTML report.
+"""`make demo`: the main job of ../shared/ARCHITECTURE.md on one machine, in minutes on 2 cores.
 
-The corpus goes through decode + statistics and through the Table 4 curation job once per training-stage
-preset (the report shows one funnel per preset); procedural scenes go through spatial QA. Stages that need
-more than minutes on 2 cores stay out of the demo and have their own make targets (caption, rebalance,
-render-*, train-*); `python -m data_engine.report` puts their outputs in a report too.
+1. generate a small corpus (procedural images with known degradations, a few photos);
+2. run every data stage on one local Ray: decode + statistics, the Table 4 curation job once per training-stage
+   preset, spatial QA on procedural scenes, captioning (tiny Qwen3-VL), embedding + tagging, multi-view and
+   spatial-edit rendering (Blender), VAE latent + text feature caching; then the global rebalance step;
+3. train the tiny MLLM on the spatial QA (then evaluate it) and the tiny MMDiT on the cached latents (then
+   sample a grid), a few steps each, and print how the loss went;
+4. write one HTML report over every output directory.
+
+Every output lives under `--out` (default out/demo); a rerun skips the shards and checkpoints already written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from data_engine.curation.presets import PRESET_DEFAULTS
 from data_engine.demo_corpus import generate_demo_corpus
-from data_engine.executor import ray_session, run_job
+from data_engine.executor import PROJECT_ROOT, ray_session, run_job
 from data_engine.job import JobConfig
+from data_engine.rebalance.run import RebalanceConfigError, load_rebalance_config, run_rebalance
 from data_engine.report import write_html_report
 from pipelines.cli import USAGE_ERRORS
 from pipelines.jobfile import JOBS_DIR, load_job
+from trainer.report import read_train_log
 
 CURATION_PRESETS = tuple(PRESET_DEFAULTS["decode_image"])  # stage1_208p, stage2_512p, stage3_1024p
+REBALANCE_CONFIG = PROJECT_ROOT / "pipelines" / "configs" / "rebalance_demo.yaml"
+TRAINER_CONFIGS = PROJECT_ROOT / "trainer" / "configs"
 
 
-def demo_jobs(out: Path, raw: Path, n_scenes: int) -> list[JobConfig]:
-    """Decode + statistics, curation per preset, spatial QA: each job with its own output directory."""
-    runs = [("demo.yaml", raw, out / "images", [])]
-    runs += [("curate_images.yaml", raw, out / f"curated_{preset}", [f"preset={preset}"])
-             for preset in CURATION_PRESETS]
-    runs.append(("spatial_qa.yaml", f"procedural://{n_scenes}?seed=0", out / "spatial_qa", []))
-    return [load_job(JOBS_DIR / job_file, [f"input={source}", f"output={target}", *overrides])
+class DemoError(RuntimeError):
+    """A demo step failed; the message says which and where its own error went."""
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    n_procedural: int = 48  # procedural images in the corpus
+    n_scenes: int = 4  # procedural 3D scenes for spatial QA
+    n_assets: int = 6  # procedural assets per rendering job
+    train_steps: int | None = None  # None: the trainer configs' own run.max_steps
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One trainer config run on the demo's shards, then a follow-up command (eval or sample)."""
+    config: str  # file under trainer/configs/
+    out_dir: str  # under the demo root
+    datasets: dict[str, str]  # dataset name in the config -> shard directory under the demo root
+    follow_up: str
+
+
+TRAINING_RUNS = (
+    TrainingRun("mllm_sft_tiny.yaml", "train-mllm", {"spatial": "spatial_qa", "general": "train-data/general_qa"},
+                "eval"),
+    TrainingRun("mmdit_t2i_tiny.yaml", "train-mmdit", {"demo_images": "latents"}, "sample"),
+)
+
+
+def demo_jobs(out: Path, raw: Path, size: DemoSize) -> list[JobConfig]:
+    """Every data job of the demo, in dependency order, each with its own output directory under `out`."""
+    runs = [("demo.yaml", raw, "images", [])]
+    runs += [("curate_images.yaml", raw, f"curated_{preset}", [f"preset={preset}"]) for preset in CURATION_PRESETS]
+    runs += [("spatial_qa.yaml", f"procedural://{size.n_scenes}?seed=0", "spatial_qa", []),
+             ("caption.yaml", out / "images", "captions", []),
+             ("rebalance.yaml", out / "captions", "tagged", []),
+             ("cache_latents.yaml", out / "captions", "latents", []),
+             ("multiview.yaml", "procedural", "render/multiview", [f"reader.count={size.n_assets}"]),
+             ("spatial_edit.yaml", "procedural", "render/spatial_edit", [f"reader.count={size.n_assets}"])]
+    return [load_job(JOBS_DIR / job_file, [f"input={source}", f"output={out / target}", *overrides])
             for job_file, source, target, overrides in runs]
 
 
-def run_demo(out: Path, *, n_procedural: int, n_scenes: int, address: str | None = None) -> Path:
+def trainer_command(run: TrainingRun, command: str, out: Path, train_steps: int | None) -> list[str]:
+    overrides = [f"run.out_dir={out / run.out_dir}"]
+    overrides += [f"data.datasets.{name}.path={out / directory}" for name, directory in run.datasets.items()]
+    if train_steps is not None:
+        overrides.append(f"run.max_steps={train_steps}")
+    return [sys.executable, "-m", "trainer", command, "--config", str(TRAINER_CONFIGS / run.config),
+            *(part for override in overrides for part in ("--set", override))]
+
+
+def run_trainer(run: TrainingRun, out: Path, train_steps: int | None) -> str:
+    """Train, then eval or sample, each in its own process (DeepSpeed keeps process-wide state); the loss line."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
+    for command in ("train", run.follow_up):
+        finished = subprocess.run(trainer_command(run, command, out, train_steps), env=env, cwd=PROJECT_ROOT)
+        if finished.returncode:
+            raise DemoError(f"trainer {command} with {run.config} exited with {finished.returncode} (its error is above)")
+    losses = [(record["step"], record["loss"]) for record in read_train_log(out / run.out_dir / "train_log.jsonl")
+              if record.get("event") == "step"]
+    if not losses:
+        raise DemoError(f"{out / run.out_dir}: the training log has no steps")
+    (first_step, first_loss), (last_step, last_loss) = losses[0], losses[-1]
+    return f"{run.config}: loss {first_loss:.3f} (step {first_step}) -> {last_loss:.3f} (step {last_step})"
+
+
+def run_demo(out: Path, size: DemoSize = DemoSize(), *, address: str | None = None) -> Path:
     started = time.perf_counter()
     raw = out / "raw"
     if not (raw / "labels.json").is_file():
-        summary = generate_demo_corpus(raw, n_procedural=n_procedural)
+        summary = generate_demo_corpus(raw, n_procedural=size.n_procedural)
         print(f"[demo] generated corpus in {raw}: {summary}", file=sys.stderr)
-    jobs = demo_jobs(out, raw, n_scenes)
+    jobs = demo_jobs(out, raw, size)
     # One Ray for every job: starting a local Ray costs seconds each time.
     with ray_session(jobs[0], address):
         for job in jobs:
+            job_started = time.perf_counter()
             run_job(job, address=address)
-    report = write_html_report([Path(job.output) for job in jobs], out / "report.html", title="JoyAI data engine demo")
+            print(f"[demo] {job.name} -> {job.output}: {time.perf_counter() - job_started:.1f} s", file=sys.stderr)
+    run_rebalance(out / "tagged", out / "rebalanced", load_rebalance_config(REBALANCE_CONFIG))
+    losses = [run_trainer(run, out, size.train_steps) for run in TRAINING_RUNS]
+    outputs = [Path(job.output) for job in jobs] + [out / "rebalanced"] + [out / run.out_dir for run in TRAINING_RUNS]
+    report = write_html_report(outputs, out / "report.html", title="JoyAI data engine and trainer demo")
+    for line in losses:
+        print(f"[demo] {line}", file=sys.stderr)
     print(f"[demo] finished in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print(f"[demo] report: {report.resolve()}")
     return report
@@ -54,14 +129,17 @@ def run_demo(out: Path, *, n_procedural: int, n_scenes: int, address: str | None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="out/demo", help="output root (corpus, shards, report)")
-    parser.add_argument("--n-procedural", type=int, default=48, help="procedural images to generate")
-    parser.add_argument("--n-scenes", type=int, default=4, help="procedural 3D scenes for spatial QA")
+    parser.add_argument("--out", default="out/demo", help="output root (corpus, shards, checkpoints, report)")
+    parser.add_argument("--n-procedural", type=int, default=DemoSize.n_procedural, help="procedural images")
+    parser.add_argument("--n-scenes", type=int, default=DemoSize.n_scenes, help="procedural 3D scenes for spatial QA")
+    parser.add_argument("--n-assets", type=int, default=DemoSize.n_assets, help="procedural assets per render job")
+    parser.add_argument("--train-steps", type=int, help="optimizer steps per model (default: the trainer configs')")
     parser.add_argument("--address", help="Ray cluster address (default: a local Ray)")
     args = parser.parse_args(argv)
+    size = DemoSize(args.n_procedural, args.n_scenes, args.n_assets, args.train_steps)
     try:
-        run_demo(Path(args.out), n_procedural=args.n_procedural, n_scenes=args.n_scenes, address=args.address)
-    except USAGE_ERRORS as exc:
+        run_demo(Path(args.out), size, address=args.address)
+    except (*USAGE_ERRORS, DemoError, RebalanceConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

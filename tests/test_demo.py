@@ -1,32 +1,50 @@
-"""`make demo` end to end (small corpus, the session's Ray): shards, manifests and a report that renders, with
-one curation funnel per Table 4 preset and the spatial QA section."""
+"""`make demo` end to end (small corpus, the session's Ray): every data job's shards and manifest, the global
+rebalance, both tiny models trained a few steps (MLLM evaluated, MMDiT sampled), and one report that renders
+with a section per output."""
 
 from __future__ import annotations
 
 import json
 
 from data_engine.shards import read_manifest
-from pipelines.demo import CURATION_PRESETS, run_demo
+from pipelines.demo import CURATION_PRESETS, DemoSize, run_demo
 from tests.browser import open_page
+from trainer.report import read_train_log
+
+TRAIN_STEPS = 3
 
 
-def test_demo_writes_shards_and_a_report_that_renders(ray_local, browser, tmp_path):
-    report = run_demo(tmp_path / "demo", n_procedural=6, n_scenes=1)
-    manifest = read_manifest(tmp_path / "demo" / "images")
-    labels = json.loads((tmp_path / "demo" / "raw" / "labels.json").read_text())
+def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser, tmp_path):
+    out = tmp_path / "demo"
+    report = run_demo(out, DemoSize(n_procedural=6, n_scenes=1, n_assets=2, train_steps=TRAIN_STEPS))
+    manifest = read_manifest(out / "images")
+    labels = json.loads((out / "raw" / "labels.json").read_text())
     assert manifest["rows_written"] == len(labels["files"])
     assert manifest["rows_accepted"] > 0 and manifest["rejects"]
-    curated = {preset: read_manifest(tmp_path / "demo" / f"curated_{preset}") for preset in CURATION_PRESETS}
+    curated = {preset: read_manifest(out / f"curated_{preset}") for preset in CURATION_PRESETS}
     assert [m["config"]["preset"] for m in curated.values()] == list(CURATION_PRESETS)
     # Table 4's minimum side grows with the preset, so fewer rows survive decoding at each stage.
     kept_after_decode = [next(s["rows_out"] for s in m["stages"] if s["name"] == "decode_image")
                          for m in curated.values()]
     assert kept_after_decode[0] > kept_after_decode[1] > kept_after_decode[2]
+    # every accepted image is captioned, tagged and cached as latents; both render jobs render every asset
+    for directory in ("captions", "tagged", "latents"):
+        assert read_manifest(out / directory)["rows_accepted"] == manifest["rows_accepted"], directory
+    assert read_manifest(out / "rebalanced")["rows_written"] > 0
+    for directory in ("render/multiview", "render/spatial_edit"):
+        assert read_manifest(out / directory)["rows_written"] == 2, directory
+
+    for run, follow_up in (("train-mllm", "eval/step-00000003.json"), ("train-mmdit", "samples/step-00000003/grid.png")):
+        steps = [record for record in read_train_log(out / run / "train_log.jsonl") if record["event"] == "step"]
+        assert steps[-1]["step"] == TRAIN_STEPS and all(record["loss"] > 0 for record in steps)
+        assert (out / run / follow_up).is_file()
 
     page, problems, dialogs = open_page(browser, report)
     widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
     assert widths and all(width > 0 for width in widths)
-    assert page.locator("section.kind-stage").count() == 4 and page.locator("section.kind-spatial_qa").count() == 1
+    kinds = {kind: page.locator(f"section.kind-{kind}").count()
+             for kind in ("stage", "spatial_qa", "multiview", "spatial_edit", "rebalance", "trainer")}
+    assert kinds == {"stage": 7, "spatial_qa": 1, "multiview": 1, "spatial_edit": 1, "rebalance": 1, "trainer": 2}
     body = page.inner_text("body")
     assert "decode_image:truncated" in body and str(manifest["rows_written"]) in body
     for preset, preset_manifest in curated.items():

@@ -89,6 +89,21 @@ def run_rebalance(input_dir: Path, out_dir: Path, config: RebalanceConfig) -> di
     return manifest
 
 
+class RebalanceConfigError(ValueError):
+    """A rebalance config file that does not validate; the message names the file and the field."""
+
+
+def load_rebalance_config(path: Path | None) -> RebalanceConfig:
+    """RebalanceConfig from a YAML file of its fields (defaults when no file is given)."""
+    try:
+        return RebalanceConfig.model_validate((yaml.safe_load(path.read_text()) if path else None) or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RebalanceConfigError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    except yaml.YAMLError as exc:
+        raise RebalanceConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_engine.rebalance", description=__doc__)
     parser.add_argument("--input", required=True, type=Path, help="tagged shards (output of rebalance.yaml)")
@@ -96,14 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="YAML with RebalanceConfig fields")
     args = parser.parse_args(argv)
     try:
-        data = yaml.safe_load(args.config.read_text()) if args.config else {}
-        config = RebalanceConfig.model_validate(data or {})
-        manifest = run_rebalance(args.input, args.out, config)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        print(f"error: {args.config}: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
-        return 2
-    except (ShardDirError, OSError) as exc:
+        manifest = run_rebalance(args.input, args.out, load_rebalance_config(args.config))
+    except (RebalanceConfigError, ShardDirError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"output": str(args.out), "rows_accepted": manifest["rows_accepted"],
