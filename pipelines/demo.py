@@ -42,7 +42,7 @@ class DemoError(RuntimeError):
 
 @dataclass(frozen=True)
 class DemoSize:
-    n_procedural: int = 48  # procedural images in the corpus
+    n_procedural: int = 24  # procedural images in the corpus (besides the fixed photos and broken files)
     n_scenes: int = 4  # procedural 3D scenes for spatial QA
     n_assets: int = 6  # procedural assets per rendering job
     train_steps: int | None = None  # None: the trainer configs' own run.max_steps
@@ -55,11 +55,13 @@ class TrainingRun:
     out_dir: str  # under the demo root
     datasets: dict[str, str]  # dataset name in the config -> shard directory under the demo root
     follow_up: str
+    follow_up_data: str | None = None  # the follow-up reads only this directory under the demo root
 
 
 TRAINING_RUNS = (
+    # evaluated on the spatial QA alone: the general-domain rows are there for the KL term
     TrainingRun("mllm_sft_tiny.yaml", "train-mllm", {"spatial": "spatial_qa", "general": "train-data/general_qa"},
-                "eval"),
+                "eval", "spatial_qa"),
     TrainingRun("mmdit_t2i_tiny.yaml", "train-mmdit", {"demo_images": "latents"}, "sample"),
 )
 
@@ -78,20 +80,22 @@ def demo_jobs(out: Path, raw: Path, size: DemoSize) -> list[JobConfig]:
             for job_file, source, target, overrides in runs]
 
 
-def trainer_command(run: TrainingRun, command: str, out: Path, train_steps: int | None) -> list[str]:
+def trainer_command(run: TrainingRun, command: str, out: Path, train_steps: int | None,
+                    data: str | None = None) -> list[str]:
     overrides = [f"run.out_dir={out / run.out_dir}"]
     overrides += [f"data.datasets.{name}.path={out / directory}" for name, directory in run.datasets.items()]
     if train_steps is not None:
         overrides.append(f"run.max_steps={train_steps}")
     return [sys.executable, "-m", "trainer", command, "--config", str(TRAINER_CONFIGS / run.config),
-            *(part for override in overrides for part in ("--set", override))]
+            *(part for override in overrides for part in ("--set", override)),
+            *(("--data", str(out / data)) if data else ())]
 
 
 def run_trainer(run: TrainingRun, out: Path, train_steps: int | None) -> str:
     """Train, then eval or sample, each in its own process (DeepSpeed keeps process-wide state); the loss line."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
-    for command in ("train", run.follow_up):
-        finished = subprocess.run(trainer_command(run, command, out, train_steps), env=env, cwd=PROJECT_ROOT)
+    for command, data in (("train", None), (run.follow_up, run.follow_up_data)):
+        finished = subprocess.run(trainer_command(run, command, out, train_steps, data), env=env, cwd=PROJECT_ROOT)
         if finished.returncode:
             raise DemoError(f"trainer {command} with {run.config} exited with {finished.returncode} (its error is above)")
     losses = [(record["step"], record["loss"]) for record in read_train_log(out / run.out_dir / "train_log.jsonl")
