@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from data_engine.shards import read_manifest
-from pipelines.demo import CURATION_PRESETS, DemoSize, run_demo
+from pipelines.demo import CURATION_PRESETS, DemoError, DemoSize, TrainingRun, run_demo, run_trainer
 from tests.browser import open_page
 from trainer.report import read_train_log
 
@@ -58,3 +60,10 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     assert qa.locator("h4").count() > 0 and qa.locator(".card img").count() >= qa.locator("h4").count()
     assert problems == [] and dialogs == []
     page.close()
+
+
+def test_a_failing_training_step_stops_the_demo_with_one_line(tmp_path, capfd):
+    run = TrainingRun("no_such_config.yaml", "train-missing", {}, "eval")
+    with pytest.raises(DemoError, match=r"^trainer train with no_such_config.yaml exited with 2 \(its error is above\)$"):
+        run_trainer(run, tmp_path, train_steps=1)
+    assert "no_such_config.yaml: config file does not exist" in capfd.readouterr().err
