@@ -168,16 +168,21 @@ def write_shards(block: pa.Table, out_dir: str, storage_json: str, schema_bytes:
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def project_pythonpath() -> str:
+    """PYTHONPATH with this checkout first: child processes (Ray workers, trainer runs) import the project from
+    the clone without installing it."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return os.pathsep.join(filter(None, [str(PROJECT_ROOT), *(p for p in paths if p != str(PROJECT_ROOT))]))
+
+
 def init_local_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
     """Start a single-machine Ray that workers of this checkout can import the project from."""
     import ray
 
     # A one-machine Ray otherwise advertises the host's interface address; keep all its traffic on loopback.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    # Workers inherit the driver's environment: let them import this checkout without installing it.
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if str(PROJECT_ROOT) not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), *paths]))
+    # Workers inherit the driver's environment.
+    os.environ["PYTHONPATH"] = project_pythonpath()
     ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=object_store_memory,
              include_dashboard=False, log_to_driver=True)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from data_engine.curation.presets import PRESET_DEFAULTS
 from data_engine.demo_corpus import generate_demo_corpus
-from data_engine.executor import PROJECT_ROOT, ray_session, run_job
+from data_engine.executor import PROJECT_ROOT, project_pythonpath, ray_session, run_job
 from data_engine.job import JobConfig
 from data_engine.rebalance.run import RebalanceConfigError, load_rebalance_config, run_rebalance
 from data_engine.report import write_html_report
@@ -93,7 +93,7 @@ def trainer_command(run: TrainingRun, command: str, out: Path, train_steps: int 
 
 def run_trainer(run: TrainingRun, out: Path, train_steps: int | None) -> str:
     """Train, then eval or sample, each in its own process (DeepSpeed keeps process-wide state); the loss line."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=project_pythonpath())
     for command, data in (("train", None), (run.follow_up, run.follow_up_data)):
         finished = subprocess.run(trainer_command(run, command, out, train_steps, data), env=env, cwd=PROJECT_ROOT)
         if finished.returncode:

@@ -2,10 +2,9 @@
 
 Metrics: exact match (after lower-casing and dropping punctuation) for choices; mean relative accuracy (MRA)
 for numbers, the mean over confidence thresholds 0.50, 0.55, ..., 0.95 of whether the relative error is
-below 1 - threshold (the VSI-Bench definition). A row's metric is its metadata's `answer_type` when given
-("number" -> MRA; "choice" or "text" -> exact match), as OpenSpatial declares it per sub-task; rows from
-elsewhere without one are "number" when the canonical `answer_value` is a number and the reference answer
-starts with it ("1.9 m.", "2个。"), else exact match ("Image 2.", "B. left front").
+below 1 - threshold (the VSI-Bench definition). A row's metric comes from its metadata's `answer_type`, which
+every QA writer declares (OpenSpatial per sub-task, the synthetic general QA per question): "number" -> MRA,
+"choice" or "text" -> exact match. A row without a known `answer_type` is an error, not a guess.
 
 Result file (JSON), by default `<run.out_dir>/eval/<checkpoint tag>.json` (`eval_result_path`):
 
@@ -26,10 +25,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from trainer.core import ExampleError
+
 MRA_THRESHOLDS = tuple(0.5 + 0.05 * i for i in range(10))
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 EXACT_MATCH = "exact_match"
 MEAN_RELATIVE_ACCURACY = "mean_relative_accuracy"
+METRIC_BY_ANSWER_TYPE = {"number": MEAN_RELATIVE_ACCURACY, "choice": EXACT_MATCH, "text": EXACT_MATCH}
 
 
 def eval_result_path(out_dir: Path, checkpoint_tag: str) -> Path:
@@ -59,14 +61,14 @@ def mean_relative_accuracy(prediction: str, reference: str) -> float:
     return sum(error < 1 - threshold for threshold in MRA_THRESHOLDS) / len(MRA_THRESHOLDS)
 
 
-def answer_metric(metadata: dict[str, Any], reference: str) -> str:
-    """EXACT_MATCH or MEAN_RELATIVE_ACCURACY for one QA row (rule in the module docstring)."""
+def answer_metric(metadata: dict[str, Any], row_id: str) -> str:
+    """EXACT_MATCH or MEAN_RELATIVE_ACCURACY for one QA row, from its declared `answer_type`."""
     declared = metadata.get("answer_type")
-    if declared is not None:
-        return MEAN_RELATIVE_ACCURACY if declared == "number" else EXACT_MATCH
-    value = metadata.get("answer_value")
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return MEAN_RELATIVE_ACCURACY if numeric and _NUMBER.match(reference.strip()) else EXACT_MATCH
+    if declared not in METRIC_BY_ANSWER_TYPE:
+        raise ExampleError(f"row {row_id}: metadata.answer_type is {declared!r}, expected one of "
+                           f"{', '.join(METRIC_BY_ANSWER_TYPE)} (QA shards written before it was declared: rerun "
+                           "the job that made them)")
+    return METRIC_BY_ANSWER_TYPE[declared]
 
 
 def score_answer(prediction: str, reference: str, metric: str) -> float:

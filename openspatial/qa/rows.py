@@ -8,7 +8,7 @@ import json
 import cv2
 import numpy as np
 
-from openspatial.qa.tasks import QASample
+from openspatial.qa.tasks import TASKS, QASample
 from openspatial.scene import Scene
 
 ANCHOR_RGB = {"red": (230, 25, 25), "green": (20, 200, 40), "blue": (30, 60, 240), "yellow": (250, 220, 0),
@@ -51,7 +51,7 @@ def sample_messages(sample: QASample) -> list[dict]:
 
 def sample_metadata(scene: Scene, sample: QASample) -> str:
     return json.dumps({
-        "scene_id": scene.scene_id, "capability": sample.capability, "answer_type": sample.answer_type,
+        "scene_id": scene.scene_id, "capability": sample.capability, "answer_type": TASKS[sample.task].answer_type,
         "language": sample.language,
         "frames": [scene.frames[f].frame_id for f in sample.frames], "objects": sample.objects,
         "answer_value": sample.value, "details": sample.details,

@@ -72,7 +72,6 @@ class Anchor:
 class QASample:
     task: str
     capability: str
-    answer_type: AnswerType
     frames: list[int]
     objects: list[str]
     value: Any  # the canonical answer the checks recompute
@@ -237,9 +236,8 @@ def register_task(name: str, capability: str, answer_type: AnswerType, multi_vie
 
 def _sample(ctx: TaskContext, task: str, frames: list[int], objects: list[SceneObject], value: Any, question: str,
             answer: str, references: References | None = None, **details: Any) -> QASample:
-    spec = TASKS[task]
-    return QASample(task, spec.capability, spec.answer_type, frames, [o.object_id for o in objects], value, question,
-                    answer, ctx.language, references.anchors if references else [], details)
+    return QASample(task, TASKS[task].capability, frames, [o.object_id for o in objects], value, question, answer,
+                    ctx.language, references.anchors if references else [], details)
 
 
 def _frame_with(ctx: TaskContext, count: int) -> tuple[int, list[SceneObject]] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -180,15 +181,18 @@ def test_mirroring_the_world_swaps_left_and_right():
 
 def test_answer_type_tells_evaluation_how_to_score(checked_samples):
     from openspatial.qa.rows import sample_metadata
-    from trainer.evaluation import MEAN_RELATIVE_ACCURACY, answer_metric, first_number
+    from openspatial.qa.tasks import AnswerType
+    from trainer.evaluation import MEAN_RELATIVE_ACCURACY, METRIC_BY_ANSWER_TYPE, answer_metric, first_number
 
+    assert set(get_args(AnswerType)) == set(METRIC_BY_ANSWER_TYPE)  # evaluation scores every declared type
     for number, sample, _ in checked_samples:
-        assert sample.answer_type == TASKS[sample.task].answer_type
-        if sample.answer_type == "number":  # the number MRA reads from the answer is the computed value
+        if TASKS[sample.task].answer_type == "number":  # the number MRA reads from the answer is the computed value
             assert abs(first_number(sample.answer) - sample.value) <= 0.05 + 1e-9, (sample.task, sample.answer)
     scene = generate_scene(11, 0, FAST)
-    for number, sample, _ in checked_samples:
-        if number == 0:
-            metadata = json.loads(sample_metadata(scene, sample))
-            assert metadata["answer_type"] == sample.answer_type
-            assert (answer_metric(metadata, sample.answer) == MEAN_RELATIVE_ACCURACY) == (sample.answer_type == "number")
+    first_scene = [sample for number, sample, _ in checked_samples if number == 0]
+    assert {TASKS[sample.task].answer_type for sample in first_scene} == {"number", "choice", "text"}
+    for sample in first_scene:
+        metadata = json.loads(sample_metadata(scene, sample))
+        assert metadata["answer_type"] == TASKS[sample.task].answer_type
+        metric = answer_metric(metadata, sample.task)
+        assert (metric == MEAN_RELATIVE_ACCURACY) == (metadata["answer_type"] == "number")

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from trainer.core import ExampleError
 from trainer.evaluation import (EXACT_MATCH, MEAN_RELATIVE_ACCURACY, answer_metric, mean_relative_accuracy,
                                 score_answer, summarise)
 
 
-@pytest.mark.parametrize(("metadata", "reference", "metric"), [
-    ({"answer_value": 0.2314}, "0.2米。", MEAN_RELATIVE_ACCURACY),  # OpenSpatial distance, zh
-    ({"answer_value": 2}, "2.", MEAN_RELATIVE_ACCURACY),  # instance_counting
-    ({"answer_value": 2}, "Image 2.", EXACT_MATCH),  # object_camera_distance: an image index, a choice
-    ({"answer_value": "front_left"}, "B. 左前方", EXACT_MATCH),
-    ({"answer_value": {"holds": True}}, "Yes.", EXACT_MATCH),
-    ({"answer_value": True}, "1", EXACT_MATCH),  # a bool is not a number
-    ({"answer_type": "number", "answer": "12"}, "12", MEAN_RELATIVE_ACCURACY),  # declared types win
-    ({"answer_type": "choice", "answer_value": 3.0}, "3.0", EXACT_MATCH),
-])
-def test_answer_metric(metadata: dict, reference: str, metric: str) -> None:
-    assert answer_metric(metadata, reference) == metric
+@pytest.mark.parametrize(("answer_type", "metric"), [
+    ("number", MEAN_RELATIVE_ACCURACY), ("choice", EXACT_MATCH), ("text", EXACT_MATCH)])
+def test_the_declared_answer_type_picks_the_metric(answer_type: str, metric: str) -> None:
+    assert answer_metric({"answer_type": answer_type, "answer_value": 3.0}, "row-1") == metric
+
+
+@pytest.mark.parametrize("metadata", [{"answer_value": 2}, {"answer_type": "numeric"}, {"answer_type": None}])
+def test_a_row_without_a_known_answer_type_is_an_error_not_a_guess(metadata: dict) -> None:
+    with pytest.raises(ExampleError, match=r"^row row-7: metadata.answer_type is .*, expected one of number, "
+                                           r"choice, text"):
+        answer_metric(metadata, "row-7")
 
 
 def test_scores() -> None:

@@ -205,7 +205,7 @@ class MllmSftTask(Task):
             generated = model.generate(**inputs, max_new_tokens=self.config.eval_max_new_tokens, do_sample=False)
             prediction = self.processor.tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:],
                                                          skip_special_tokens=True)
-            metric = answer_metric(metadata, reference)
+            metric = answer_metric(metadata, row["id"])
             records.append({"id": row["id"], "task": row["task"] or "unknown", "prediction": prediction,
                             "reference": reference, "metric": metric,
                             "score": score_answer(prediction, reference, metric)})
