@@ -7,6 +7,7 @@ Data flow, one module per step:
 - `adapters` (ScanNet, ARKitScenes, Matterport3D) and `procedural` (rendered rooms with exact ground truth)
   produce scenes; `lifting` produces boxes from masks + depth + poses with multi-view cycle consistency;
 - `projection`, `frame_index`: per (object, frame) 2D box, mask, visibility, occlusion, truncation, points;
-- `qa.tasks` (19 sub-tasks), `qa.templates` (EN/ZH), `qa.checks` (independent re-computation), `qa.rows`;
+- `qa.tasks` (the sub-task table, one module per capability), `qa.templates` (EN/ZH), `qa.checks`
+  (independent re-computation), `qa.rows`;
 - `reader`: the `spatial_scenes` reader kind of the `spatial_qa` job; `report`: per-task HTML report.
 """
