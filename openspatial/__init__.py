@@ -1,8 +1,9 @@
 """openspatial: the 3D box-centric spatial QA engine (report section 3.1.1).
 
 Data flow, one module per step:
-- `conventions`: world Z-up metres, OpenCV cameras, camera-to-world poses, OBB = centre + full extents +
-  rotation; every conversion from a source convention;
+- coordinate conventions (world Z-up metres, OpenCV cameras, camera-to-world poses, OBB = centre + full
+  extents + rotation) and every conversion from a source convention live in `data_engine.conventions`, the
+  one owner `render/` shares;
 - `scene`: the canonical scene format (objects, frames) with validation that names file and field;
 - `adapters` (ScanNet, ARKitScenes, Matterport3D) and `procedural` (rendered rooms with exact ground truth)
   produce scenes; `lifting` produces boxes from masks + depth + poses with multi-view cycle consistency;

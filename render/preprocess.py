@@ -16,10 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data_engine.conventions import transform_points
 from data_engine.paths import resolve_media_uri
 from render.assets import asset_convex_pieces, file_asset
 from render.client import RenderWorker
-from render.geometry import transform_points, trs_matrix
+from render.geometry import trs_matrix
 from render.procedural import parse_procedural_item_key, procedural_asset
 from render.scene import IDENTITY4, Asset, FileAsset, ObjectInstance, RenderScene, matrix_tuple
 

@@ -10,7 +10,7 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from openspatial.conventions import OrientedBox, rotation_z
+from data_engine.conventions import OrientedBox, rotation_z
 from openspatial.frame_index import IndexConfig, build_object_frame_index
 from openspatial.procedural import ProceduralConfig, generate_scene
 from openspatial.qa.checks import check_sample

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from data_engine.conventions import project_points
 from data_engine.readers import InputError
 from render.assets import UnsupportedAssetError, asset_bounds, asset_convex_pieces, file_asset
 from render.checks import predicted_silhouette, ray_visibility, reprojection_check
 from render.geometry import (NAMED_VIEWS, blender_camera_parameters, look_at_pose, named_view, orbit_eye,
-                             project_points, yaw_of_camera)
+                             yaw_of_camera)
 from render.multiview import MultiviewSettings, ViewPlan, camera_at, planned_azimuths, reading_order, structured_caption
 from render.pipeline_stages import MultiviewAssetReader, MultiviewAssetsConfig
 from render.preprocess import PreparedAsset
