@@ -29,7 +29,7 @@ from render.client import RenderWorker, render_python, render_views
 from render.multiview import camera_at
 from render.preprocess import prepare_asset
 from render.procedural import default_lights, procedural_asset
-from render.scene import RenderSettings, Scene
+from render.scene import RenderSettings, RenderScene
 
 NAME = "render"
 SETTINGS = RenderSettings(samples=8, denoise=False, threads=0)
@@ -37,19 +37,19 @@ SETTINGS = RenderSettings(samples=8, denoise=False, threads=0)
 
 def bench_scene(worker: RenderWorker, size: int, n_views: int):
     prepared = prepare_asset(procedural_asset("chair", 1), worker, target_extent=None)
-    scene = Scene(objects=(prepared.instance(),), lights=default_lights(random.Random(0), 1.0))
+    scene = RenderScene(objects=(prepared.instance(),), lights=default_lights(random.Random(0), 1.0))
     cameras = [camera_at(prepared, 360.0 * k / n_views, 20.0, 45.0, 1.3, size, size)[0] for k in range(n_views)]
     return scene, cameras
 
 
-def pipeline_pass(worker: RenderWorker, scene: Scene, cameras: list) -> float:
+def pipeline_pass(worker: RenderWorker, scene: RenderScene, cameras: list) -> float:
     """Seconds per view of one `render_views` call over all cameras."""
     started = time.perf_counter()
     render_views(worker, scene, cameras, SETTINGS)
     return (time.perf_counter() - started) / len(cameras)
 
 
-def pipeline_seconds_per_view(worker: RenderWorker, scene: Scene, cameras: list, repeats: int) -> float:
+def pipeline_seconds_per_view(worker: RenderWorker, scene: RenderScene, cameras: list, repeats: int) -> float:
     pipeline_pass(worker, scene, cameras[:1])  # scene built and kernels warm before timing
     return statistics.median(pipeline_pass(worker, scene, cameras) for _ in range(repeats))
 
@@ -78,7 +78,7 @@ class BareBpyScript:
     """A plain bpy script in its own process rendering the same scene with the same settings; each
     `seconds_per_view()` is one pass, so its passes alternate with ours and see the same machine load."""
 
-    def __init__(self, scene: Scene, cameras: list, scratch: Path) -> None:
+    def __init__(self, scene: RenderScene, cameras: list, scratch: Path) -> None:
         spec = scratch / "spec.json"
         spec.write_text(json.dumps({"scene": scene.model_dump(mode="json"),
                                     "settings": SETTINGS.model_dump(mode="json"),
@@ -105,7 +105,7 @@ class BareBpyScript:
         self.process.wait()
 
 
-def alternating_seconds_per_view(worker: RenderWorker, bare: BareBpyScript, scene: Scene, cameras: list,
+def alternating_seconds_per_view(worker: RenderWorker, bare: BareBpyScript, scene: RenderScene, cameras: list,
                                  repeats: int) -> tuple[float, float]:
     """Median seconds per view of our pipeline and of the bare script, their passes taken in turn."""
     pipeline_pass(worker, scene, cameras[:1])
@@ -117,7 +117,7 @@ def alternating_seconds_per_view(worker: RenderWorker, bare: BareBpyScript, scen
     return statistics.median(ours), statistics.median(theirs)
 
 
-def fresh_process_seconds_per_view(scene: Scene, cameras: list) -> float:
+def fresh_process_seconds_per_view(scene: RenderScene, cameras: list) -> float:
     started = time.perf_counter()
     for camera in cameras:
         with RenderWorker() as worker:

@@ -161,7 +161,7 @@ class Thumbnail:
 
 
 @dataclass(frozen=True)
-class Sample:
+class SampledRow:
     fields: dict[str, Any]
     thumbnail: Thumbnail | None  # None when the bytes are null or do not decode
 
@@ -661,17 +661,17 @@ def _size_text(fields: Mapping[str, Any]) -> str:
     return f"{size} {fields['image_format']}" if fields.get("image_format") else size
 
 
-def _thumb_box(sample: Sample, placeholder_text: str) -> str:
+def _thumb_box(sample: SampledRow, placeholder_text: str) -> str:
     alt = str(sample.fields.get("id", "image"))
     return f'<div class="thumb">{image_html(sample.thumbnail, alt, placeholder_text)}</div>'
 
 
-def build_samples(scan: ScannedRows, picks: Sequence[int]) -> list[Sample]:
+def build_samples(scan: ScannedRows, picks: Sequence[int]) -> list[SampledRow]:
     images = fetch_values(scan, picks, IMAGE_COLUMN)
-    return [Sample(record, make_thumbnail(data)) for record, data in zip(picked_records(scan, picks), images)]
+    return [SampledRow(record, make_thumbnail(data)) for record, data in zip(picked_records(scan, picks), images)]
 
 
-def render_accepted_grid(samples: Sequence[Sample], numeric_columns: Sequence[str]) -> str:
+def render_accepted_grid(samples: Sequence[SampledRow], numeric_columns: Sequence[str]) -> str:
     if not samples:
         return muted("No accepted rows.")
     cards = []
@@ -686,7 +686,7 @@ def render_accepted_grid(samples: Sequence[Sample], numeric_columns: Sequence[st
     return f'<div class="grid">{"".join(cards)}</div>'
 
 
-def render_rejected_grid(samples: Sequence[Sample]) -> str:
+def render_rejected_grid(samples: Sequence[SampledRow]) -> str:
     cards = []
     for sample in samples:
         fields = sample.fields

@@ -71,7 +71,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from openspatial.conventions import (OrientedBox, box_from_axis_aligned_min_max, box_from_half_sizes,
+from data_engine.conventions import (OrientedBox, box_from_axis_aligned_min_max, box_from_half_sizes,
                                      camera_from_gl_projection, planar_depth_from_ray_distance, pose_from_opengl,
                                      pose_from_world_to_camera, rotation_from_quaternion_wxyz)
 from openspatial.scene import (DEPTH_PNG_SCALE, Frame, Scene, SceneFormatError, SceneObject, validate_box,

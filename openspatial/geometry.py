@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openspatial.conventions import OrientedBox
+from data_engine.conventions import OrientedBox
 
 _EDGE_CORNER_PAIRS = np.array([(i, i | 1 << axis) for i in range(8) for axis in range(3) if not i >> axis & 1])
 

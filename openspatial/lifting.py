@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from openspatial.conventions import OrientedBox, rotation_z
+from data_engine.conventions import OrientedBox, rotation_z
 from openspatial.projection import back_project_pixels, project_box
 from openspatial.scene import Frame
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from openspatial.conventions import OrientedBox, box_from_yaw, intrinsics_matrix
+from data_engine.conventions import OrientedBox, box_from_yaw, intrinsics_matrix
 from openspatial.geometry import boxes_overlap
 from openspatial.scene import Frame, Scene, SceneObject, validate_scene
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from openspatial.conventions import OrientedBox, invert_pose
+from data_engine.conventions import OrientedBox, invert_pose
 from openspatial.scene import Frame
 
 _FACE_GRID = 7  # samples per face side when tracing a box's projected outline

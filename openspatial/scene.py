@@ -9,7 +9,7 @@ On disk a scene is a directory holding `scene.json` and the frame files it names
                  "instances": "frames/000.instances.png", "width": 640, "height": 480,
                  "intrinsics": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], "pose": [[4x4 camera-to-world]]}]}
 
-Conventions are those of `openspatial.conventions`. Depth PNGs are uint16 millimetres (0 = unknown);
+Conventions are those of `data_engine.conventions`. Depth PNGs are uint16 millimetres (0 = unknown);
 instance PNGs are uint16 maps of `instance_id` (0 = no object). `depth` and `instances` are optional.
 Every check names the file and the field that failed (`SceneFormatError`).
 """
@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from openspatial.conventions import ORTHONORMAL_TOLERANCE, OrientedBox, rotation_error
+from data_engine.conventions import ORTHONORMAL_TOLERANCE, OrientedBox, rotation_error
 
 FORMAT = "openspatial.scene/1"
 SCENE_FILE = "scene.json"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from render.geometry import transform_points, trs_matrix
+from data_engine.conventions import transform_points
+from render.geometry import trs_matrix
 from render.scene import AssetFormat, FileAsset, ObjectInstance, Primitive, PrimitivesAsset
 
 FORMAT_BY_SUFFIX: dict[str, AssetFormat] = {".gltf": "gltf", ".glb": "glb", ".obj": "obj", ".ply": "ply",

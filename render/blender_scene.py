@@ -19,7 +19,8 @@ import numpy as np
 import OpenEXR
 from mathutils import Matrix, Vector
 
-from render.geometry import blender_camera_parameters, look_at_pose, opencv_pose_to_blender, trs_matrix
+from data_engine.conventions import pose_to_opengl
+from render.geometry import blender_camera_parameters, look_at_pose, trs_matrix
 
 _EXR_DEPTH = "ViewLayer.Depth.Z"
 _EXR_INDEX = "ViewLayer.Object Index.X"
@@ -177,7 +178,7 @@ def _light(spec: dict[str, Any], index: int) -> None:
     obj = _link(bpy.data.objects.new(f"light_{index}", data))
     location = np.asarray(spec["location"], dtype=float)
     # Lights shine along their local -z, like a Blender camera looks.
-    obj.matrix_world = _matrix(opencv_pose_to_blender(look_at_pose(location, location + np.asarray(spec["direction"]))))
+    obj.matrix_world = _matrix(pose_to_opengl(look_at_pose(location, location + np.asarray(spec["direction"]))))
 
 
 def _world(spec: dict[str, Any]) -> None:
@@ -268,7 +269,7 @@ def set_camera(camera: dict[str, Any]) -> None:
     for key, value in parameters.items():
         setattr(data, key, value)
     data.clip_start, data.clip_end = 0.01, 1000.0
-    scene.camera.matrix_world = _matrix(opencv_pose_to_blender(np.asarray(camera["cam_to_world"])))
+    scene.camera.matrix_world = _matrix(pose_to_opengl(np.asarray(camera["cam_to_world"])))
 
 
 def _read_exr(path: Path) -> dict[str, np.ndarray]:

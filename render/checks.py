@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from render.geometry import central_pixel_grid, pixel_rays, project_points
+from data_engine.conventions import pixel_rays, project_points
+from render.geometry import central_pixel_grid
 from render.scene import Camera
 
 @dataclass(frozen=True)

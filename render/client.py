@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from data_engine.stage import StageUnavailable
-from render.scene import Camera, RenderSettings, Scene
+from render.scene import Camera, RenderSettings, RenderScene
 
 REPO = Path(__file__).resolve().parents[1]
 RENDER_PYTHON_ENV = "JOYAI_RENDER_PYTHON"
@@ -162,7 +162,7 @@ class RenderedView:
     seconds: float
 
 
-def render_views(worker: RenderWorker, scene: Scene, cameras: list[Camera], settings: RenderSettings,
+def render_views(worker: RenderWorker, scene: RenderScene, cameras: list[Camera], settings: RenderSettings,
                  *, timeout: float = 300.0) -> list[RenderedView]:
     scratch = Path(tempfile.mkdtemp(prefix="joyai-render-"))
     try:
@@ -187,7 +187,7 @@ def render_devices(worker: RenderWorker, settings: RenderSettings) -> list[str]:
         raise RenderDeviceUnavailable(str(failure).split("RenderDeviceError: ", 1)[1]) from None
 
 
-def cast_rays(worker: RenderWorker, scene: Scene, rays: list[tuple[np.ndarray, np.ndarray]],
+def cast_rays(worker: RenderWorker, scene: RenderScene, rays: list[tuple[np.ndarray, np.ndarray]],
               target_pass_index: int | None = None, *, timeout: float = 120.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each (origin, directions) batch: the pass index first hit by every ray (0: none) and whether the
     ray reaches the target object at all (first or behind something)."""

@@ -1,7 +1,9 @@
-"""Camera and transform maths shared by the main environment and the render workers (numpy only).
+"""Scene-building maths of render/, shared by the main environment and the render workers (numpy only):
+object transforms (Blender's XYZ Euler), look-at and orbit cameras, named views around an object, and the
+intrinsics <-> Blender lens/shift mapping.
 
-This module owns the conversion between our camera convention (OpenCV: x right, y down, z forward) and
-Blender's (x right, y up, looking down -z), and the intrinsics <-> Blender lens/shift mapping.
+Coordinate conventions, the OpenCV <-> Blender (OpenGL) camera flip and pinhole projection are owned by
+`data_engine.conventions`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Right-multiplying an OpenCV camera-to-world pose by this flips y and z: Blender's camera frame.
-OPENCV_TO_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
 BLENDER_SENSOR_WIDTH_MM = 36.0
 
 
@@ -78,35 +78,6 @@ def blender_camera_parameters(width: int, height: int, fx: float, cx: float, cy:
         "shift_x": ((width - 1) / 2.0 - cx) / width,
         "shift_y": (cy - (height - 1) / 2.0) / width,
     }
-
-
-def opencv_pose_to_blender(cam_to_world: np.ndarray) -> np.ndarray:
-    return np.asarray(cam_to_world, dtype=float) @ OPENCV_TO_BLENDER_CAMERA
-
-
-def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:3, :3].T + matrix[:3, 3]
-
-
-def project_points(points_world: np.ndarray, intrinsics: np.ndarray,
-                   cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (N, 2) and camera-space depth (N,) of world points."""
-    world_to_cam = np.linalg.inv(cam_to_world)
-    points_cam = transform_points(world_to_cam, np.asarray(points_world, dtype=float))
-    depth = points_cam[:, 2]
-    uv = points_cam @ intrinsics.T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pixels = uv[:, :2] / uv[:, 2:3]
-    return pixels, depth
-
-
-def pixel_rays(pixels: np.ndarray, intrinsics: np.ndarray, cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """World-space origin (3,) and unit directions (N, 3) of the rays through pixel coordinates (N, 2)."""
-    homogeneous = np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1)
-    directions_cam = homogeneous @ np.linalg.inv(intrinsics).T
-    directions = directions_cam @ np.asarray(cam_to_world)[:3, :3].T
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    return np.asarray(cam_to_world)[:3, 3].copy(), directions
 
 
 def central_pixel_grid(width: int, height: int, grid: int, central_fraction: float) -> np.ndarray:

@@ -25,7 +25,7 @@ from render.geometry import (focal_from_fov, look_at_pose, named_view, orbit_eye
 from render.images import collage, depth_png, grid_shape, image_ref, object_mask_png, over_background
 from render.preprocess import SUBJECT_PASS_INDEX, AssetRejected, PreparedAsset, mask_visibility_reason
 from render.procedural import PALETTE, default_lights
-from render.scene import (Camera, Material, ObjectInstance, Primitive, PrimitivesAsset, RenderSettings, Scene,
+from render.scene import (Camera, Material, ObjectInstance, Primitive, PrimitivesAsset, RenderSettings, RenderScene,
                           matrix_tuple)
 
 OCCLUDER_PASS_INDEX = 50
@@ -94,11 +94,11 @@ def occluder_instances(prepared: PreparedAsset, rng: random.Random, count: int,
     return instances
 
 
-def subject_scene(prepared: PreparedAsset, rng: random.Random, settings: MultiviewSettings) -> Scene:
+def subject_scene(prepared: PreparedAsset, rng: random.Random, settings: MultiviewSettings) -> RenderScene:
     half_fov = math.radians(settings.fov_deg.low) / 2
     typical_distance = prepared.radius / math.sin(half_fov) * settings.distance_margin.high
     objects = [prepared.instance()] + occluder_instances(prepared, rng, settings.n_occluders, typical_distance)
-    return Scene(objects=tuple(objects), lights=default_lights(rng, float(prepared.extent[2])))
+    return RenderScene(objects=tuple(objects), lights=default_lights(rng, float(prepared.extent[2])))
 
 
 def camera_at(prepared: PreparedAsset, azimuth: float, elevation: float, fov_deg: float, margin: float,
@@ -122,7 +122,7 @@ def planned_azimuths(rng: random.Random, settings: MultiviewSettings) -> list[fl
                      for k in range(1, settings.n_views)]
 
 
-def plan_views(worker: RenderWorker, scene: Scene, prepared: PreparedAsset, rng: random.Random,
+def plan_views(worker: RenderWorker, scene: RenderScene, prepared: PreparedAsset, rng: random.Random,
                settings: MultiviewSettings) -> tuple[list[ViewPlan], list[dict[str, Any]]]:
     """Sample cameras view by view; ray-cast each candidate and keep the first visible one per view."""
     plans, rejected = [], []

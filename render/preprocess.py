@@ -16,12 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data_engine.conventions import transform_points
 from data_engine.paths import resolve_media_uri
 from render.assets import asset_convex_pieces, file_asset
 from render.client import RenderWorker
-from render.geometry import transform_points, trs_matrix
+from render.geometry import trs_matrix
 from render.procedural import parse_procedural_item_key, procedural_asset
-from render.scene import IDENTITY4, Asset, FileAsset, ObjectInstance, Scene, matrix_tuple
+from render.scene import IDENTITY4, Asset, FileAsset, ObjectInstance, RenderScene, matrix_tuple
 
 SUBJECT_PASS_INDEX = 1
 
@@ -75,7 +76,7 @@ def raw_convex_pieces(asset: Asset, worker: RenderWorker) -> list[np.ndarray]:
     (read through the worker) for files."""
     if not isinstance(asset, FileAsset):
         return asset_convex_pieces(asset)
-    probe = Scene(objects=(ObjectInstance(name="probe", asset=asset, object_to_world=IDENTITY4, pass_index=1),))
+    probe = RenderScene(objects=(ObjectInstance(name="probe", asset=asset, object_to_world=IDENTITY4, pass_index=1),))
     geometry = worker.request("geometry", {"scene": probe.model_dump(mode="json"), "objects": ["probe"]})["probe"]
     if not geometry["triangles"]:
         raise AssetRejected("empty_mesh", f"{asset.path}: no triangles")

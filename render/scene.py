@@ -1,7 +1,7 @@
 """The plain-Python scene description: assets, transforms, materials, lights, cameras, render settings.
 
 Everything here is built, validated and tested in the main environment without Blender. A scene travels to
-a render worker as JSON (`Scene.model_dump(mode="json")`) and only `render/blender_scene.py` turns it into
+a render worker as JSON (`RenderScene.model_dump(mode="json")`) and only `render/blender_scene.py` turns it into
 bpy data. Conventions (ARCHITECTURE.md): world Z-up, metres; cameras OpenCV (x right, y down, z forward)
 with camera-to-world 4x4 poses; pixel centres at integer coordinates.
 """
@@ -152,13 +152,13 @@ class World(Model):
     strength: float = Field(default=0.6, ge=0)
 
 
-class Scene(Model):
+class RenderScene(Model):
     objects: tuple[ObjectInstance, ...] = Field(min_length=1)
     lights: tuple[Light, ...] = ()
     world: World = World()
 
     @model_validator(mode="after")
-    def _unique_names(self) -> Scene:
+    def _unique_names(self) -> RenderScene:
         names = [o.name for o in self.objects]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:

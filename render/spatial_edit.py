@@ -27,7 +27,7 @@ from render.images import image_ref, over_background
 from render.multiview import Range, camera_at
 from render.preprocess import SUBJECT_PASS_INDEX, AssetRejected, PreparedAsset, mask_visibility_reason
 from render.procedural import default_lights, procedural_room
-from render.scene import Camera, RenderSettings, Scene
+from render.scene import Camera, RenderSettings, RenderScene
 
 ObjectOperation = Literal["translate", "scale", "rotate"]
 CameraOperation = Literal["yaw", "pitch", "zoom"]
@@ -175,7 +175,7 @@ def object_edit_pair(worker: RenderWorker, prepared: PreparedAsset, rng: random.
     camera, _ = camera_at(prepared, 0.0, rng.uniform(10, 25), settings.fov_deg.sample(rng), settings.object_margin,
                           settings.width, settings.height)
     lights = default_lights(rng, float(prepared.extent[2]))
-    scenes = [Scene(objects=(prepared.instance(extra_pose=pose),), lights=lights)
+    scenes = [RenderScene(objects=(prepared.instance(extra_pose=pose),), lights=lights)
               for pose in (source_pose, target_pose)]
     source, target = (render_views(worker, scene, [camera], settings.render)[0] for scene in scenes)
     checks = [_check_render(prepared.convex_pieces(pose), camera, result, SUBJECT_PASS_INDEX, settings, which)
@@ -209,7 +209,7 @@ def camera_edit_pair(worker: RenderWorker, prepared: PreparedAsset, rng: random.
     """The subject stands in a procedural room; two cameras orbit it with different yaw, pitch or distance."""
     room = procedural_room(rng.randrange(100_000), n_furniture=2, clear_radius=prepared.radius)
     focus = prepared.instance(name="focus", pass_index=FOCUS_PASS_INDEX)
-    scene = Scene(objects=(*room, focus), lights=default_lights(rng, 2.0))
+    scene = RenderScene(objects=(*room, focus), lights=default_lights(rng, 2.0))
     fov = settings.fov_deg.sample(rng)
     for attempt in range(settings.max_attempts):
         azimuth, elevation, margin = rng.uniform(-60, 60) % 360, rng.uniform(10, 35), rng.uniform(1.3, 1.8)

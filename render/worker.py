@@ -6,7 +6,7 @@ line {"id": n, "op": ..., ...} it writes one response line {"id": n, "ok": true,
 request's `out_dir`. Blender prints to stdout, so the protocol keeps its own copy of the original stdout
 and everything else written to fd 1 goes to stderr.
 
-Imports only bpy, numpy, OpenEXR and render.geometry / render.blender_scene: the render
+Imports only bpy, numpy, OpenEXR, data_engine.conventions and render.geometry / render.blender_scene: the render
 environment has no pydantic, Ray or torch.
 """
 

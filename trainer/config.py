@@ -18,7 +18,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TaskSpec(_Strict):
+class TaskSelection(_Strict):
     name: str
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -97,7 +97,7 @@ class RunConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    task: TaskSpec
+    task: TaskSelection
     data: DataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import numpy as np
 from scipy.spatial import ConvexHull, cKDTree
 
-from openspatial.conventions import OrientedBox
+from data_engine.conventions import OrientedBox
 from openspatial.projection import box_surface_points
-from openspatial.qa.tasks import QASample
+from openspatial.qa.tasks.base import QASample
 from openspatial.scene import Scene, SceneObject
 
 SURFACE_SAMPLES = 21  # per face side

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openspatial.conventions import box_from_yaw, intrinsics_matrix
+from data_engine.conventions import box_from_yaw, intrinsics_matrix
 from openspatial.procedural import look_at_pose, render_frames
 from openspatial.scene import Frame, Scene, SceneObject
 

@@ -10,9 +10,9 @@ import numpy as np
 import open3d as o3d
 import pytest
 
+from data_engine.conventions import OrientedBox, invert_pose, rotation_z
 from openspatial.adapters import (ARKitScenesAdapter, HypersimAdapter, Matterport3DAdapter, ScanNetAdapter,
                                   ScanNetPPAdapter)
-from openspatial.conventions import OrientedBox, invert_pose, rotation_z
 from openspatial.frame_index import IndexConfig, build_object_frame_index
 from openspatial.procedural import look_at_pose, render_frames
 from openspatial.qa.tasks import QAConfig, generate_scene_qa

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openspatial.conventions import OrientedBox, box_from_yaw
+from data_engine.conventions import OrientedBox, box_from_yaw
 from openspatial.frame_index import IndexConfig, build_object_frame_index, index_table
 from openspatial.geometry import box_box_distance, boxes_overlap, point_box_distance
 from openspatial.projection import decode_rle, encode_rle, project_box

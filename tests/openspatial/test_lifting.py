@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openspatial.conventions import box_from_yaw, yaw_of
+from data_engine.conventions import box_from_yaw, yaw_of
 from openspatial.lifting import (LiftingConfig, ObservationNoise, denoised_depth, fit_gravity_aligned_box,
                                  gravity_aligned_iou, lift_tracks, noisy_observations, trusted_pixels)
 from openspatial.procedural import ProceduralConfig, generate_scene

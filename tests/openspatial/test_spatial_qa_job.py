@@ -61,13 +61,13 @@ def test_canonical_scene_directory_input(ray_local, tmp_path):
     assert sum(not r["reject_reason"] for r in rows) > 5
 
 
-def test_job_covers_all_19_sub_tasks(ray_local, tmp_path):
+def test_job_covers_every_sub_task(ray_local, tmp_path):
     out = tmp_path / "qa"
     overrides = ["input=procedural://6?seed=0", f"output={out}", "reader.procedural.width=160",
                  "reader.procedural.height=120", "reader.index.min_visible_pixels=40",
                  "reader.qa.min_visible_pixels=40"]
     run_job(load_job(JOBS_DIR / "spatial_qa.yaml", overrides), progress=False)
-    assert len(TASKS) == 19 and {row["task"] for row in _rows(out)} == set(TASKS)
+    assert {row["task"] for row in _rows(out)} == set(TASKS)
 
 
 @pytest.mark.parametrize("adapter", ["scannet", "arkitscenes", "scannetpp", "matterport3d", "hypersim"])

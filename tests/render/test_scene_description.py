@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from data_engine.conventions import project_points
 from data_engine.readers import InputError
 from render.assets import UnsupportedAssetError, asset_bounds, asset_convex_pieces, file_asset
 from render.checks import predicted_silhouette, ray_visibility, reprojection_check
 from render.geometry import (NAMED_VIEWS, blender_camera_parameters, look_at_pose, named_view, orbit_eye,
-                             project_points, yaw_of_camera)
+                             yaw_of_camera)
 from render.multiview import MultiviewSettings, ViewPlan, camera_at, planned_azimuths, reading_order, structured_caption
 from render.pipeline_stages import MultiviewAssetReader, MultiviewAssetsConfig
 from render.preprocess import PreparedAsset
 from render.procedural import GENERATORS, UnknownCategoryError, procedural_asset, procedural_room
-from render.scene import Camera, Material, Primitive, PrimitivesAsset, Scene, matrix_tuple
+from render.scene import Camera, Material, Primitive, PrimitivesAsset, RenderScene, matrix_tuple
 
 
 @pytest.mark.parametrize("category", sorted(GENERATORS))
@@ -55,7 +56,7 @@ def test_procedural_room_places_furniture_without_overlap():
     assert names[:4] == ["floor", "back_wall", "left_wall", "right_wall"]
     furniture = [o for o in objects if o.name.startswith("furniture_")]
     assert furniture and len({o.pass_index for o in objects}) == len(objects)
-    Scene(objects=tuple(objects))  # unique names
+    RenderScene(objects=tuple(objects))  # unique names
 
 
 def test_look_at_pose_is_opencv_and_orbit_is_inverted_by_yaw():

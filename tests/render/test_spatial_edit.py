@@ -14,7 +14,7 @@ from render.preprocess import prepare_asset
 from render.procedural import procedural_asset
 from render.client import render_views
 from render.images import decode_ref
-from render.scene import Material, Primitive, PrimitivesAsset, RenderSettings, Scene
+from render.scene import Material, Primitive, PrimitivesAsset, RenderSettings, RenderScene
 from render.spatial_edit import SpatialEditSettings, instruction, render_edit_triplet, turn_to_view
 
 
@@ -54,9 +54,9 @@ def test_the_eight_rotation_views_turn_the_object_to_the_named_side(render_worke
     for view, azimuth in NAMED_VIEWS.items():
         turn = turn_to_view("front", view)
         turn_pose = trs_matrix((0, 0, 0), (0, 0, math.radians(turn)))
-        turned_scenes.append(Scene(objects=(prepared.instance(extra_pose=turn_pose),)))
+        turned_scenes.append(RenderScene(objects=(prepared.instance(extra_pose=turn_pose),)))
         orbit_cameras.append(camera_at(prepared, azimuth, 15.0, 45.0, 1.3, 64, 64)[0])
-    orbited = render_views(render_worker, Scene(objects=(prepared.instance(),)), orbit_cameras, settings)
+    orbited = render_views(render_worker, RenderScene(objects=(prepared.instance(),)), orbit_cameras, settings)
     masks = {}
     for (view, _), scene, reference in zip(NAMED_VIEWS.items(), turned_scenes, orbited):
         turned = render_views(render_worker, scene, [front], settings)[0].index_mask > 0

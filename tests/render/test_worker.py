@@ -24,7 +24,7 @@ from render.pipeline_stages import (MultiviewAssetReader, MultiviewAssetsConfig,
 from render.preprocess import SUBJECT_PASS_INDEX, PreparedAsset, prepare_asset
 from render.procedural import default_lights, procedural_asset
 from render.scene import (Camera, FileAsset, Material, ObjectInstance, Primitive, PrimitivesAsset, RenderSettings,
-                          Scene, matrix_tuple)
+                          RenderScene, matrix_tuple)
 
 SETTINGS = RenderSettings(samples=4, threads=1)
 
@@ -47,7 +47,7 @@ def prepared_chair(render_worker) -> PreparedAsset:
 
 
 def test_masks_and_depth_match_projected_scene_points(render_worker, prepared_chair):
-    scene = Scene(objects=(prepared_chair.instance(),), lights=default_lights(random.Random(0), 1.0))
+    scene = RenderScene(objects=(prepared_chair.instance(),), lights=default_lights(random.Random(0), 1.0))
     cameras = [camera_at(prepared_chair, azimuth, elevation, 45.0, 1.3, 128, 96)[0]
                for azimuth, elevation in ((0, 0), (135, 30), (260, 10))]
     # An off-centre principal point must move the render exactly as the intrinsics say.
@@ -74,7 +74,7 @@ def test_masks_and_depth_match_projected_scene_points(render_worker, prepared_ch
 def test_depth_is_metric_distance_along_the_optical_axis(render_worker):
     box = _box_asset()
     prepared = prepare_asset(box, render_worker, target_extent=None)
-    scene = Scene(objects=(prepared.instance(),), lights=default_lights(random.Random(0), 1.0))
+    scene = RenderScene(objects=(prepared.instance(),), lights=default_lights(random.Random(0), 1.0))
     camera, distance = camera_at(prepared, 0.0, 0.0, 40.0, 1.4, 64, 64)
     depth = render_views(render_worker, scene, [camera], SETTINGS)[0].depth
     # Looking straight at the front face (y = -0.2) from `distance` in front of the centre.
@@ -83,8 +83,8 @@ def test_depth_is_metric_distance_along_the_optical_axis(render_worker):
 
 def test_a_view_is_rejected_when_its_central_rays_are_blocked(render_worker):
     prepared = prepare_asset(_box_asset(), render_worker, target_extent=None)
-    clear = Scene(objects=(prepared.instance(),))
-    walled = Scene(objects=(prepared.instance(), _wall("wall", (0, -1.2, 0.5), (3, 0.05, 3), 9)))
+    clear = RenderScene(objects=(prepared.instance(),))
+    walled = RenderScene(objects=(prepared.instance(), _wall("wall", (0, -1.2, 0.5), (3, 0.05, 3), 9)))
     front, _ = camera_at(prepared, 0.0, 10.0, 45.0, 1.3, 64, 64)
     side, _ = camera_at(prepared, 90.0, 10.0, 45.0, 1.3, 64, 64)
     away = front.model_copy(update={"cam_to_world": matrix_tuple(np.asarray(front.cam_to_world) @ trs_matrix(
@@ -107,7 +107,7 @@ def test_camera_planning_records_rejections_and_keeps_only_visible_views(render_
     # Walls close around the box on three sides: only cameras towards +y see it.
     walls = (_wall("south", (0, -0.9, 0.5), (3, 0.05, 3), 10), _wall("east", (0.9, 0, 0.5), (0.05, 3, 3), 11),
              _wall("west", (-0.9, 0, 0.5), (0.05, 3, 3), 12))
-    scene = Scene(objects=(prepared.instance(),) + walls)
+    scene = RenderScene(objects=(prepared.instance(),) + walls)
     settings = MultiviewSettings(n_views=2, width=48, height=48, max_attempts_per_view=12)
     plans, rejected = plan_views(render_worker, scene, prepared, random.Random(5), settings)
     assert rejected and all(entry["reason"] == "occluded" for entry in rejected)
@@ -117,7 +117,7 @@ def test_camera_planning_records_rejections_and_keeps_only_visible_views(render_
 
 
 def test_worker_is_reused_and_restarted_after_a_crash_or_a_timeout(render_env_python):
-    scene = Scene(objects=(ObjectInstance(name="box", asset=_box_asset(), pass_index=1),))
+    scene = RenderScene(objects=(ObjectInstance(name="box", asset=_box_asset(), pass_index=1),))
     prepared_camera = Camera(width=256, height=256, fx=200, fy=200, cx=127.5, cy=127.5,
                              cam_to_world=matrix_tuple(trs_matrix((0, -3, 0.4), (-np.pi / 2, 0, 0))))
     with RenderWorker(render_env_python) as worker:
@@ -134,7 +134,7 @@ def test_worker_is_reused_and_restarted_after_a_crash_or_a_timeout(render_env_py
         assert worker.request("ping")["scripts_auto_execute"] is False and worker.starts == 3
         with pytest.raises(RenderWorkerError, match="does not exist"):
             missing = FileAsset(name="gone", path="/nonexistent/model.glb", format="glb")
-            render_views(worker, Scene(objects=(ObjectInstance(name="gone", asset=missing, pass_index=1),)),
+            render_views(worker, RenderScene(objects=(ObjectInstance(name="gone", asset=missing, pass_index=1),)),
                          [prepared_camera], SETTINGS)
         assert worker.starts == 3  # a failed request leaves the worker usable
 
@@ -166,7 +166,7 @@ def test_asset_files_load_in_every_format(render_env_python, render_worker, tmp_
         normalised = prepare_asset(file_asset(tmp_path / name), render_worker, target_extent=1.0)
         assert normalised.extent.max() == pytest.approx(1.0)
         assert normalised.points().min(axis=0)[2] == pytest.approx(0.0, abs=1e-6)
-    scene = Scene(objects=(normalised.instance(),), lights=default_lights(random.Random(1), 1.0))
+    scene = RenderScene(objects=(normalised.instance(),), lights=default_lights(random.Random(1), 1.0))
     camera, _ = camera_at(normalised, 30.0, 20.0, 45.0, 1.3, 64, 64)
     view = render_views(render_worker, scene, [camera], SETTINGS)[0]
     assert reprojection_check(normalised.convex_pieces(), camera, view.index_mask, SUBJECT_PASS_INDEX).error_px < 1.0
@@ -195,7 +195,7 @@ def test_scripts_in_blend_files_never_run(render_env_python, render_worker, tmp_
 
     asset = file_asset(blend)
     prepared = prepare_asset(asset, render_worker, target_extent=None)
-    scene = Scene(objects=(prepared.instance(),))
+    scene = RenderScene(objects=(prepared.instance(),))
     camera, _ = camera_at(prepared, 20.0, 20.0, 45.0, 1.3, 32, 32)
     view = render_views(render_worker, scene, [camera], SETTINGS)[0]
     assert (view.index_mask == SUBJECT_PASS_INDEX).any()
@@ -245,7 +245,7 @@ def test_multiview_stage_renders_file_assets_and_rejects_bad_ones_with_reasons(r
 def test_cycles_gpu_is_used_when_configured_and_refused_in_one_line_where_there_is_none(render_worker):
     gpu = RenderSettings(samples=2, threads=1, device="GPU", gpu_backend="CUDA")
     prepared = prepare_asset(_box_asset(), render_worker, target_extent=None)
-    scene = Scene(objects=(prepared.instance(),), lights=default_lights(random.Random(0), 1.0))
+    scene = RenderScene(objects=(prepared.instance(),), lights=default_lights(random.Random(0), 1.0))
     camera = camera_at(prepared, 30.0, 20.0, 45.0, 1.4, 48, 48)[0]
     try:
         devices = render_devices(render_worker, gpu)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openspatial.conventions import (OrientedBox, box_from_half_sizes, box_from_yaw, camera_from_gl_projection,
-                                     invert_pose, planar_depth_from_ray_distance, pose_from_opengl,
-                                     pose_from_world_to_camera, pose_to_opengl, pose_to_z_up_world, rotation_error,
-                                     rotation_from_quaternion_wxyz, rotation_z, world_transform_y_up_to_z_up, yaw_of)
+from data_engine.conventions import (OrientedBox, box_from_half_sizes, box_from_yaw, camera_from_gl_projection,
+                                     intrinsics_matrix, invert_pose, pixel_rays, planar_depth_from_ray_distance,
+                                     pose_from_opengl, pose_from_world_to_camera, pose_to_opengl, pose_to_z_up_world,
+                                     project_points, rotation_error, rotation_from_quaternion_wxyz, rotation_z,
+                                     transform_points, world_transform_y_up_to_z_up, yaw_of)
 
 
 def random_pose(rng: np.random.Generator) -> np.ndarray:
@@ -131,3 +132,23 @@ def test_ray_distance_to_planar_depth_hand_cases():
     assert depth[1, 2] == pytest.approx(6.0 / np.sqrt(1.25))
     assert depth[2, 2] == pytest.approx(6.0 / np.sqrt(1.5))
     assert depth[0, 0] == 0.0  # no surface -> unknown
+
+
+def test_projection_hand_case_and_rays_through_projected_pixels():
+    # Camera at the origin looking along world +X (OpenCV: x right = world -Y, y down = world -Z).
+    pose = np.eye(4)
+    pose[:3, :3] = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    intrinsics = intrinsics_matrix(100.0, 100.0, 64.0, 48.0)
+    # 2 m ahead, 0.5 m to the left (world +Y) and 0.2 m up: u = 64 - 100 * 0.25, v = 48 - 100 * 0.1.
+    pixels, depth = project_points(np.array([[2.0, 0.5, 0.2]]), intrinsics, pose)
+    np.testing.assert_allclose(pixels, [[39.0, 38.0]])
+    np.testing.assert_allclose(depth, [2.0])
+    rng = np.random.default_rng(5)
+    pose = random_pose(rng)
+    points = transform_points(pose, rng.uniform([-1, -1, 1], [1, 1, 4], size=(20, 3)))  # in front of the camera
+    pixels, depth = project_points(points, intrinsics, pose)
+    origin, directions = pixel_rays(pixels, intrinsics, pose)
+    np.testing.assert_allclose(origin, pose[:3, 3])
+    along = np.einsum("ij,ij->i", points - origin, directions)  # the point lies on its pixel's ray
+    np.testing.assert_allclose(origin + along[:, None] * directions, points, atol=1e-9)
+    np.testing.assert_allclose(along * (directions @ pose[:3, 2]), depth, atol=1e-9)  # planar depth

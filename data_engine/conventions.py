@@ -1,4 +1,8 @@
-"""The one place that owns coordinate conventions and the conversions into them.
+"""The one place that owns coordinate conventions, the conversions into and out of them, and pinhole projection.
+
+It lives in the engine because both clients need it without importing each other: `openspatial/` (dataset
+adapters, projection of boxes into frames) and `render/` (Blender cameras, ray-cast visibility checks, also
+inside bpy worker processes, so this module needs numpy only; scipy is imported where one function needs it).
 
 Canonical conventions (every other module assumes them):
 - world: Z up, gravity along -Z, metres;
@@ -8,7 +12,8 @@ Canonical conventions (every other module assumes them):
   whose columns are the box's local axes in world coordinates. An object's front, when it has one, is its
   local +x axis.
 
-Sources use other conventions; each converter below names the one it reads, and each has a round-trip test.
+Sources use other conventions; each converter below names the one it reads, and each has a round-trip test
+(tests/data_engine/test_conventions.py). Blender's camera is the OpenGL one (`pose_to_opengl`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Diagonal flip between OpenGL/Blender cameras (x right, y up, looking down -z) and OpenCV cameras.
+# Diagonal flip between OpenGL/Blender cameras (x right, y up, looking down -z) and OpenCV cameras (its own inverse).
 OPENGL_TO_OPENCV_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
 # World rotation that maps a Y-up world (x right, y up, z towards the viewer) onto our Z-up world.
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -80,6 +85,7 @@ def pose_from_opengl(camera_to_world_gl: np.ndarray) -> np.ndarray:
 
 
 def pose_to_opengl(camera_to_world: np.ndarray) -> np.ndarray:
+    """OpenCV camera -> OpenGL/Blender camera, same world (what a Blender camera's matrix_world is)."""
     return np.asarray(camera_to_world, dtype=float) @ OPENGL_TO_OPENCV_CAMERA
 
 
@@ -170,3 +176,29 @@ def planar_depth_from_ray_distance(distance: np.ndarray, intrinsics: np.ndarray)
     rays = np.stack([cols, rows, np.ones_like(cols)], axis=-1) @ np.linalg.inv(intrinsics).T
     depth = distance / np.linalg.norm(rays, axis=-1)  # each ray has z = 1, so its length is distance / depth
     return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0)
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 3) points moved by a 4x4 rigid (or affine) transform."""
+    return points @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def project_points(points_world: np.ndarray, intrinsics: np.ndarray,
+                   cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (N, 2) and camera-space depth (N,) of world points."""
+    world_to_cam = np.linalg.inv(cam_to_world)
+    points_cam = transform_points(world_to_cam, np.asarray(points_world, dtype=float))
+    depth = points_cam[:, 2]
+    uv = points_cam @ intrinsics.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pixels = uv[:, :2] / uv[:, 2:3]
+    return pixels, depth
+
+
+def pixel_rays(pixels: np.ndarray, intrinsics: np.ndarray, cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World-space origin (3,) and unit directions (N, 3) of the rays through pixel coordinates (N, 2)."""
+    homogeneous = np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1)
+    directions_cam = homogeneous @ np.linalg.inv(intrinsics).T
+    directions = directions_cam @ np.asarray(cam_to_world)[:3, :3].T
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return np.asarray(cam_to_world)[:3, 3].copy(), directions

@@ -1,0 +1,40 @@
+"""The spatial QA sub-tasks: generators that compute answers from the scene geometry, one module per capability.
+
+The table of sub-tasks is `TASKS`, filled by `register_qa_task` in each capability module imported below, in
+this order (the order seeds each sub-task's random generator, so it is part of the output):
+`measurement`, `relationship`, `camera`, `multiview`, `scene_reasoning`. A new sub-task is a decorated function
+in its capability module plus its templates in `qa/templates.py` and its independent check in `qa/checks.py`.
+Each module's docstring gives the written definitions its checks recompute another way.
+"""
+
+from __future__ import annotations
+
+import random
+
+from openspatial.frame_index import ObjectFrameIndex
+# Importing a capability module registers its sub-tasks; kept in the documented order, one line each.
+from openspatial.qa.tasks import measurement  # noqa: F401,I001
+from openspatial.qa.tasks import relationship  # noqa: F401
+from openspatial.qa.tasks import camera  # noqa: F401
+from openspatial.qa.tasks import multiview  # noqa: F401
+from openspatial.qa.tasks import scene_reasoning  # noqa: F401
+from openspatial.qa.tasks.base import TASKS, AnswerType, QAConfig, QASample, QATaskSpec, SceneMeasures, TaskContext
+
+__all__ = ["TASKS", "AnswerType", "QAConfig", "QASample", "QATaskSpec", "generate_scene_qa"]
+
+
+def generate_scene_qa(index: ObjectFrameIndex, config: QAConfig, seed: int) -> list[QASample]:
+    """Every configured sub-task, `samples_per_task` attempts each; deterministic in (index, config, seed)."""
+    unknown = sorted(set(config.tasks or ()) - set(TASKS))
+    if unknown:
+        raise ValueError(f"qa.tasks: unknown sub-tasks {unknown}; allowed: {', '.join(TASKS)}")
+    samples = []
+    measures = SceneMeasures(index.scene)
+    for task_number, name in enumerate(config.tasks or tuple(TASKS)):
+        for attempt in range(config.samples_per_task):
+            rng = random.Random(f"{seed}/{task_number}/{attempt}")  # Python's generator: cheap to seed
+            language = config.languages[rng.randrange(len(config.languages))]
+            sample = TASKS[name].generate(TaskContext(index, config, rng, language, measures))
+            if sample is not None:
+                samples.append(sample)
+    return samples
