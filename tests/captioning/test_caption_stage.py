@@ -60,7 +60,7 @@ def test_every_type_and_language_is_stored_and_bad_json_is_recorded(
         assert set(errors) == {"structured/en", "structured/zh"}
         assert all(message.startswith("caption_json_invalid: ") for message in errors.values())
         assert json.loads(row["caption_sampling"])["languages"] == {"en": 0.5, "zh": 0.5}
-        assert row["caption_prompts"].startswith("caption/v1@")
+        assert row["caption_prompts"].startswith("caption/v2@")
     if backend_kind == "openai":
         sent_images = [p["messages"][0]["content"][0]["image_url"]["url"] for p in served_tiny_vlm.control.received]
         assert len(sent_images) == 3 * len(ALL_KEYS)  # one request per caption per image
