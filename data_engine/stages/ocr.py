@@ -80,11 +80,13 @@ class OcrCaptionFilterConfig(StageConfig):
 
 @register_stage
 class OcrCaptionFilterStage(Stage[OcrCaptionFilterConfig]):
-    """Decides per caption: a caption that fails the check leaves `captions` and its reason goes into
-    `ocr_caption_rejects` under its key; the row is rejected only when no caption is left, with the reason
-    of its first failed caption (reasons in precedence order, then keys in order). `ocr_check` holds, per
-    checked key, the reason, the missing and altered OCR lines, the unsupported quotes and, for a removed
-    caption, its text. Rows without OCR lines (OCR not run) or without captions are left alone."""
+    """Decides per caption (report 4.1.2 keeps the captions that pass): a caption that fails the check
+    leaves `captions` and its reason goes into `ocr_caption_rejects` under its key; the row is rejected only
+    when no caption is left, with the most telling reason among its captions (the order of OCR_REASONS, a
+    malformed structured caption last). `ocr_check` holds, per checked key, the reason, the missing and
+    altered OCR lines, the unsupported quotes and, for a removed caption, its text. Rows without OCR lines
+    (OCR not run) or without captions are left alone. Which captions stay is settled while processing (it
+    rewrites `captions`), so this stage has no thresholds for `redecide`; a changed check needs a rerun."""
 
     op = "ocr_caption_filter"
     Config = OcrCaptionFilterConfig
