@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
                         # The rules file and matcher of main before issue #28, on this same set (one-off run).
                         "main_before_issue_28": {"collage": [0.611, 0.275], "watermark": [0.619, 0.371],
                                                  "screenshot": [0.75, 0.324], "meme": [1.0, 0.25],
-                                                 "holdout_recall": 0.0, "as": "[precision, recall]"}, "rules_sha256": result["sha256"], "errors": result["errors"]})
+                                                 "holdout_recall": 0.0, "as": "[precision, recall]"},
+                        "rules_sha256": result["sha256"], "errors": result["errors"]})
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 The report filters on the VLM captions it already has instead of running image classifiers. Rules come
 from a YAML file (`rules_path`, default `data_engine/rules/caption_content.yaml`), so keywords change
 without code changes; the file is loaded and checked when the job loads, and its sha256 is recorded in the
-stage config (so in the manifest and the config hash). Columns: `content_categories` (every category any caption of the row matched) and
-`content_matches` (``category: rule`` for each, the first rule that hit). Decision: reason
-`caption_content` when a matched category is in `reject_categories`. Rows without a caption are not
-flagged (nothing was checked; their columns stay null).
+stage config (so in the manifest and the config hash). Columns: `content_categories` (every category any
+caption of the row matched) and `content_matches` (``category: rule`` for each, the first rule that hit).
+Decision: reason `caption_content` when a matched category is in `reject_categories`. Rows without a
+caption are not flagged (nothing was checked; their columns stay null).
 """
 
 from __future__ import annotations
