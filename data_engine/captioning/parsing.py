@@ -23,14 +23,23 @@ STRUCTURED_CAPTION_SCHEMA: dict = {
 _VALIDATOR = jsonschema.Draft202012Validator(STRUCTURED_CAPTION_SCHEMA)
 # Reasoning models may emit a think block before the answer; it is not part of the caption.
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_CODE_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_CODE_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL | re.IGNORECASE)
+# A short or long caption that is a JSON object or array (or the start of one) is not a caption.
+_JSON_START = re.compile(r'^\s*(?:\{\s*["}]|\[\s*[\[{"\]])')
+# visible_text is "" when the image shows no text; every other field must say something.
+_MAY_BE_EMPTY = frozenset({"visible_text"})
 _MAX_DETAIL = 200
 
 REJECT_EMPTY = "caption_empty"
 REJECT_JSON_INVALID = "caption_json_invalid"
 REJECT_JSON_SCHEMA = "caption_json_schema"
+REJECT_JSON_DUPLICATE_KEY = "caption_json_duplicate_key"
+REJECT_JSON_EMPTY_FIELD = "caption_json_empty_field"
+REJECT_UNEXPECTED_JSON = "caption_unexpected_json"
 REJECT_REQUEST_FAILED = "caption_request_failed"
-CAPTION_REJECTS = frozenset({REJECT_EMPTY, REJECT_JSON_INVALID, REJECT_JSON_SCHEMA, REJECT_REQUEST_FAILED})
+STRUCTURED_REJECTS = frozenset({REJECT_JSON_INVALID, REJECT_JSON_SCHEMA, REJECT_JSON_DUPLICATE_KEY,
+                                REJECT_JSON_EMPTY_FIELD})
+CAPTION_REJECTS = STRUCTURED_REJECTS | frozenset({REJECT_EMPTY, REJECT_UNEXPECTED_JSON, REJECT_REQUEST_FAILED})
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,20 @@ class ParsedCaption:
     text: str | None  # the caption to store (structured: canonical JSON), None when rejected
     reject: str | None = None
     detail: str | None = None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json.loads keeps the last of two equal keys; a caption that says two things for one field is refused."""
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
 
 
 def clean_generation(raw: str) -> str:
@@ -48,16 +71,25 @@ def parse_caption(caption_type: str, raw: str) -> ParsedCaption:
     text = clean_generation(raw)
     if not text:
         return ParsedCaption(None, REJECT_EMPTY, f"model output {raw[:_MAX_DETAIL]!r} is empty once cleaned")
-    if caption_type != "structured":
-        return ParsedCaption(text)
     fenced = _CODE_FENCE.match(text)
     body = fenced.group(1) if fenced else text
+    if caption_type != "structured":
+        if fenced or _JSON_START.match(body):
+            return ParsedCaption(None, REJECT_UNEXPECTED_JSON,
+                                 f"a {caption_type} caption must be prose, got {text[:_MAX_DETAIL]!r}")
+        return ParsedCaption(text)
     try:
-        value = json.loads(body)
+        value = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
     except json.JSONDecodeError as exc:
         return ParsedCaption(None, REJECT_JSON_INVALID, f"{exc.msg} at char {exc.pos}: {body[:_MAX_DETAIL]!r}")
+    except _DuplicateKey as exc:
+        return ParsedCaption(None, REJECT_JSON_DUPLICATE_KEY, f"key {exc} appears twice: {body[:_MAX_DETAIL]!r}")
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(value))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "<root>"
         return ParsedCaption(None, REJECT_JSON_SCHEMA, f"{where}: {error.message}"[:_MAX_DETAIL])
+    blank = [key for key in STRUCTURED_KEYS if not value[key].strip() and (key not in _MAY_BE_EMPTY or value[key])]
+    if blank:
+        return ParsedCaption(None, REJECT_JSON_EMPTY_FIELD,
+                             f"fields {blank} are empty or whitespace only"[:_MAX_DETAIL])
     return ParsedCaption(json.dumps(value, ensure_ascii=False, sort_keys=True))

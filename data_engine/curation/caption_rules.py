@@ -1,13 +1,26 @@
 """Keyword and pattern rules over captions, loaded from YAML (`data_engine/rules/caption_content.yaml`).
 
-A rule file maps categories (collage, watermark, screenshot, ...) to English keywords (whole words,
-case-insensitive), Chinese keywords (substrings: Chinese has no spaces between words) and regular
-expressions (case-insensitive search). `CaptionRules.matches(text)` says which categories a caption hits
-and, for each, the first rule that hit, so a reviewer sees why a row was flagged.
+A rule file maps categories (collage, watermark, screenshot, ...) to
+- English keywords: matched case-insensitively on Latin word boundaries only, so an English word next to
+  Chinese characters still matches (网络meme, 一张screenshot); the words of a keyword may be joined by a
+  space, a hyphen or nothing ("split screen" finds split-screen and splitscreen); the last word also matches
+  its inflections (collage: collages, collaged; screenshot: screenshots);
+- Chinese keywords: substrings (Chinese has no spaces between words);
+- patterns: Python regular expressions, searched case-insensitively;
+- exclude: phrases inside which a hit does not count (九宫格火锅 is a hot pot, not a photo grid).
+A hit that the file's `negation` section says is negated does not count either: an English cue ("no",
+"without", "not a") a few words before it in the same clause, an English suffix right after it
+("watermark-free"), or a Chinese cue (没有, 无, 不是) a few characters before it in the same clause.
+
+`CaptionRules.matches(text)` says which categories a caption hits and, for each, the first rule that hit, so
+a reviewer sees why a row was flagged. A rule file that cannot work (bad YAML, an unknown key, an empty
+keyword, a pattern that matches the empty string) is a one-line `CaptionRulesError` naming the file and
+the rule.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +29,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules" / "caption_content.yaml"
+_LATIN = r"0-9A-Za-z\u00C0-\u024F"
+_WORD_JOINER = r"[\s\-]?"
+# A zero-width match anywhere in this text means the pattern can match nothing at all.
+_PROBE = "A sample caption: 一张照片, 2 cats."
 
 
 class CaptionRulesError(ValueError):
     """A rule file cannot be used; the message names the file and the rule."""
+
+
+def _nonblank(values: list[str], what: str) -> list[str]:
+    for value in values:
+        if not value.strip():
+            raise ValueError(f"{what} {value!r} is empty")
+    return values
 
 
 class _Keywords(BaseModel):
@@ -28,28 +52,59 @@ class _Keywords(BaseModel):
     en: list[str] = Field(default_factory=list)
     zh: list[str] = Field(default_factory=list)
 
+    @field_validator("en", "zh")
+    @classmethod
+    def _no_empty_keyword(cls, words: list[str]) -> list[str]:
+        return _nonblank(words, "keyword")
+
 
 class _Category(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     keywords: _Keywords = Field(default_factory=_Keywords)
     patterns: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
 
     @field_validator("patterns")
     @classmethod
     def _compilable(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
             try:
-                re.compile(pattern)
+                compiled = re.compile(pattern, re.IGNORECASE)
             except re.error as exc:
                 raise ValueError(f"pattern {pattern!r} is not a regular expression ({exc})") from None
+            if any(match.end() == match.start() for match in compiled.finditer(_PROBE)):
+                raise ValueError(f"pattern {pattern!r} matches the empty string")
         return patterns
+
+    @field_validator("exclude")
+    @classmethod
+    def _no_empty_exclude(cls, phrases: list[str]) -> list[str]:
+        return _nonblank(phrases, "exclude phrase")
+
+
+class _Negation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    en_before: list[str] = Field(default_factory=list)  # cue words/phrases before the hit
+    en_after: list[str] = Field(default_factory=list)  # suffixes right after the hit ("-free")
+    en_window_words: int = Field(default=4, ge=0)
+    en_clause_breaks: list[str] = Field(default_factory=list)  # words that end the negation's reach
+    zh_before: list[str] = Field(default_factory=list)
+    zh_window_chars: int = Field(default=6, ge=0)
+    clause_punctuation: str = ".;:!?。；：！？，"
+
+    @field_validator("en_before", "en_after", "en_clause_breaks", "zh_before")
+    @classmethod
+    def _no_empty_cue(cls, cues: list[str]) -> list[str]:
+        return _nonblank(cues, "negation cue")
 
 
 class _RuleFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = 1
+    negation: _Negation = Field(default_factory=_Negation)
     categories: dict[str, _Category]
 
 
@@ -57,44 +112,117 @@ class _RuleFile(BaseModel):
 class _CompiledCategory:
     name: str
     rules: tuple[tuple[str, re.Pattern[str]], ...]  # (rule as written, compiled matcher), in file order
+    exclude: re.Pattern[str] | None
+
+
+class _Negator:
+    """Whether a hit at text[start:end] is negated (see the module docstring)."""
+
+    def __init__(self, config: _Negation) -> None:
+        self.config = config
+        en_cues = "|".join(_english_phrase(cue) for cue in sorted(config.en_before, key=len, reverse=True))
+        self.en_before = re.compile(rf"(?<![{_LATIN}])(?:{en_cues})(?![{_LATIN}])", re.IGNORECASE) if en_cues \
+            else None
+        breaks = "|".join(_english_phrase(word) for word in config.en_clause_breaks)
+        self.en_break = re.compile(rf"(?<![{_LATIN}])(?:{breaks})(?![{_LATIN}])", re.IGNORECASE) if breaks else None
+        self.en_after = tuple(suffix.casefold() for suffix in config.en_after)
+
+    def clause_start(self, text: str, start: int) -> int:
+        before = text[:start]
+        return max((before.rfind(mark) + 1 for mark in self.config.clause_punctuation), default=0)
+
+    def negated(self, text: str, start: int, end: int) -> bool:
+        if any(text[end:end + len(suffix)].casefold() == suffix for suffix in self.en_after):
+            return True
+        clause = text[self.clause_start(text, start):start]
+        if self.en_break is not None:
+            last_break = None
+            for last_break in self.en_break.finditer(clause):
+                pass
+            if last_break is not None:
+                clause = clause[last_break.end():]
+        words = clause.split()
+        window = " ".join(words[-self.config.en_window_words:]) if self.config.en_window_words else ""
+        if self.en_before is not None and window and self.en_before.search(window):
+            return True
+        near = clause[-self.config.zh_window_chars:] if self.config.zh_window_chars else ""
+        return any(cue in near for cue in self.config.zh_before)
 
 
 class CaptionRules:
-    def __init__(self, categories: tuple[_CompiledCategory, ...]) -> None:
+    def __init__(self, categories: tuple[_CompiledCategory, ...], negation: _Negation, sha256: str) -> None:
         self.categories = categories
+        self.negator = _Negator(negation)
+        self.sha256 = sha256
 
     @property
     def category_names(self) -> tuple[str, ...]:
         return tuple(category.name for category in self.categories)
 
+    def _counts(self, category: _CompiledCategory, text: str, match: re.Match[str]) -> bool:
+        if category.exclude is not None and any(
+                excluded.start() <= match.start() and match.end() <= excluded.end()
+                for excluded in category.exclude.finditer(text)):
+            return False
+        return not self.negator.negated(text, match.start(), match.end())
+
     def matches(self, text: str) -> dict[str, str]:
-        """category -> the first rule of that category found in `text`."""
+        """category -> the first rule of that category with a hit in `text` that counts."""
         found = {}
         for category in self.categories:
             for written, matcher in category.rules:
-                if matcher.search(text):
+                if any(self._counts(category, text, match) for match in matcher.finditer(text)):
                     found[category.name] = written
                     break
         return found
 
 
-def load_caption_rules(path: Path = DEFAULT_RULES) -> CaptionRules:
+def _english_phrase(phrase: str) -> str:
+    return _WORD_JOINER.join(re.escape(word) for word in phrase.split())
+
+
+def _inflected(word: str) -> str:
+    """A regex for `word` and its regular inflections (plural, past, -ing, the -e/-y spelling changes)."""
+    if len(word) < 3 or not word[-1].isalpha():
+        return re.escape(word)
+    if word.endswith("e"):
+        return re.escape(word[:-1]) + "(?:e|es|ed|ing)"
+    if word.endswith("y") and word[-2] not in "aeiou":
+        return re.escape(word[:-1]) + "(?:y|ies|ied|ying)"
+    return re.escape(word) + "(?:s|es|ed|ing)?"
+
+
+def english_keyword(keyword: str) -> re.Pattern[str]:
+    *head, last = keyword.split()
+    parts = [re.escape(word) for word in head] + [_inflected(last)]
+    return re.compile(rf"(?<![{_LATIN}]){_WORD_JOINER.join(parts)}(?![{_LATIN}])", re.IGNORECASE)
+
+
+def rules_sha256(path: Path) -> str:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        parsed = _RuleFile.model_validate(data)
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as exc:
         raise CaptionRulesError(f"{path}: cannot read rule file ({exc.strerror})") from None
+
+
+def load_caption_rules(path: Path = DEFAULT_RULES) -> CaptionRules:
+    sha256 = rules_sha256(path)
+    try:
+        parsed = _RuleFile.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
     except yaml.YAMLError as exc:
         raise CaptionRulesError(f"{path}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        location = ".".join(str(part) for part in first["loc"])
+        location = ".".join(str(part) for part in first["loc"]) or "<root>"
         raise CaptionRulesError(f"{path}: {location}: {first['msg'].removeprefix('Value error, ')}") from None
-    return CaptionRules(tuple(_compile(name, category) for name, category in parsed.categories.items()))
+    return CaptionRules(tuple(_compile(name, category) for name, category in parsed.categories.items()),
+                        parsed.negation, sha256)
 
 
 def _compile(name: str, category: _Category) -> _CompiledCategory:
-    rules = [(word, re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)) for word in category.keywords.en]
+    rules = [(word, english_keyword(word)) for word in category.keywords.en]
     rules += [(word, re.compile(re.escape(word))) for word in category.keywords.zh]
     rules += [(pattern, re.compile(pattern, re.IGNORECASE)) for pattern in category.patterns]
-    return _CompiledCategory(name, tuple(rules))
+    exclude = re.compile("|".join(re.escape(phrase) for phrase in category.exclude), re.IGNORECASE) \
+        if category.exclude else None
+    return _CompiledCategory(name, tuple(rules), exclude)

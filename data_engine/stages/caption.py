@@ -46,7 +46,7 @@ class CaptionSampling(StageConfig):
 
 class CaptionImageConfig(StageConfig):
     backend: BackendConfig = Field(default_factory=lambda: TransformersBackendConfig(model="tiny:qwen3vl"))
-    prompt_version: str = "caption/v1"
+    prompt_version: str = "caption/v2"
     types: tuple[CaptionType, ...] = CAPTION_TYPES
     languages: tuple[Language, ...] = LANGUAGES
     max_new_tokens: dict[CaptionType, int] = Field(default_factory=lambda: {

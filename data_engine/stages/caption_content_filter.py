@@ -2,10 +2,11 @@
 
 The report filters on the VLM captions it already has instead of running image classifiers. Rules come
 from a YAML file (`rules_path`, default `data_engine/rules/caption_content.yaml`), so keywords change
-without code changes. Columns: `content_categories` (every category any caption of the row matched) and
-`content_matches` (``category: rule`` for each, the first rule that hit). Decision: reason
-`caption_content` when a matched category is in `reject_categories`. Rows without a caption are not
-flagged (nothing was checked; their columns stay null).
+without code changes; the file is loaded and checked when the job loads, and its sha256 is recorded in the
+stage config (so in the manifest and the config hash). Columns: `content_categories` (every category any
+caption of the row matched) and `content_matches` (``category: rule`` for each, the first rule that hit).
+Decision: reason `caption_content` when a matched category is in `reject_categories`. Rows without a
+caption are not flagged (nothing was checked; their columns stay null).
 """
 
 from __future__ import annotations
@@ -15,19 +16,43 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from data_engine.curation.caption_rules import DEFAULT_RULES, load_caption_rules
+from data_engine.curation.caption_rules import DEFAULT_RULES, CaptionRulesError, load_caption_rules
 from data_engine.stage import Resources, Stage, StageConfig, register_stage
 
 
 class CaptionContentFilterConfig(StageConfig):
     rules_path: str = str(DEFAULT_RULES)
+    # The rules file's sha256, filled in when the job loads, so the manifest's config (and the config hash
+    # that guards a resumed output directory) names the exact rules; a given value must match the file.
+    rules_sha256: str | None = None
     # A string column, or a map column ("<type>/<lang>" -> text, as in the caption schema): all values.
     caption_column: str = "captions"
     # Threshold (decide() only): which flagged categories reject.
     reject_categories: tuple[str, ...] = Field(
         default=("collage", "watermark", "screenshot", "meme", "low_information"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pin_rules(cls, data: Any) -> Any:
+        """Load the rules now: a malformed file fails `pipelines validate` and `run` before Ray starts."""
+        if not isinstance(data, dict):
+            return data
+        path = Path(data.get("rules_path") or DEFAULT_RULES)
+        try:
+            rules = load_caption_rules(path)
+        except CaptionRulesError as exc:
+            raise ValueError(str(exc)) from None
+        pinned = data.get("rules_sha256")
+        if pinned is not None and pinned != rules.sha256:
+            raise ValueError(f"{path} has changed since rules_sha256 {pinned[:12]} was recorded "
+                             f"(now {rules.sha256[:12]}); restore it or drop rules_sha256 to use the new rules")
+        unknown = sorted(set(data.get("reject_categories") or ()) - set(rules.category_names))
+        if unknown:
+            raise ValueError(f"reject_categories {unknown} are not categories of {path} "
+                             f"({', '.join(rules.category_names)})")
+        return data | {"rules_sha256": rules.sha256}
 
 
 @register_stage
@@ -44,6 +69,9 @@ class CaptionContentFilterStage(Stage[CaptionContentFilterConfig]):
 
     def setup(self) -> None:
         self.rules = load_caption_rules(Path(self.config.rules_path))
+        if self.rules.sha256 != self.config.rules_sha256:
+            raise CaptionRulesError(f"{self.config.rules_path} changed after the job was loaded "
+                                    f"(sha256 {self.rules.sha256[:12]}, expected {str(self.config.rules_sha256)[:12]})")
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
         if self.config.caption_column not in batch.column_names:

@@ -1,7 +1,8 @@
 """OCR-aware captioning (report 4.1.2): `ocr_text` reads text first (engine `rapidocr` or `tesseract`, see
 `data_engine/captioning/ocr_engines.py`), `caption_image` with `ocr_aware: true` puts it in the prompts,
-and `ocr_caption_filter` keeps a row only if its captions cover all OCR text, agree with it and keep its
-original language (definitions in `data_engine/captioning/ocr_check.py`).
+and `ocr_caption_filter` keeps each caption only if it covers all OCR text, agrees with it and keeps its
+original language (definitions in `data_engine/captioning/ocr_check.py`); a row goes only when no caption is
+left.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pyarrow as pa
 from PIL import Image
 from pydantic import Field
 
-from data_engine.captioning.ocr_check import check_caption_against_ocr
+from data_engine.captioning.ocr_check import OCR_REASONS, check_caption_against_ocr
 from data_engine.captioning.ocr_engines import OcrEngineName, TesseractConfig, check_tesseract, make_ocr_engine
+from data_engine.captioning.parsing import STRUCTURED_REJECTS, parse_caption
 from data_engine.stage import Resources, Stage, StageConfig, register_stage
 from data_engine.stages.caption import OCR_LINES_COLUMN, ocr_texts
 
@@ -70,67 +72,77 @@ class OcrTextStage(Stage[OcrTextConfig]):
 
 
 class OcrCaptionFilterConfig(StageConfig):
-    # Caption keys to check; structured captions are checked through their visible_text field.
-    captions: tuple[str, ...] | None = None  # None: every caption the row has
-    match_ratio: float = Field(default=0.85, gt=0, le=1)  # similarity that counts as "the same text"
-    # Thresholds over the stored scores (re-appliable by `pipelines redecide`).
-    min_coverage: float = Field(default=1.0, ge=0, le=1)  # "covers all OCR text"
-    min_agreement: float = Field(default=1.0, ge=0, le=1)
-    reject_translated: bool = True
+    # Caption keys to check ("<type>/<lang>"); the others are kept as they are. None: every caption.
+    captions: tuple[str, ...] | None = None
+    # Tolerate the few character confusions OCR engines make (ocr_check.py); never digits or symbols.
+    ocr_confusions: bool = True
 
 
 @register_stage
 class OcrCaptionFilterStage(Stage[OcrCaptionFilterConfig]):
+    """Decides per caption (report 4.1.2 keeps the captions that pass): a caption that fails the check
+    leaves `captions` and its reason goes into `ocr_caption_rejects` under its key; the row is rejected only
+    when no caption is left, with the most telling reason among its captions (the order of OCR_REASONS, a
+    malformed structured caption last). `ocr_check` holds, per checked key, the reason, the missing and
+    altered OCR lines, the unsupported quotes and, for a removed caption, its text. Rows without OCR lines
+    (OCR not run) or without captions are left alone. Which captions stay is settled while processing (it
+    rewrites `captions`), so this stage has no thresholds for `redecide`; a changed check needs a rerun."""
+
     op = "ocr_caption_filter"
     Config = OcrCaptionFilterConfig
     default_resources = Resources(num_cpus=1, batch_size=64)
-    decision_reasons = frozenset({"ocr_translated", "ocr_not_covered", "ocr_disagrees"})
-    threshold_fields = frozenset({"min_coverage", "min_agreement", "reject_translated"})
+    decision_reasons = frozenset(OCR_REASONS) | STRUCTURED_REJECTS
 
     def output_fields(self) -> tuple[pa.Field, ...]:
-        return (pa.field("ocr_coverage", pa.float32()),  # worst caption of the row
-                pa.field("ocr_agreement", pa.float32()),
-                pa.field("ocr_translated", pa.bool_()),
-                pa.field("ocr_check", pa.string()))  # JSON per caption key: scores, missing, unmatched quotes
+        return (pa.field("ocr_caption_rejects", pa.map_(pa.string(), pa.string())),  # key -> reason
+                pa.field("ocr_check", pa.string()))  # JSON per checked caption key
 
-    def checked_text(self, key: str, text: str) -> str:
-        if key.startswith("structured/"):
-            return json.loads(text).get("visible_text", "")
-        return text
+    def replaced_columns(self) -> tuple[str, ...]:
+        return ("captions",)
 
-    def check_row(self, captions: list[tuple[str, str]], lines: list[str]) -> dict[str, Any]:
+    def check_caption(self, key: str, text: str, lines: list[str]) -> dict[str, Any]:
+        if not key.startswith("structured/"):
+            return check_caption_against_ocr(text, lines, confusions=self.config.ocr_confusions).to_json()
+        parsed = parse_caption("structured", text)
+        if parsed.reject is not None:
+            return {"reason": parsed.reject, "detail": parsed.detail}
+        fields = json.loads(parsed.text)
+        others = "\n".join(value for name, value in sorted(fields.items()) if name != "visible_text")
+        return check_caption_against_ocr(others, lines, visible_text=fields["visible_text"],
+                                         confusions=self.config.ocr_confusions).to_json()
+
+    def check_row(self, captions: list[tuple[str, str]] | None, lines: list[dict] | None) -> dict[str, Any]:
+        if lines is None or not captions:
+            return {"captions": captions, "ocr_caption_rejects": None, "ocr_check": None}
         wanted = self.config.captions
-        per_caption = {key: check_caption_against_ocr(self.checked_text(key, text), lines, self.config.match_ratio)
-                       for key, text in captions if wanted is None or key in wanted}
-        if not per_caption:
-            return {"ocr_coverage": None, "ocr_agreement": None, "ocr_translated": None, "ocr_check": "{}"}
-        detail = {key: {"coverage": round(c.coverage, 4), "agreement": round(c.agreement, 4),
-                        "translated": c.translated, "missing": list(c.missing),
-                        "unmatched_quotes": list(c.unmatched_quotes)} for key, c in per_caption.items()}
-        return {"ocr_coverage": min(c.coverage for c in per_caption.values()),
-                "ocr_agreement": min(c.agreement for c in per_caption.values()),
-                "ocr_translated": any(c.translated for c in per_caption.values()),
+        texts = ocr_texts(lines)
+        kept, rejects, detail = [], [], {}
+        for key, text in captions:
+            if wanted is not None and key not in wanted:
+                kept.append((key, text))
+                continue
+            detail[key] = self.check_caption(key, text, texts)
+            if detail[key]["reason"] is None:
+                kept.append((key, text))
+            else:
+                rejects.append((key, detail[key]["reason"]))
+                detail[key]["text"] = text
+        return {"captions": kept, "ocr_caption_rejects": rejects,
                 "ocr_check": json.dumps(detail, ensure_ascii=False, sort_keys=True)}
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
-        rows = [self.check_row(captions or [], ocr_texts(lines)) for captions, lines in
+        rows = [self.check_row(captions, lines) for captions, lines in
                 zip(batch.column("captions").to_pylist(), batch.column(OCR_LINES_COLUMN).to_pylist())]
-        return {f.name: [row[f.name] for row in rows] for f in self.output_fields()}
+        return {name: [row[name] for row in rows] for name in ("captions", "ocr_caption_rejects", "ocr_check")}
 
     def decide(self, scores: pa.Table) -> list[str | None]:
-        config = self.config
+        precedence = {reason: rank for rank, reason in enumerate(OCR_REASONS)}
         decisions: list[str | None] = []
-        for coverage, agreement, translated in zip(scores.column("ocr_coverage").to_pylist(),
-                                                   scores.column("ocr_agreement").to_pylist(),
-                                                   scores.column("ocr_translated").to_pylist()):
-            if coverage is None:  # no caption to check: nothing to disagree with
+        for captions, rejects in zip(scores.column("captions").to_pylist(),
+                                     scores.column("ocr_caption_rejects").to_pylist()):
+            if captions or not rejects:
                 decisions.append(None)
-            elif translated and config.reject_translated:
-                decisions.append("ocr_translated")
-            elif coverage < config.min_coverage - 1e-6:
-                decisions.append("ocr_not_covered")
-            elif agreement < config.min_agreement - 1e-6:
-                decisions.append("ocr_disagrees")
             else:
-                decisions.append(None)
+                decisions.append(min((precedence.get(reason, len(precedence)), key, reason)
+                                     for key, reason in rejects)[2])
         return decisions

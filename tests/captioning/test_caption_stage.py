@@ -3,6 +3,7 @@ re-decisions, and `make caption`'s job from an upstream image job's shards on lo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pytest
 from conftest import ServedModel, png_bytes
 
+from data_engine.curation.caption_rules import DEFAULT_RULES
 from data_engine.executor import run_job
 from data_engine.job import JobConfigError, StageSpec
 from data_engine.readers import row_id
@@ -60,7 +62,7 @@ def test_every_type_and_language_is_stored_and_bad_json_is_recorded(
         assert set(errors) == {"structured/en", "structured/zh"}
         assert all(message.startswith("caption_json_invalid: ") for message in errors.values())
         assert json.loads(row["caption_sampling"])["languages"] == {"en": 0.5, "zh": 0.5}
-        assert row["caption_prompts"].startswith("caption/v1@")
+        assert row["caption_prompts"].startswith("caption/v2@")
     if backend_kind == "openai":
         sent_images = [p["messages"][0]["content"][0]["image_url"]["url"] for p in served_tiny_vlm.control.received]
         assert len(sent_images) == 3 * len(ALL_KEYS)  # one request per caption per image
@@ -122,6 +124,10 @@ def test_caption_job_runs_on_an_image_job_output(ray_local, images: list[bytes],
     rows = [row for _, table in iter_shards(captions_out) for row in table.to_pylist()]
     assert sorted(r["width"] for r in rows) == [96, 1200]
     assert all(len(dict(r["captions"])) == 6 and r["reject_reason"] is None for r in rows)
+    # The content filter ran on the captions, and the manifest names the exact rules it used.
+    assert all(r["content_categories"] is not None for r in rows)
+    filter_config = next(s for s in manifest["config"]["stages"] if s["op"] == "caption_content_filter")["config"]
+    assert filter_config["rules_sha256"] == hashlib.sha256(DEFAULT_RULES.read_bytes()).hexdigest()
 
 
 def test_image_shards_reader_marks_vanished_rows_and_names_foreign_shards(tmp_path: Path) -> None:

@@ -99,33 +99,58 @@ def _blank_png() -> bytes:
     return buffer.getvalue()
 
 
-def test_post_filter_keeps_faithful_captions_and_names_each_failure() -> None:
-    structured_ok = json.dumps({"subject": "sign", "background": "wall", "style": "photo", "composition": "centre",
-                                "visible_text": "GRAND OPENING / SALE 50%"})
-    rows = [
-        {"captions": [("long/en", 'A sign reads "GRAND OPENING" over "SALE 50%".'),
-                      ("long/zh", "招牌上写着“GRAND OPENING”和“SALE 50%”。"), ("structured/en", structured_ok)],
-         "ocr_lines": ocr_lines("GRAND OPENING", "SALE 50%")},
-        {"captions": [("long/en", 'A sign reads "GRAND OPENING".')], "ocr_lines": ocr_lines("GRAND OPENING", "SALE 50%")},
-        {"captions": [("long/en", 'A sign reads "GRAND OPENING" and "FREE COFFEE".')],
-         "ocr_lines": ocr_lines("GRAND OPENING")},
-        {"captions": [("long/zh", "招牌上写着“盛大开业”。")], "ocr_lines": ocr_lines("GRAND OPENING")},
-        {"captions": [("long/en", "A plain white wall.")], "ocr_lines": []},
-        {"captions": [("long/en", 'A shop sign "GRAND 0PENING".')], "ocr_lines": ocr_lines("GRAND OPENING")},
-    ]
-    stage = build("ocr_caption_filter", match_ratio=0.85)
-    table, stats = apply_stage(stage, rows_table(rows), batch_size=4)
-    assert table.column("reject_reason").to_pylist() == [None, "ocr_not_covered", "ocr_disagrees",
-                                                          "ocr_translated", None, None]
-    assert table.column("ocr_coverage").to_pylist()[:2] == [1.0, 0.5]
-    detail = json.loads(table.column("ocr_check")[1].as_py())
-    assert detail["long/en"]["missing"] == ["SALE 50%"]
-    assert stats.rejects == {"ocr_not_covered": 1, "ocr_disagrees": 1, "ocr_translated": 1}
+def _structured(visible_text) -> str:
+    return json.dumps({"subject": "sign", "background": "wall", "style": "photo", "composition": "centre",
+                       "visible_text": visible_text}, ensure_ascii=False)
 
-    relaxed = build("ocr_caption_filter", match_ratio=0.85, min_coverage=0.5, min_agreement=0.5,
-                    reject_translated=False)
-    assert redecide_table(table, [relaxed]).column("reject_reason").to_pylist() == [None, None, None,
-                                                                                     "ocr_not_covered", None, None]
+
+def test_post_filter_decides_per_caption_and_names_each_failure() -> None:
+    sign = ocr_lines("GRAND OPENING", "SALE 50%")
+    rows = [
+        # every caption faithful: all kept
+        {"captions": [("long/en", 'A sign reads "GRAND OPENING" over "SALE 50%".'),
+                      ("long/zh", "招牌上写着“GRAND OPENING”和“SALE 50%”。"),
+                      ("structured/en", _structured("GRAND OPENING / SALE 50%"))], "ocr_lines": sign},
+        # one caption drops a line, one alters it, one translates it: only the faithful one stays
+        {"captions": [("short/en", 'A sign reads "GRAND OPENING".'),
+                      ("long/en", 'A sign reads "GRAND OPENING" over "SALE 60%".'),
+                      ("long/zh", "招牌上写着“盛大开业”和“SALE 50%”。"),
+                      ("extended_long/en", 'A storefront: "GRAND OPENING", "SALE 50%".')], "ocr_lines": sign},
+        # no caption survives: the row goes, with the reason of its first failed caption by precedence
+        {"captions": [("short/en", 'A sign reads "GRAND OPENING".'),
+                      ("structured/zh", _structured("盛大开业"))], "ocr_lines": sign},
+        # malformed structured captions are a reason, not an error; the good caption keeps the row
+        {"captions": [("structured/en", "not json"), ("structured/zh", _structured(["OPEN"])),
+                      ("short/en", 'A door sign "OPEN".')], "ocr_lines": ocr_lines("OPEN")},
+        {"captions": [("long/en", "A plain white wall.")], "ocr_lines": []},
+        {"captions": [("long/en", 'A sign "OPEN".')], "ocr_lines": None},  # OCR did not run: left alone
+    ]
+    stage = build("ocr_caption_filter")
+    table, stats = apply_stage(stage, rows_table(rows), batch_size=4)
+    out = table.to_pylist()
+    assert [dict(row["captions"] or []).keys() for row in out] == [
+        {"long/en", "long/zh", "structured/en"}, {"extended_long/en"}, set(), {"short/en"}, {"long/en"},
+        {"long/en"}]
+    assert [dict(row["ocr_caption_rejects"] or []) for row in out] == [
+        {}, {"short/en": "ocr_not_covered", "long/en": "ocr_altered", "long/zh": "ocr_translated"},
+        {"short/en": "ocr_not_covered", "structured/zh": "ocr_translated"},
+        {"structured/en": "caption_json_invalid", "structured/zh": "caption_json_schema"}, {}, {}]
+    assert [row["reject_reason"] for row in out] == [None, None, "ocr_translated", None, None, None]
+    assert stats.rejects == {"ocr_translated": 1}
+    detail = json.loads(out[1]["ocr_check"])
+    assert detail["short/en"]["missing"] == ["SALE 50%"] and detail["long/en"]["altered"] == ["SALE 50%"]
+    assert detail["long/en"]["text"] == 'A sign reads "GRAND OPENING" over "SALE 60%".'  # kept for review
+    assert detail["long/zh"]["unsupported_quotes"] == ["盛大开业"]
+    assert out[5]["ocr_check"] is None
+    assert redecide_table(table, [stage]).column("reject_reason").to_pylist() == \
+        [None, None, "ocr_translated", None, None, None]  # decisions come from the stored columns alone
+
+
+def test_post_filter_checks_only_the_configured_captions() -> None:
+    rows = [{"captions": [("short/en", "A shop."), ("long/en", 'A sign "OPEN".')], "ocr_lines": ocr_lines("OPEN")}]
+    table, _ = apply_stage(build("ocr_caption_filter", captions=["long/en"]), rows_table(rows), batch_size=1)
+    assert dict(table.column("captions")[0].as_py()).keys() == {"short/en", "long/en"}
+    assert json.loads(table.column("ocr_check")[0].as_py()).keys() == {"long/en"}
 
 
 def test_ocr_aware_prompts_carry_the_ocr_text(served_tiny_vlm: ServedModel) -> None:

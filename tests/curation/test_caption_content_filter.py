@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
+import yaml
 
+from benchmarks.caption_content_filter import CATEGORIES, evaluate, load_eval_set
 from data_engine.curation.caption_rules import CaptionRulesError, load_caption_rules
+from data_engine.job import JobConfigError
 from data_engine.stage_runner import apply_stage
 from data_engine.stages.caption_content_filter import CaptionContentFilterConfig, CaptionContentFilterStage
+from pipelines.jobfile import JOBS_DIR, load_job
 from tests.curation.images import stage_input
+
+REPO = Path(__file__).resolve().parents[2]
 
 CAPTIONS = [
     [("short/en", "A collage of four beach photos."), ("short/zh", "海滩照片")],
@@ -61,12 +73,19 @@ def test_string_column_and_edited_rules_without_code(tmp_path):
     ("categories:\n  x:\n    patterns: ['(unclosed']\n", "categories.x.patterns: pattern '(unclosed' is not"),
     ("categories:\n  x:\n    keyword: [a]\n", "categories.x.keyword: Extra inputs"),
     ("categories: [a\n", "invalid YAML"),
+    ("categories:\n  x:\n    keywords:\n      en: ['  ']\n", "categories.x.keywords.en: keyword '  ' is empty"),
+    ("categories:\n  x:\n    keywords:\n      zh: ['']\n", "categories.x.keywords.zh: keyword '' is empty"),
+    ("categories:\n  x:\n    patterns: ['(logo)?']\n", "categories.x.patterns: pattern '(logo)?' matches the empty"),
+    ("categories:\n  x:\n    patterns: ['\\b']\n", "matches the empty string"),
+    ("categories:\n  x:\n    exclude: ['']\n", "categories.x.exclude: exclude phrase '' is empty"),
+    ("negation:\n  zh_before: ['']\ncategories: {}\n", "negation.zh_before: negation cue '' is empty"),
 ])
 def test_bad_rule_files_are_one_line_errors(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(CaptionRulesError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(CaptionRulesError) as failure:
         load_caption_rules(path)
+    assert message in str(failure.value) and "\n" not in str(failure.value)
 
 
 def test_missing_rule_file_and_missing_column(tmp_path):
@@ -77,3 +96,86 @@ def test_missing_rule_file_and_missing_column(tmp_path):
     out, _ = apply_stage(stage, _table(CAPTIONS[:1]), batch_size=1)
     assert out.column("reject_reason").to_pylist() == ["error:KeyError"]
     assert "caption_en" in out.column("reject_detail")[0].as_py()
+
+
+@pytest.mark.parametrize("text, expected", [
+    # English keywords next to Chinese characters
+    ("一张网络meme，猫咪戴着墨镜。", ["meme"]),
+    ("这是一张screenshot，显示手机设置界面。", ["screenshot"]),
+    ("照片右下角有Watermark。", ["watermark"]),
+    # plurals and inflections, hyphen or space between words
+    ("Screenshots of a chat app.", ["screenshot"]),
+    ("Two memes side by side.", ["collage", "meme"]),
+    ("A poster collaged from magazine cutouts.", ["collage"]),
+    ("A split screen of two games.", ["collage"]),
+    ("A splitscreen of two games.", ["collage"]),
+    # negation
+    ("A product photo with no watermark.", []),
+    ("A landscape without any watermarks or logos.", []),
+    ("This is not a screenshot.", []),
+    ("A watermark-free stock image.", []),
+    ("这张照片没有任何水印。", []),
+    ("干净的产品图，无水印。", []),
+    ("没有人物，右下角有水印。", ["watermark"]),  # the negation belongs to another clause
+    ("No people here, but a watermark in the corner.", ["watermark"]),
+    # Chinese false positives
+    ("孩子们在地板上玩拼图。", []),
+    ("热气腾腾的九宫格火锅。", []),
+    ("一个人看着手机屏幕微笑。", []),
+    ("网页设计师在电脑前工作。", []),
+    ("一张由九张美食照片组成的拼图。", ["collage"]),
+    ("九宫格形式的旅行照片。", ["collage"]),
+])
+def test_rules_handle_mixed_scripts_inflections_negation_and_false_friends(text, expected):
+    rules = load_caption_rules()
+    assert sorted(rules.matches(text)) == expected
+
+
+def _job_with_filter(tmp_path, rules_path) -> Path:
+    data = yaml.safe_load((JOBS_DIR / "caption.yaml").read_text())
+    data["output"] = str(tmp_path / "out")
+    data["stages"] = [stage for stage in data["stages"] if stage["op"] != "caption_content_filter"]
+    data["stages"].append({"op": "caption_content_filter", "config": {"rules_path": str(rules_path)}})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_malformed_rules_fail_validate_and_run_before_ray_in_one_line(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("categories:\n  meme:\n    patterns: ['(unclosed']\n")
+    job = _job_with_filter(tmp_path, rules)
+    for command in ("validate", "run"):
+        result = subprocess.run([sys.executable, "-m", "pipelines", command, str(job)], cwd=REPO,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "caption_content_filter.config" in result.stderr and "pattern '(unclosed'" in result.stderr
+    assert not (tmp_path / "out").exists()  # run refused before claiming the output directory
+
+
+def test_rules_hash_is_in_the_config_the_manifest_records(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("categories:\n  meme:\n    keywords:\n      en: [meme]\n")
+    job = load_job(_job_with_filter(tmp_path, rules))
+    recorded = job.model_dump(mode="json", by_alias=True)["stages"][-1]["config"]["rules_sha256"]
+    assert recorded == hashlib.sha256(rules.read_bytes()).hexdigest()
+    rules.write_text("categories:\n  meme:\n    keywords:\n      en: [meme, image macro]\n")
+    edited = load_job(_job_with_filter(tmp_path, rules))
+    assert edited.config_hash() != job.config_hash()  # a resumed output directory refuses the new rules
+    with pytest.raises(JobConfigError, match=r"rules.yaml has changed since rules_sha256 .* was recorded"):
+        load_job(_job_with_filter(tmp_path, rules), [f"stages.caption_content_filter.config.rules_sha256={recorded}"])
+
+
+def test_shipped_eval_set_is_large_diverse_and_the_rules_hold_their_precision():
+    rows = load_eval_set()
+    assert len(rows) >= 200 and len({row["text"] for row in rows}) == len(rows)
+    assert all(row["labels"] == sorted(set(row["labels"]) & set(CATEGORIES)) for row in rows)
+    languages, kinds = Counter(row["lang"] for row in rows), Counter(row["kind"] for row in rows)
+    assert languages["en"] >= 80 and languages["zh"] >= 80
+    assert kinds["hard_negative"] >= 50 and kinds["reworded"] >= 50 and kinds["plain"] >= 40
+    assert all(sum(category in row["labels"] for row in rows) >= 20 for category in CATEGORIES)
+    result = evaluate()
+    assert all(result["metrics"][f"{category}_precision"] >= 0.9 for category in CATEGORIES), result["errors"]
+    # Every plainly worded positive is caught.
+    assert not [error for error in result["errors"] if error.startswith("fn") and "(plain)" in error]
