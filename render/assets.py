@@ -60,6 +60,20 @@ def asset_convex_pieces(asset: PrimitivesAsset) -> list[np.ndarray]:
     return [points for points in map(primitive_outline_points, asset.parts) if len(points)]
 
 
+def asset_appearance_points(asset: PrimitivesAsset) -> tuple[np.ndarray, np.ndarray]:
+    """Outline points of every part (a text part as the box it is fitted into), asset frame, and per point
+    a label that says how its part looks (material and text): what a symmetry must map onto itself."""
+    looks: dict[tuple[object, str | None], int] = {}
+    points, labels = [], []
+    for part in asset.parts:
+        shape = part if part.shape != "text" else part.model_copy(update={"shape": "box"})
+        outline = primitive_outline_points(shape)
+        look = looks.setdefault((asset.materials[part.material], part.text), len(looks))
+        points.append(outline)
+        labels.append(np.full(len(outline), look))
+    return np.concatenate(points), np.concatenate(labels)
+
+
 def asset_outline_points(asset: PrimitivesAsset) -> np.ndarray:
     return np.concatenate(asset_convex_pieces(asset))
 

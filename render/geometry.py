@@ -80,15 +80,6 @@ def blender_camera_parameters(width: int, height: int, fx: float, cx: float, cy:
     }
 
 
-def central_pixel_grid(width: int, height: int, grid: int, central_fraction: float) -> np.ndarray:
-    """grid x grid pixel coordinates spread evenly over the central `central_fraction` of the image."""
-    half_w, half_h = central_fraction * width / 2.0, central_fraction * height / 2.0
-    centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
-    offsets = (np.arange(grid) + 0.5) / grid * 2.0 - 1.0
-    xs, ys = np.meshgrid(centre_x + offsets * half_w, centre_y + offsets * half_h)
-    return np.stack([xs.ravel(), ys.ravel()], axis=1)
-
-
 def yaw_of_camera(eye: Sequence[float], target: Sequence[float]) -> float:
     """Azimuth in degrees [0, 360) of a camera position around `target` (inverse of `orbit_eye`)."""
     offset = np.asarray(eye, dtype=float) - np.asarray(target, dtype=float)

@@ -2,8 +2,9 @@
 
 Cameras aim at the subject's centre; intrinsics come from a configured field-of-view range; the distance
 is the bounding-sphere radius over sin(fov / 2) times a sampled margin, so any subject fills a similar
-part of the frame. A candidate camera is rejected, with its reason recorded, when too few rays cast
-through the central region of its image plane reach the subject unobstructed; another is then sampled.
+part of the frame. A candidate camera is rejected, with its reason recorded, when too little of the
+subject's whole silhouette is seen (render/checks.py: off target, obstructed, too little visible);
+another is then sampled.
 The structured caption's five fields (Table 6) are computed from the geometry.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from render.checks import central_rays, ray_visibility, reprojection_check
+from render.checks import SubjectVisibility, reprojection_check, silhouette_rays, subject_visibility
 from render.client import RenderWorker, cast_rays, render_views
 from render.geometry import (focal_from_fov, look_at_pose, named_view, orbit_eye, signed_angle_deg, trs_matrix)
 from render.images import collage, depth_png, grid_shape, image_ref, object_mask_png, over_background
@@ -52,10 +53,8 @@ class MultiviewSettings(BaseModel):
     elevation_deg: Range = Range(low=5.0, high=35.0)
     main_azimuth_jitter_deg: float = Field(default=30.0, ge=0)  # the main view looks at the front +- this
     support_azimuth_jitter_deg: float = Field(default=15.0, ge=0)
-    visibility_grid: int = Field(default=6, ge=1)  # rays per side of the central grid
-    visibility_central_fraction: float = Field(default=0.4, gt=0, le=1)
-    min_visible_fraction: float = Field(default=0.8, ge=0, le=1)  # of central rays crossing the subject
-    min_ray_coverage: float = Field(default=0.1, ge=0, le=1)  # central rays that cross the subject at all
+    visibility_max_rays: int = Field(default=300, ge=1)  # rays per candidate, spread over the subject's pixels
+    min_visible_fraction: float = Field(default=0.8, ge=0, le=1)  # of the subject's silhouette, seen in frame
     max_attempts_per_view: int = Field(default=4, ge=1)
     n_occluders: int = Field(default=0, ge=0)  # pillars placed around the subject (scene clutter)
     min_mask_area_fraction: float = Field(default=0.02, ge=0)
@@ -113,6 +112,24 @@ def camera_at(prepared: PreparedAsset, azimuth: float, elevation: float, fov_deg
     return camera, distance
 
 
+def camera_visibility(worker: RenderWorker, scene: RenderScene, pieces: list[np.ndarray], cameras: list[Camera],
+                      pass_index: int, max_rays: int) -> list[SubjectVisibility]:
+    """How much of the subject (convex pieces, world frame) each camera sees, in one ray-cast request."""
+    rays = [silhouette_rays(pieces, camera, max_rays=max_rays) for camera in cameras]
+    cast = [(r.origin, r.directions) if r is not None else (np.zeros(3), np.zeros((0, 3))) for r in rays]
+    answers = cast_rays(worker, scene, cast, pass_index)
+    return [subject_visibility(r, hits, reaches, pass_index) for r, (hits, reaches) in zip(rays, answers)]
+
+
+def object_names(scene: RenderScene) -> dict[int, str]:
+    return {instance.pass_index: instance.name for instance in scene.objects}
+
+
+def dominant_reason(reasons: list[str]) -> str:
+    """The reason most candidates were refused for (the latest on a tie): the row's reject reason."""
+    return max(reversed(reasons), key=reasons.count)
+
+
 def planned_azimuths(rng: random.Random, settings: MultiviewSettings) -> list[float]:
     """Main view near the front, supporting views spread evenly around it; index 0 is the main view."""
     main = rng.uniform(-settings.main_azimuth_jitter_deg, settings.main_azimuth_jitter_deg) % 360.0
@@ -124,29 +141,37 @@ def planned_azimuths(rng: random.Random, settings: MultiviewSettings) -> list[fl
 
 def plan_views(worker: RenderWorker, scene: RenderScene, prepared: PreparedAsset, rng: random.Random,
                settings: MultiviewSettings) -> tuple[list[ViewPlan], list[dict[str, Any]]]:
-    """Sample cameras view by view; ray-cast each candidate and keep the first visible one per view."""
+    """Sample cameras view by view; ray-cast each candidate at the subject's silhouette and keep the first
+    one that sees enough of it. A view without one rejects the asset for the reason most of its candidates
+    had, the last candidate's cause in words as the detail."""
     plans, rejected = [], []
+    names = object_names(scene)
     for view_index, base_azimuth in enumerate(planned_azimuths(rng, settings)):
+        view_rejected = []
         for attempt in range(settings.max_attempts_per_view):
             # Later attempts move around the planned azimuth to get past whatever blocked the view.
             azimuth = (base_azimuth + attempt * rng.uniform(-40, 40)) % 360.0
             elevation, fov = settings.elevation_deg.sample(rng), settings.fov_deg.sample(rng)
             camera, distance = camera_at(prepared, azimuth, elevation, fov, settings.distance_margin.sample(rng),
                                          settings.width, settings.height)
-            rays = central_rays(camera, settings.visibility_grid, settings.visibility_central_fraction)
-            (first_hits, reaches), = cast_rays(worker, scene, [rays], SUBJECT_PASS_INDEX)
-            visibility = ray_visibility(first_hits, reaches, SUBJECT_PASS_INDEX)
-            reason = visibility.reject_reason(min_coverage=settings.min_ray_coverage,
-                                              min_unobstructed=settings.min_visible_fraction)
+            visibility, = camera_visibility(worker, scene, prepared.convex_pieces(), [camera], SUBJECT_PASS_INDEX,
+                                            settings.visibility_max_rays)
+            reason = visibility.reject_reason(min_visible_fraction=settings.min_visible_fraction)
             if reason is None:
-                plans.append(ViewPlan(camera, azimuth, elevation, distance, fov, visibility.unobstructed_fraction))
+                plans.append(ViewPlan(camera, azimuth, elevation, distance, fov, visibility.visible_fraction))
                 break
-            rejected.append({"view": view_index, "attempt": attempt, "azimuth_deg": round(azimuth, 2),
-                             "elevation_deg": round(elevation, 2), "ray_coverage": round(visibility.coverage, 4),
-                             "visible_fraction": round(visibility.unobstructed_fraction, 4), "reason": reason})
-        else:
-            raise AssetRejected("no_visible_camera", f"view {view_index}: all {settings.max_attempts_per_view} "
-                                                     f"candidate cameras rejected ({rejected[-1]['reason']} last)")
+            view_rejected.append({
+                "view": view_index, "attempt": attempt, "azimuth_deg": round(azimuth, 2),
+                "elevation_deg": round(elevation, 2), "visible_fraction": round(visibility.visible_fraction, 4),
+                "hidden_fraction": round(visibility.hidden_fraction, 4),
+                "outside_fraction": round(visibility.outside_fraction, 4), "reason": reason,
+                "detail": visibility.describe(names, min_visible_fraction=settings.min_visible_fraction)})
+        rejected += view_rejected
+        if len(view_rejected) == settings.max_attempts_per_view:
+            reasons = [entry["reason"] for entry in view_rejected]
+            counts = ", ".join(f"{reasons.count(r)} {r}" for r in sorted(set(reasons)))
+            raise AssetRejected(dominant_reason(reasons), f"view {view_index}: all {len(reasons)} candidate cameras "
+                                                          f"rejected ({counts}); last: {view_rejected[-1]['detail']}")
     return plans, rejected
 
 

@@ -18,13 +18,15 @@ import numpy as np
 
 from data_engine.conventions import transform_points
 from data_engine.paths import resolve_media_uri
-from render.assets import asset_convex_pieces, file_asset
+from render.assets import asset_appearance_points, asset_convex_pieces, file_asset
 from render.client import RenderWorker
 from render.geometry import trs_matrix
 from render.procedural import parse_procedural_item_key, procedural_asset
 from render.scene import IDENTITY4, Asset, FileAsset, ObjectInstance, RenderScene, matrix_tuple
+from render.symmetry import SymmetryKind, measure_symmetry
 
 SUBJECT_PASS_INDEX = 1
+SYMMETRY_TOLERANCE = 1e-4  # of the largest side: float noise in exported meshes, far below a pixel
 
 
 class AssetRejected(ValueError):
@@ -50,6 +52,7 @@ class PreparedAsset:
     object_to_world: np.ndarray  # canonical pose (scale normalised, resting on z = 0, centred)
     pieces: list[np.ndarray]  # the posed asset as convex pieces (world points each), for geometry checks
     extent: np.ndarray  # full side lengths x, y, z after normalisation, metres
+    symmetry: SymmetryKind  # about the z axis of this frame, render/symmetry.py
 
     @property
     def centre(self) -> np.ndarray:
@@ -106,8 +109,23 @@ def prepare_asset(asset: Asset, worker: RenderWorker, *, target_extent: float | 
     scale = target_extent / size.max() if target_extent else 1.0
     pose = np.diag([scale, scale, scale, 1.0])
     pose[:3, 3] = -scale * np.array([(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]])
-    return PreparedAsset(asset=asset, object_to_world=pose @ turn,
-                         pieces=[transform_points(pose, piece) for piece in pieces], extent=size * scale)
+    posed = [transform_points(pose, piece) for piece in pieces]
+    return PreparedAsset(asset=asset, object_to_world=pose @ turn, pieces=posed, extent=size * scale,
+                         symmetry=asset_symmetry(asset, pose @ turn, posed, float(size.max() * scale)))
+
+
+def asset_symmetry(asset: Asset, object_to_world: np.ndarray, posed_pieces: list[np.ndarray],
+                   largest_side: float) -> SymmetryKind:
+    """Symmetry about the posed frame's z axis: declared by a file asset, else measured on its mesh vertices;
+    a procedural asset's from its description (outline points labelled by material and text)."""
+    tolerance = SYMMETRY_TOLERANCE * largest_side
+    if isinstance(asset, FileAsset):
+        if asset.symmetry is not None:
+            return asset.symmetry
+        vertices = np.unique(np.concatenate(posed_pieces).round(9), axis=0)
+        return measure_symmetry(vertices, np.zeros(len(vertices), int), tolerance)
+    points, labels = asset_appearance_points(asset)
+    return measure_symmetry(transform_points(object_to_world, points), labels, tolerance)
 
 
 def mask_visibility_reason(object_mask: np.ndarray, *, min_area_fraction: float) -> tuple[str | None, str | None]:

@@ -14,14 +14,14 @@ import pytest
 
 from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN
 from render.assets import file_asset
-from render.checks import central_rays, ray_visibility, reprojection_check
+from render.checks import VISIBILITY_REASONS, reprojection_check
 from render.client import (RenderDeviceUnavailable, RenderTimeout, RenderWorker, RenderWorkerError, cast_rays,
                            render_devices, render_views)
 from render.geometry import trs_matrix
-from render.multiview import MultiviewSettings, camera_at, plan_views
+from render.multiview import MultiviewSettings, camera_at, camera_visibility, object_names, plan_views
 from render.pipeline_stages import (MultiviewAssetReader, MultiviewAssetsConfig, RenderMultiviewConfig,
                                     RenderMultiviewStage)
-from render.preprocess import SUBJECT_PASS_INDEX, PreparedAsset, prepare_asset
+from render.preprocess import SUBJECT_PASS_INDEX, AssetRejected, PreparedAsset, prepare_asset
 from render.procedural import default_lights, procedural_asset
 from render.scene import (Camera, FileAsset, Material, ObjectInstance, Primitive, PrimitivesAsset, RenderSettings,
                           RenderScene, matrix_tuple)
@@ -81,25 +81,41 @@ def test_depth_is_metric_distance_along_the_optical_axis(render_worker):
     assert depth[28:36, 28:36] == pytest.approx(distance - 0.2, abs=1e-3)
 
 
-def test_a_view_is_rejected_when_its_central_rays_are_blocked(render_worker):
-    prepared = prepare_asset(_box_asset(), render_worker, target_extent=None)
-    clear = RenderScene(objects=(prepared.instance(),))
-    walled = RenderScene(objects=(prepared.instance(), _wall("wall", (0, -1.2, 0.5), (3, 0.05, 3), 9)))
-    front, _ = camera_at(prepared, 0.0, 10.0, 45.0, 1.3, 64, 64)
-    side, _ = camera_at(prepared, 90.0, 10.0, 45.0, 1.3, 64, 64)
+def test_a_camera_is_judged_on_the_subjects_whole_silhouette(render_worker):
+    """A pole about a pixel wide is seen (the old central ray grid passed beside it); a box with a third of
+    it behind a pillar is refused, its visible fraction agreeing with the rendered index pass; a wall in
+    front is named; a camera looking away is off target. The beam hides only the top of a tall box, outside
+    the central 40% of the image, where the old rule never looked (it accepted this view as fully visible)."""
+    limits = dict(min_visible_fraction=0.8)
+    pole = prepare_asset(_box_asset(size=(0.03, 0.03, 1.2)), render_worker, target_extent=None)
+    pole_camera, _ = camera_at(pole, 0.0, 10.0, 45.0, 1.3, 64, 64)
+    pole_scene = RenderScene(objects=(pole.instance(),))
+    seen, = camera_visibility(render_worker, pole_scene, pole.convex_pieces(), [pole_camera], SUBJECT_PASS_INDEX, 300)
+    assert seen.reject_reason(**limits) is None and seen.visible_fraction > 0.95 and seen.n_silhouette >= 40
+    pole_mask = render_views(render_worker, pole_scene, [pole_camera], SETTINGS)[0].index_mask == SUBJECT_PASS_INDEX
+    assert pole_mask.sum(axis=1).max() <= 3  # thin: at most 3 px across in any image row
+
+    box = prepare_asset(_box_asset(size=(0.4, 0.3, 1.2)), render_worker, target_extent=None)
+    front, _ = camera_at(box, 0.0, 0.0, 45.0, 1.3, 64, 64)
+    clear = RenderScene(objects=(box.instance(),))
+    beam = RenderScene(objects=(box.instance(), _wall("beam", (0, -0.8, 1.05), (1.0, 0.05, 0.5), 9)))
+    walled = RenderScene(objects=(box.instance(), _wall("wall", (0, -1.2, 0.5), (3, 0.05, 3), 9)))
     away = front.model_copy(update={"cam_to_world": matrix_tuple(np.asarray(front.cam_to_world) @ trs_matrix(
         (0, 0, 0), (0, np.pi / 2, 0)))})
-    (
-        (clear_hits, clear_reach), (walled_hits, walled_reach), (side_hits, side_reach), (away_hits, away_reach)
-    ) = [cast_rays(render_worker, scene, [central_rays(camera, 6, 0.4)], SUBJECT_PASS_INDEX)[0]
-         for scene, camera in ((clear, front), (walled, front), (walled, side), (clear, away))]
-    limits = dict(min_coverage=0.1, min_unobstructed=0.8)
-    assert ray_visibility(clear_hits, clear_reach, SUBJECT_PASS_INDEX).reject_reason(**limits) is None
-    blocked = ray_visibility(walled_hits, walled_reach, SUBJECT_PASS_INDEX)
-    assert blocked.coverage > 0.5 and blocked.unobstructed_fraction == 0.0
-    assert blocked.reject_reason(**limits) == "occluded"
-    assert ray_visibility(side_hits, side_reach, SUBJECT_PASS_INDEX).reject_reason(**limits) is None
-    assert ray_visibility(away_hits, away_reach, SUBJECT_PASS_INDEX).reject_reason(**limits) == "off_target"
+    judged = {name: camera_visibility(render_worker, scene, box.convex_pieces(), [camera], SUBJECT_PASS_INDEX, 300)[0]
+              for name, scene, camera in (("clear", clear, front), ("beam", beam, front),
+                                          ("walled", walled, front), ("away", clear, away))}
+    assert judged["clear"].reject_reason(**limits) is None and judged["clear"].visible_fraction == 1.0
+    unhidden, hidden = (render_views(render_worker, scene, [front], SETTINGS)[0].index_mask == SUBJECT_PASS_INDEX
+                        for scene in (clear, beam))
+    rendered_fraction = hidden.sum() / unhidden.sum()
+    assert 0.6 < rendered_fraction < 0.8  # the beam hides a quarter of the box, all of it at the top
+    assert judged["beam"].visible_fraction == pytest.approx(rendered_fraction, abs=0.04)
+    assert judged["beam"].reject_reason(**limits) == "too_little_visible"
+    assert "hidden behind beam" in judged["beam"].describe(object_names(beam), **limits)
+    assert judged["walled"].reject_reason(**limits) == "obstructed"
+    assert judged["walled"].describe(object_names(walled), **limits).endswith("100% hidden behind wall")
+    assert judged["away"].reject_reason(**limits) == "off_target"
 
 
 def test_camera_planning_records_rejections_and_keeps_only_visible_views(render_worker):
@@ -110,10 +126,32 @@ def test_camera_planning_records_rejections_and_keeps_only_visible_views(render_
     scene = RenderScene(objects=(prepared.instance(),) + walls)
     settings = MultiviewSettings(n_views=2, width=48, height=48, max_attempts_per_view=12)
     plans, rejected = plan_views(render_worker, scene, prepared, random.Random(5), settings)
-    assert rejected and all(entry["reason"] == "occluded" for entry in rejected)
-    assert {"view", "attempt", "azimuth_deg", "elevation_deg", "visible_fraction"} <= set(rejected[0])
+    assert rejected and {entry["reason"] for entry in rejected} <= {"obstructed", "too_little_visible"}
+    assert {"view", "attempt", "azimuth_deg", "elevation_deg", "visible_fraction", "detail"} <= set(rejected[0])
+    assert all(entry["visible_fraction"] < settings.min_visible_fraction for entry in rejected)
+    assert all(any(f"hidden behind {wall}" in entry["detail"] for wall in ("south", "east", "west"))
+               for entry in rejected)
     assert all(plan.visible_fraction >= settings.min_visible_fraction for plan in plans)
     assert all(100 < plan.azimuth_deg < 260 for plan in plans)  # the open side
+    # Boxed in on every side: the asset is rejected for what hid it, with the cause in words.
+    closed = RenderScene(objects=scene.objects + (_wall("north", (0, 0.9, 0.5), (3, 0.05, 3), 13),))
+    with pytest.raises(AssetRejected, match=r"view 0: all 3 candidate cameras rejected \(3 obstructed\); last: 0% of"
+                                            r" the subject's silhouette seen \(min 80%\): 100% hidden behind") as caught:
+        plan_views(render_worker, closed, prepared, random.Random(5), settings.model_copy(update={"max_attempts_per_view": 3}))
+    assert caught.value.reason == "obstructed" and caught.value.reason in VISIBILITY_REASONS
+
+
+def test_a_thin_subject_gets_all_its_views_in_a_clear_scene(render_worker):
+    """A pole lamp (a 2 cm pole under a small shade): no candidate camera is refused when nothing is in the way."""
+    lamp = PrimitivesAsset(name="pole_lamp", category="lamp", materials={"m": Material()}, parts=(
+        Primitive(shape="cylinder", size=(0.02, 0.02, 1.4), location=(0, 0, 0.7), material="m"),
+        Primitive(shape="cone", size=(0.12, 0.12, 0.1), location=(0, 0, 1.45), material="m")))
+    prepared = prepare_asset(lamp, render_worker, target_extent=None)
+    settings = MultiviewSettings(n_views=4, width=64, height=64)
+    plans, rejected = plan_views(render_worker, RenderScene(objects=(prepared.instance(),)), prepared, random.Random(3),
+                                 settings)
+    assert rejected == [] and len(plans) == 4
+    assert all(plan.visible_fraction > 0.95 for plan in plans)
 
 
 def test_worker_is_reused_and_restarted_after_a_crash_or_a_timeout(render_env_python):
