@@ -10,7 +10,7 @@ import pytest
 from data_engine.executor import run_job
 from data_engine.shards import iter_shards
 from pipelines.jobfile import JOBS_DIR, load_job
-from render.checks import reprojection_check
+from render.checks import VISIBILITY_REASONS, reprojection_check
 from render.images import decode_ref, depth_from_png, grid_shape
 from render.preprocess import SUBJECT_PASS_INDEX, asset_for_item, prepare_asset
 from render.scene import Camera
@@ -72,7 +72,8 @@ def test_multiview_rows_carry_views_cameras_masks_depth_and_caption(multiview_ru
             check = reprojection_check(prepared.convex_pieces(), camera, index_mask, SUBJECT_PASS_INDEX)
             assert check is not None and check.error_px < 1.0
         for rejection in json.loads(row["rejected_cameras"]):
-            assert rejection["reason"] in ("occluded", "off_target")
+            assert rejection["reason"] in VISIBILITY_REASONS
+            assert "of the subject's silhouette seen" in rejection["detail"]
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,7 @@ def test_spatial_edit_job_writes_edit_triplets(edit_run):
         assert metadata["branch"] in ("object", "camera") and metadata["source_camera"]["fx"] > 0
         assert row["edit_operation"] == f"{metadata['branch']}:{metadata['operation']}"
         assert row["recognisability"] == "not_checked"
+        assert row["subject_symmetry"] == metadata["subject_symmetry"] in ("none", "2-fold", "4-fold", "continuous")
+    for row in rows:
+        if row["reject_reason"] in VISIBILITY_REASONS:  # the cause in words, never a guess
+            assert "of the subject's silhouette seen" in row["reject_detail"]

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from data_engine.executor import run_job
-from data_engine.report import write_html_report
+from data_engine.report import ReportOptions, write_html_report
 from data_engine.schemas import EDIT_TRIPLET
 from data_engine.shards import atomic_write_json, iter_shards, write_shard
 from pipelines.jobfile import JOBS_DIR, load_job
 from tests.browser import open_page
 
 HOSTILE_INSTRUCTION = "<script>alert('edit')</script> move the chair & \"keep\" the scene"
+
+
+def shard_schema(directory: Path) -> pa.Schema:
+    return next(iter_shards(directory))[1].schema
 
 
 def accepted_rows(directory: Path) -> list[dict]:
@@ -82,3 +87,30 @@ def test_edit_pairs_side_by_side_with_their_instruction(render_dirs: list[Path],
     assert all(width > 0 for width in widths)
     assert problems == [] and dialogs == []
     page.close()
+
+
+def test_edit_section_shows_pitch_symmetric_and_thin_cases_first(render_dirs: list[Path], tmp_path: Path) -> None:
+    """Thirty pairs of which one is a pitch, one a rotation of a 2-fold subject, one a thin subject: those
+    three come first, each with the facts its label rests on."""
+    template = accepted_rows(render_dirs[1])[0]
+    cases = {5: ("camera:pitch", "none", 0.0), 17: ("object:rotate", "2-fold", 0.0), 23: ("camera:yaw", "none", 0.6)}
+    rows = []
+    for number in range(30):
+        operation, symmetry, thin = cases.get(number, ("object:scale", "none", 0.0))
+        branch, name = operation.split(":")
+        metadata = dict(json.loads(template["metadata"]), branch=branch, operation=name, subject_symmetry=symmetry,
+                        subject_thin_share=thin, delta_deg=15.0, source_elevation_deg=12.0, target_elevation_deg=27.0)
+        rows.append(dict(template, id=f"row{number}", instruction=f"edit number {number}", edit_operation=operation,
+                         subject_symmetry=symmetry, subject_thin_share=thin, metadata=json.dumps(metadata)))
+    directory = tmp_path / "cases"
+    directory.mkdir()
+    write_shard(directory, 0, pa.Table.from_pylist(rows, schema=shard_schema(render_dirs[1])), [])
+    atomic_write_json(directory / "_manifest.json", {"schema": {"name": "edit_triplet", "version": 1}, "job": "cases",
+                                                     "rows_in": 30, "rows_written": 30, "rows_accepted": 30,
+                                                     "rejects": {}})
+    text = write_html_report([directory], tmp_path / "report.html", title="cases",
+                             options=ReportOptions(sample_rows=6)).read_text(encoding="utf-8")
+    shown = [int(n) for n in re.findall(r"edit number (\d+)", text)]
+    assert shown[:3] == [5, 17, 23] and len(shown) == 6
+    assert "pitch +15 deg: elevation 12.0 -&gt; 27.0 deg" in text
+    assert "symmetry 2-fold" in text and "thin parts 60% of the silhouette (thin subject)" in text
