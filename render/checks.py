@@ -102,7 +102,7 @@ def silhouette_rays(pieces: list[np.ndarray], camera: Camera, *, max_rays: int,
         keep = np.unique(np.linspace(0, len(xs) - 1, max_rays).round().astype(int))
         ys, xs = ys[keep], xs[keep]
     pixels = np.stack([xs - pad_x, ys - pad_y], axis=1).astype(float)
-    in_frame = (pixels[:, 0] >= 0) & (pixels[:, 0] < camera.width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < camera.height)
+    in_frame = np.all((pixels >= 0) & (pixels < (camera.width, camera.height)), axis=1)
     origin, directions = pixel_rays(pixels, camera.intrinsics(), camera.pose())
     return SilhouetteRays(origin, directions, in_frame)
 

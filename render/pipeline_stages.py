@@ -195,7 +195,7 @@ class RenderSpatialEditStage(RenderStage):
         return (ASSET_CATEGORY, pa.field("source_mask", IMAGE_REF), pa.field("target_mask", IMAGE_REF),
                 pa.field("edit_operation", pa.string()),  # "<branch>:<operation>", for balancing
                 pa.field("subject_symmetry", pa.string()),  # none / 2-fold / 4-fold / continuous, render/symmetry.py
-                pa.field("subject_thin_share", pa.float32()))  # of the source silhouette in thin parts (spatial_edit.py)
+                pa.field("subject_thin_share", pa.float32()))  # of the source silhouette in thin parts
 
     def replaced_columns(self) -> tuple[str, ...]:
         return ("source_image", "reference_images", "instruction", "target_image", "metadata")

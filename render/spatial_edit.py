@@ -170,9 +170,9 @@ def _object_action(rng: random.Random, prepared: PreparedAsset, settings: Spatia
     """An object edit and the extra transform (about the subject's base centre) that makes the target. Only
     turns that change the subject's render are drawn: none for a subject symmetric under every turn."""
     source_view = named_view(source_yaw)
-    visible_turns = [view for view in NAMED_VIEWS
+    changing_views = [view for view in NAMED_VIEWS
                      if not turn_leaves_unchanged(prepared.symmetry, turn_to_view(source_view, view))]
-    operations = [op for op in settings.object_operations if op != "rotate" or visible_turns]
+    operations = [op for op in settings.object_operations if op != "rotate" or changing_views]
     if not operations:
         raise AssetRejected("symmetric_subject", f"a {prepared.asset.category} with {prepared.symmetry} symmetry "
                                                  f"looks the same after every turn; object_operations has only "
@@ -185,7 +185,7 @@ def _object_action(rng: random.Random, prepared: PreparedAsset, settings: Spatia
     if operation == "scale":
         factor = rng.choice(settings.scale_factors)
         return {"operation": operation, "factor": factor}, trs_matrix((0, 0, 0), scale=(factor,) * 3)
-    target_view = rng.choice(visible_turns)
+    target_view = rng.choice(changing_views)
     turn = turn_to_view(source_view, target_view)
     return ({"operation": operation, "source_view": source_view, "target_view": target_view, "turn_deg": turn},
             trs_matrix((0, 0, 0), (0, 0, math.radians(turn))))

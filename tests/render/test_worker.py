@@ -135,9 +135,11 @@ def test_camera_planning_records_rejections_and_keeps_only_visible_views(render_
     assert all(100 < plan.azimuth_deg < 260 for plan in plans)  # the open side
     # Boxed in on every side: the asset is rejected for what hid it, with the cause in words.
     closed = RenderScene(objects=scene.objects + (_wall("north", (0, 0.9, 0.5), (3, 0.05, 3), 13),))
-    with pytest.raises(AssetRejected, match=r"view 0: all 3 candidate cameras rejected \(3 obstructed\); last: 0% of"
-                                            r" the subject's silhouette seen \(min 80%\): 100% hidden behind") as caught:
-        plan_views(render_worker, closed, prepared, random.Random(5), settings.model_copy(update={"max_attempts_per_view": 3}))
+    three_attempts = settings.model_copy(update={"max_attempts_per_view": 3})
+    expected = (r"view 0: all 3 candidate cameras rejected \(3 obstructed\); last: 0% of the subject's silhouette seen"
+                r" \(min 80%\): 100% hidden behind")
+    with pytest.raises(AssetRejected, match=expected) as caught:
+        plan_views(render_worker, closed, prepared, random.Random(5), three_attempts)
     assert caught.value.reason == "obstructed" and caught.value.reason in VISIBILITY_REASONS
 
 
