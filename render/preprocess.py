@@ -116,12 +116,10 @@ def prepare_asset(asset: Asset, worker: RenderWorker, *, target_extent: float | 
 
 def asset_symmetry(asset: Asset, object_to_world: np.ndarray, posed_pieces: list[np.ndarray],
                    largest_side: float) -> SymmetryKind:
-    """Symmetry about the posed frame's z axis: declared by a file asset, else measured on its mesh vertices;
-    a procedural asset's from its description (outline points labelled by material and text)."""
+    """Symmetry about the posed frame's z axis: a file asset's measured on its mesh vertices, a procedural
+    asset's from its description (outline points labelled by material and text)."""
     tolerance = SYMMETRY_TOLERANCE * largest_side
     if isinstance(asset, FileAsset):
-        if asset.symmetry is not None:
-            return asset.symmetry
         vertices = np.unique(np.concatenate(posed_pieces).round(9), axis=0)
         return measure_symmetry(vertices, np.zeros(len(vertices), int), tolerance)
     points, labels = asset_appearance_points(asset)

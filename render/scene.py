@@ -15,8 +15,6 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from render.symmetry import SymmetryKind
-
 Vec3 = tuple[float, float, float]
 Matrix4 = tuple[tuple[float, float, float, float], ...]
 IDENTITY4: Matrix4 = tuple(tuple(float(v) for v in row) for row in np.eye(4))
@@ -91,7 +89,6 @@ class FileAsset(Model):
     category: str = "object"
     path: str  # absolute path on the render node
     format: AssetFormat
-    symmetry: SymmetryKind | None = None  # about z, as an asset catalogue declares it; None: measured on the mesh
 
 
 Asset = Annotated[PrimitivesAsset | FileAsset, Field(discriminator="kind")]

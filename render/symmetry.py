@@ -6,8 +6,8 @@ A spatial edit that turns an object must change the picture, so every asset carr
 It is measured on labelled points in the asset's posed frame (the frame the edits turn it in): a turn is a
 symmetry when every point lands on a point with the same label. Procedural assets give their outline points
 labelled by material and text (the description: a label on the front face breaks the symmetry its box would
-have); file assets give their mesh vertices (geometry only: textures are not seen), unless the asset
-declares its symmetry.
+have); file assets give their mesh vertices. A texture that breaks a mesh's symmetry is not seen, which
+errs on the safe side: such a turn is not drawn, though it would have shown.
 """
 
 from __future__ import annotations

@@ -212,6 +212,33 @@ def test_asset_files_load_in_every_format(render_env_python, render_worker, tmp_
     assert reprojection_check(normalised.convex_pieces(), camera, view.index_mask, SUBJECT_PASS_INDEX).error_px < 1.0
 
 
+def test_file_assets_carry_the_symmetry_measured_on_their_mesh(render_env_python, render_worker, tmp_path):
+    """Meshes exported by Blender: a 32-sided cylinder (off the origin), an oblong and a square box, the
+    square box with a knob."""
+    _run_blender_script(render_env_python, f"""
+        import bpy
+        def export(name, build):
+            bpy.ops.wm.read_factory_settings(use_empty=True)
+            build()
+            bpy.ops.wm.obj_export(filepath=f"{tmp_path}/{{name}}.obj")
+        export("drum", lambda: bpy.ops.mesh.primitive_cylinder_add(radius=0.2, depth=0.5, location=(0.3, 0.1, 0)))
+        def box(size):
+            bpy.ops.mesh.primitive_cube_add(size=1.0)
+            bpy.context.object.scale = size
+        export("oblong", lambda: box((0.6, 0.4, 0.3)))
+        export("square", lambda: box((0.5, 0.5, 0.3)))
+        def knobbed():
+            box((0.5, 0.5, 0.3))
+            bpy.ops.mesh.primitive_cube_add(size=0.1, location=(0.3, 0.0, 0.0))
+            bpy.ops.object.select_all(action="SELECT")
+            bpy.ops.object.join()
+        export("knobbed", knobbed)
+    """)
+    measured = {name: prepare_asset(file_asset(tmp_path / f"{name}.obj"), render_worker, target_extent=1.0).symmetry
+                for name in ("drum", "oblong", "square", "knobbed")}
+    assert measured == {"drum": "continuous", "oblong": "2-fold", "square": "4-fold", "knobbed": "none"}
+
+
 def test_scripts_in_blend_files_never_run(render_env_python, render_worker, tmp_path):
     """A .blend with an auto-registering text block and a Python driver: opened with auto-run on (the
     control) both fire; loaded as an asset by our worker, neither does."""
