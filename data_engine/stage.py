@@ -6,10 +6,13 @@ A stage says what it computes; `executor.py` decides how Ray schedules it. A sta
 - `preflight()` on the driver before anything runs (is the model path there? the render environment?);
 - `setup_on_node()` once per node (stage weights on local disk), `setup()` once per worker (load a model);
 - `finalize_output()` once after the job, for passes over all shards (dedup);
+- `decide_globally()` for decisions that depend on other rows (dedup): over the rows of every shard that
+  reach the stage, from stored columns, so `redecide` reruns it after re-applying the thresholds before it;
 - `process_batch()` over the accepted rows of an Arrow table, returning the columns it adds or replaces and,
   optionally, a per-row processing reject reason (a corrupt file, a failed request);
 - `decide()` for filters: threshold decisions over stored score columns only, so `redecide` can re-apply
-  new thresholds without recomputing scores.
+  new thresholds without recomputing scores. Scores are compared as stored (`stored_threshold`), so a
+  boundary written "at least 0.04" holds for a float32 column too.
 Stages that load models (`uses_model = True`) run as Ray actor pools, pure functions as Ray tasks.
 """
 
@@ -19,9 +22,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 REJECT_COLUMN = "_reject"  # optional key in process_batch output: per-row processing reject reason
@@ -59,8 +64,11 @@ class Stage(ABC, Generic[ConfigT]):
     uses_model: ClassVar[bool] = False
     # Reasons decide() can return; redecide resets exactly these before re-applying thresholds.
     decision_reasons: ClassVar[frozenset[str]] = frozenset()
-    # Config fields read only by decide(); the only fields redecide may change.
+    # Config fields read only by decide() (or decide_globally()); the only fields redecide may change.
     threshold_fields: ClassVar[frozenset[str]] = frozenset()
+    # Threshold fields that bound a quality score from below ("min": raising it rejects more) or above ("max");
+    # `pipelines calibrate` scales these to reach a target retention.
+    score_bounds: ClassVar[Mapping[str, Literal["min", "max"]]] = {}
 
     def __init__(self, config: ConfigT, name: str | None = None) -> None:
         self.config = config
@@ -99,6 +107,43 @@ class Stage(ABC, Generic[ConfigT]):
     def decide(self, scores: pa.Table) -> list[str | None]:
         """Threshold decisions from stored columns: a reject reason per row or None to keep it."""
         return [None] * scores.num_rows
+
+    def processed_rows(self, table: pa.Table) -> list[bool]:
+        """Which rows this stage has processed, read from its stored columns: redecide re-applies decide()
+        to these and marks the others `unprocessed`. Default: any of its per-row output columns is set (a
+        stage whose processed rows can all be empty overrides this)."""
+        columns = [pc.is_valid(table.column(f.name)).to_pylist() for f in self.output_fields()
+                   if f.name in table.column_names and f.name not in self.global_outputs()]
+        return [any(flags) for flags in zip(*columns)] if columns else [True] * table.num_rows
+
+    def global_outputs(self) -> tuple[str, ...]:
+        """Output columns decided over all rows at once (dedup: `duplicate_of`, ...); empty: none."""
+        return ()
+
+    def global_inputs(self) -> tuple[str, ...]:
+        """Stored columns decide_globally() reads (those the output lacks are left out)."""
+        return ()
+
+    def decide_globally(self, candidates: pa.Table) -> Mapping[str, Sequence[Any]]:
+        """The `global_outputs()` columns for the rows of every shard that reach this stage and that it
+        processed (`candidates`: `id` and the `global_inputs()` columns). `redecide` runs it after re-applying
+        the decisions of the stages before, writes the columns (null for every other row) and then applies
+        decide(); so it reads stored columns only and is deterministic."""
+        raise NotImplementedError(f"stage {self.name} has no global decision")
+
+
+def stored_threshold(threshold: float, column_type: pa.DataType) -> float:
+    """`threshold` as a score column of `column_type` stores it (map values and list items for nested types).
+
+    decide() compares stored scores with this, not with the float64 threshold: a border band of exactly 0.04
+    is stored as float32 0.0399999991, which "at least 0.04" must still reject. A score computed as exactly
+    the threshold is stored as exactly this value, so each documented boundary holds in the column's type.
+    """
+    while pa.types.is_map(column_type) or pa.types.is_list(column_type):
+        column_type = column_type.item_type if pa.types.is_map(column_type) else column_type.value_type
+    if pa.types.is_floating(column_type):
+        return float(np.asarray(threshold, dtype=column_type.to_pandas_dtype()))
+    return threshold
 
 
 @dataclass

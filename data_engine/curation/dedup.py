@@ -1,19 +1,23 @@
-"""Global deduplication over a finished job output: exact (MD5) and SemDeDup-style near duplicates.
+"""Global deduplication: exact (MD5) and SemDeDup-style near duplicates, decided over every shard at once.
 
-Duplicates can sit in any two shards, so this runs after the job, over its output directory, as a pass:
-1. read the `dedup` stage's candidate rows (accepted when the job finished, or already marked by an
-   earlier pass) from every shard: id, md5, width, height and an embedding (the stage's `phash` as +-1
-   bits);
-2. order them by what to keep: most pixels first, then smallest id (deterministic, independent of shard
-   order and of how many workers ran the job);
+Duplicates can sit in any two shards, so the `dedup` stage decides globally (`Stage.decide_globally`):
+`data_engine.redecide` runs `mark_duplicates` over the rows that reach the stage under the decisions in force,
+after the job (the stage's `finalize_output`) and again after every threshold change, from stored columns
+only, so a photo is never left marked as the duplicate of a copy that new thresholds reject:
+1. the candidates: id, md5, width, height, the stage's `phash` as +-1 bits and the quality scores named by
+   `keep_by`;
+2. order them by what to keep (`keep_order`): the best quality score first, comparing the `keep_by` scores in
+   turn (aesthetic score, MUSIQ and CLIP-IQA higher, NIQE lower; a score the row lacks, not computed or NaN,
+   ranks after every row that has it), then most pixels, then smallest id (deterministic, independent of
+   shard order and of how many workers ran the job);
 3. exact: every row whose MD5 an earlier row has is `duplicate_of` that row (similarity 1);
 4. near (SemDeDup, Abbas et al. 2023): k-means over the remaining embeddings into clusters of about
    `cluster_size`, then within each cluster, in keep order, a row whose cosine similarity to a kept row is
-   at least `near_duplicate_similarity` is `duplicate_of` the most similar kept row;
-5. write the `duplicate_*` columns into every shard (atomic rewrite), then re-apply every stage's decisions
-   with `data_engine.redecide`, which recounts the per-shard stats and rewrites the manifest.
-An interrupted pass is finished by running it again: it recomputes the same duplicates from the same rows.
+   at least `near_duplicate_similarity` (compared in float32, the type the similarity is stored in) is
+   `duplicate_of` the most similar kept row;
+5. redecide writes the `duplicate_*` columns into every shard and applies the stage's decide().
 The dedup stage must be the job's last stage, so no later decision can drop a row that was kept here.
+`python -m data_engine.curation.dedup OUTPUT_DIR` reruns the decision over an output (the job does it).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +37,11 @@ import pyarrow as pa
 from data_engine.job import JobConfigError, parse_job_config
 from data_engine.ops.perceptual_hash import hash_vectors
 from data_engine.redecide import redecide
-from data_engine.shards import (MANIFEST_NAME, ShardDirError, read_manifest, read_shard, read_shard_stats,
-                                shard_paths, write_shard)
+from data_engine.shards import MANIFEST_NAME, ShardDirError, read_manifest
 
+# The quality scores a keeper can be chosen by, and whether a higher value is better.
+QualityScore = Literal["aesthetic_score", "musiq", "clipiqa", "niqe"]
+HIGHER_IS_BETTER: dict[str, bool] = {"aesthetic_score": True, "musiq": True, "clipiqa": True, "niqe": False}
 DUPLICATE_COLUMNS = ("duplicate_of", "duplicate_kind", "duplicate_similarity")
 
 
@@ -45,9 +52,20 @@ class Duplicate:
     similarity: float
 
 
-def keep_order(ids: list[str], pixels: list[int]) -> list[int]:
-    """Row indices in the order rows are kept: most pixels first, then smallest id."""
-    return sorted(range(len(ids)), key=lambda i: (-pixels[i], ids[i]))
+def keep_order(ids: Sequence[str], pixels: Sequence[int],
+               quality: Sequence[Sequence[float | None]] | None = None,
+               higher_is_better: Sequence[bool] = ()) -> list[int]:
+    """Row indices in the order rows are kept: best quality first (`quality[i]`: row i's scores, compared in
+    turn, each in its direction; a missing or NaN score ranks last), then most pixels, then smallest id."""
+    def rank(value: float | None, higher: bool) -> tuple[int, float]:
+        if value is None or math.isnan(value):
+            return (1, 0.0)
+        return (0, -value if higher else value)
+
+    quality = quality or [()] * len(ids)
+    return sorted(range(len(ids)), key=lambda i: (tuple(rank(value, higher) for value, higher
+                                                        in zip(quality[i], higher_is_better)),
+                                                  -pixels[i], ids[i]))
 
 
 def exact_duplicates(ids: list[str], md5s: list[str], order: list[int]) -> dict[int, Duplicate]:
@@ -75,7 +93,7 @@ def near_duplicates(ids: list[str], vectors: np.ndarray, order: list[int], *, th
         for position in range(len(members)):
             if kept:
                 best = kept[int(np.argmax(similarity[position, kept]))]
-                if similarity[position, best] >= threshold:
+                if similarity[position, best] >= np.float32(threshold):
                     found[members[position]] = Duplicate(ids[members[best]], "near", float(similarity[position, best]))
                     continue
             kept.append(position)
@@ -90,8 +108,27 @@ def _clusters(unit: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     return KMeans(n_clusters=n_clusters, n_init=1, random_state=seed).fit_predict(unit)
 
 
+def mark_duplicates(candidates: pa.Table, *, keep_by: Sequence[str], threshold: float,
+                    cluster_size: int) -> dict[str, list[Any]]:
+    """The `duplicate_*` columns for the candidate rows (see the module docstring)."""
+    rows = candidates.to_pylist()
+    ids = [row["id"] for row in rows]
+    scores = [name for name in keep_by if name in candidates.column_names]  # scores the job does not compute: none
+    quality = [[row[name] for name in scores] for row in rows]
+    order = keep_order(ids, [row["width"] * row["height"] for row in rows], quality,
+                       [HIGHER_IS_BETTER[name] for name in scores])
+    found = exact_duplicates(ids, [row["md5"] for row in rows], order)
+    remaining = [i for i in order if i not in found]
+    vectors = hash_vectors([row["phash"] for row in rows]) if rows else np.zeros((0, 64), np.float32)
+    found |= near_duplicates(ids, vectors, remaining, threshold=threshold, cluster_size=cluster_size)
+    marks = [found.get(index) for index in range(len(rows))]
+    return {"duplicate_of": [m.of if m else None for m in marks],
+            "duplicate_kind": [m.kind if m else None for m in marks],
+            "duplicate_similarity": [m.similarity if m else None for m in marks]}
+
+
 def dedup_output(shard_dir: Path, stage_name: str = "dedup") -> dict[str, Any]:
-    """Mark duplicates in a finished job output (see the module docstring); returns the new manifest."""
+    """Decide duplicates in a finished job output under its current thresholds; returns the new manifest."""
     manifest = read_manifest(shard_dir)
     job = parse_job_config(manifest["config"], source=str(shard_dir / MANIFEST_NAME))
     names = [spec.name for spec in job.stages]
@@ -99,33 +136,6 @@ def dedup_output(shard_dir: Path, stage_name: str = "dedup") -> dict[str, Any]:
         raise JobConfigError(f"{shard_dir}: job {job.name} has no stage named {stage_name!r}; stages: {names}")
     if names[-1] != stage_name:
         raise JobConfigError(f"{shard_dir}: dedup stage {stage_name!r} must be the job's last stage, not {names[-1]!r}")
-    config = job.stages[-1].stage_config()
-
-    columns = ["id", "md5", "width", "height", "phash", "reject_reason", "reject_stage"]
-    rows = pa.concat_tables([read_shard(path, columns) for path in shard_paths(shard_dir)]).to_pylist()
-    candidates = [r for r in rows if r["phash"] is not None and r["reject_stage"] in (None, stage_name)
-                  and not (r["reject_reason"] or "").startswith("error:")]
-    ids = [r["id"] for r in candidates]
-    order = keep_order(ids, [r["width"] * r["height"] for r in candidates])
-    found = exact_duplicates(ids, [r["md5"] for r in candidates], order)
-    remaining = [i for i in order if i not in found]
-    vectors = hash_vectors([r["phash"] for r in candidates]) if candidates else np.zeros((0, 64), np.float32)
-    found |= near_duplicates(ids, vectors, remaining, threshold=config.near_duplicate_similarity,
-                             cluster_size=config.cluster_size)
-    by_id = {ids[index]: duplicate for index, duplicate in found.items()}
-
-    for path in shard_paths(shard_dir):
-        table = read_shard(path)
-        marks = [by_id.get(row_id) for row_id in table.column("id").to_pylist()]
-        values = {"duplicate_of": [m.of if m else None for m in marks],
-                  "duplicate_kind": [m.kind if m else None for m in marks],
-                  "duplicate_similarity": [m.similarity if m else None for m in marks]}
-        for name, column in values.items():
-            field = table.schema.field(name)
-            table = table.set_column(table.column_names.index(name), field, pa.array(column, type=field.type))
-        shard_id = int(path.name[5:10])
-        write_shard(shard_dir, shard_id, table, read_shard_stats(shard_dir, shard_id)["stages"],
-                    row_group_rows=job.row_group_rows)
     return redecide(shard_dir, {})
 
 

@@ -78,13 +78,8 @@ class CaptionContentFilterStage(Stage[CaptionContentFilterConfig]):
             raise KeyError(f"caption_column {self.config.caption_column!r} is not a column of this job's rows")
         categories, matches = [], []
         for value in batch.column(self.config.caption_column).to_pylist():
-            texts = _caption_texts(value)
-            if not texts:
-                categories.append(None)
-                matches.append(None)
-                continue
-            found: dict[str, str] = {}
-            for text in texts:
+            found: dict[str, str] = {}  # a row without caption text is checked too: nothing flagged
+            for text in _caption_texts(value):
                 for category, rule in self.rules.matches(text).items():
                     found.setdefault(category, rule)
             categories.append(sorted(found))

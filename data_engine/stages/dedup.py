@@ -1,10 +1,11 @@
-"""dedup: per-row perceptual hash now, duplicate decisions after the job (`data_engine.curation.dedup`).
+"""dedup: per-row perceptual hash now, duplicate decisions over all shards (`data_engine.curation.dedup`).
 
 Deduplication compares rows across all shards, which no per-shard stage can see, so this stage computes
-the `phash` column and leaves `duplicate_of` / `duplicate_kind` / `duplicate_similarity` empty; the global
-pass (`finalize_output`, run by the executor after the job; also `python -m data_engine.curation.dedup
-OUTPUT_DIR`) fills them and re-applies `decide()`. Rows keep
-their data; the reason is `exact_duplicate` or `near_duplicate` and `duplicate_of` holds the kept row's id.
+the `phash` column per row and decides `duplicate_of` / `duplicate_kind` / `duplicate_similarity` globally
+(`decide_globally`): after the job (`finalize_output`) and in every `redecide`, over the rows the other
+filters keep, the keeper of each duplicate group being the row with the best quality score (`keep_by`).
+Rows keep their data; the reason is `exact_duplicate` or `near_duplicate` and `duplicate_of` holds the kept
+row's id.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ import cv2
 import pyarrow as pa
 from pydantic import Field
 
-from data_engine.curation.dedup import dedup_output
+from data_engine.curation.dedup import DUPLICATE_COLUMNS, QualityScore, dedup_output, mark_duplicates
 from data_engine.curation.pixels import working_rgb
 from data_engine.ops.perceptual_hash import perceptual_hash
-from data_engine.stage import Resources, Stage, StageConfig, register_stage
+from data_engine.stage import Resources, Stage, StageConfig, register_stage, stored_threshold
 
 _HASH_SIDE = 128  # decode size for the 32 x 32 hash thumbnail; JPEG DCT scaling makes it cheap
 
 
 class DedupConfig(StageConfig):
-    cluster_size: int = Field(default=5000, gt=1)  # SemDeDup: target rows per k-means cluster (pass only)
-    # Threshold (decide() only; the pass finds pairs at the threshold in force when it runs, so raising it
-    # later is exact, lowering it needs the pass again).
+    cluster_size: int = Field(default=5000, gt=1)  # SemDeDup: target rows per k-means cluster
+    # Thresholds (the global decision and decide(); redecide reruns both).
     near_duplicate_similarity: float = Field(default=0.85, gt=0, le=1)  # cosine of +-1 hash bits: 0.85 = at most 4 of 64 bits differ
+    # Quality scores that choose the kept copy, compared in turn (scores the job does not compute are skipped).
+    keep_by: tuple[QualityScore, ...] = ("aesthetic_score", "musiq", "clipiqa", "niqe")
 
 
 @register_stage
@@ -38,7 +40,7 @@ class DedupStage(Stage[DedupConfig]):
     Config = DedupConfig
     default_resources = Resources(num_cpus=1, batch_size=64)
     decision_reasons = frozenset({"exact_duplicate", "near_duplicate"})
-    threshold_fields = frozenset({"near_duplicate_similarity"})
+    threshold_fields = frozenset({"near_duplicate_similarity", "keep_by"})
 
     def output_fields(self) -> tuple[pa.Field, ...]:
         return (pa.field("phash", pa.string()), pa.field("duplicate_of", pa.string()),
@@ -50,17 +52,28 @@ class DedupStage(Stage[DedupConfig]):
     def finalize_output(self, out_dir: Path) -> None:
         dedup_output(out_dir, self.name)  # duplicates can sit in any two shards: decided over all of them
 
+    def global_outputs(self) -> tuple[str, ...]:
+        return DUPLICATE_COLUMNS
+
+    def global_inputs(self) -> tuple[str, ...]:
+        return ("md5", "width", "height", "phash", *self.config.keep_by)
+
+    def decide_globally(self, candidates: pa.Table) -> Mapping[str, Sequence[Any]]:
+        return mark_duplicates(candidates, keep_by=self.config.keep_by, threshold=self.config.near_duplicate_similarity,
+                               cluster_size=self.config.cluster_size)
+
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
         return {"phash": [perceptual_hash(working_rgb(data, _HASH_SIDE))
                           for data in batch.column("image_bytes").to_pylist()]}
 
     def decide(self, scores: pa.Table) -> list[str | None]:
+        threshold = stored_threshold(self.config.near_duplicate_similarity, scores.schema.field("duplicate_similarity").type)
         decisions: list[str | None] = []
         for kind, similarity in zip(scores.column("duplicate_kind").to_pylist(),
                                     scores.column("duplicate_similarity").to_pylist()):
             if kind == "exact":
                 decisions.append("exact_duplicate")
-            elif kind == "near" and similarity >= self.config.near_duplicate_similarity:
+            elif kind == "near" and similarity >= threshold:
                 decisions.append("near_duplicate")
             else:
                 decisions.append(None)

@@ -8,7 +8,8 @@ Columns: `ocr_text_coverage` (0..1, union of the detected boxes), `ocr_text_boxe
 Decision: reason `dense_text_low_resolution` when coverage >= `dense_text_min_coverage` in at least
 `dense_text_min_boxes` boxes and the short side is not above `dense_text_min_side`.
 `dense_text_min_side: 0` turns the rule off (Table 4's 208p stage, the largest pool): the detector is then not
-run at all and both columns stay empty, so switching the rule on later means rerunning the stage, not redecide.
+run at all and both columns stay empty, so switching the rule on later means rerunning the stage: redecide
+marks such rows `unprocessed`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import Field
 
 from data_engine.curation.pixels import working_rgb
 from data_engine.curation.presets import PresetConfig
-from data_engine.stage import Resources, Stage, register_stage
+from data_engine.stage import Resources, Stage, register_stage, stored_threshold
 
 
 class OcrDensityConfig(PresetConfig):
@@ -66,6 +67,11 @@ class OcrDensityStage(Stage[OcrDensityConfig]):
     def rule_on(self) -> bool:
         return self.config.dense_text_min_side > 0
 
+    def processed_rows(self, table: pa.Table) -> list[bool]:
+        if not self.rule_on:  # nothing to measure: every row that reaches the stage passes it unscored
+            return [True] * table.num_rows
+        return super().processed_rows(table)
+
     def setup(self) -> None:
         if not self.rule_on:
             return
@@ -93,11 +99,12 @@ class OcrDensityStage(Stage[OcrDensityConfig]):
 
     def decide(self, scores: pa.Table) -> list[str | None]:
         config = self.config
+        min_coverage = stored_threshold(config.dense_text_min_coverage, scores.schema.field("ocr_text_coverage").type)
         decisions: list[str | None] = []
         for coverage, boxes, width, height in zip(
                 scores.column("ocr_text_coverage").to_pylist(), scores.column("ocr_text_boxes").to_pylist(),
                 scores.column("width").to_pylist(), scores.column("height").to_pylist()):
-            dense = (self.rule_on and coverage is not None and coverage >= config.dense_text_min_coverage
+            dense = (self.rule_on and coverage is not None and coverage >= min_coverage
                      and boxes >= config.dense_text_min_boxes)
             decisions.append("dense_text_low_resolution" if dense and min(width, height) <= config.dense_text_min_side
                              else None)

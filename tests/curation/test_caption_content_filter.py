@@ -46,7 +46,7 @@ def stage() -> CaptionContentFilterStage:
 def test_flags_each_category_in_both_languages(stage):
     out, stats = apply_stage(stage, _table(CAPTIONS), batch_size=4)
     assert out.column("content_categories").to_pylist() == [
-        ["collage"], ["watermark"], ["screenshot"], ["watermark"], [], None]
+        ["collage"], ["watermark"], ["screenshot"], ["watermark"], [], []]  # no caption text: checked, nothing flagged
     assert out.column("content_matches").to_pylist()[1] == ["watermark: 水印"]
     assert out.column("content_matches").to_pylist()[3] == ["watermark: ©\\s*\\w+"]
     assert out.column("reject_reason").to_pylist() == ["caption_content"] * 4 + [None, None]

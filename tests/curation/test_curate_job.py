@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -76,9 +77,9 @@ def test_every_file_gets_its_outcome(curated):
     outcomes = _outcomes(curated)
     china_pair = sorted([outcomes.pop("china.jpg"), outcomes.pop("copy_of_china.jpg")], key=str)
     assert china_pair == [("dedup", "exact_duplicate"), (None, None)]
+    flower_pair = sorted([outcomes.pop("flower.jpg"), outcomes.pop("flower_cropped.jpg")], key=str)
+    assert flower_pair == [("dedup", "near_duplicate"), (None, None)]
     assert outcomes == {
-        "flower.jpg": (None, None),
-        "flower_cropped.jpg": ("dedup", "near_duplicate"),  # fewer pixels than flower.jpg
         "china_letterbox.jpg": ("border", "border"),
         "flower_dark.jpg": ("iqa", "too_dark"),
         "china_blurred.jpg": ("iqa", "blurry"),
@@ -98,12 +99,13 @@ def test_learned_indicators_without_a_model_are_not_scored(curated):
 
 def test_duplicates_point_at_the_kept_row_and_the_manifest_counts_them(curated):
     rows = {r["upstream_id"]: r for _, t in iter_shards(curated)
-            for r in t.select(["id", "upstream_id", "duplicate_of", "duplicate_kind"]).to_pylist()}
-    # Byte-identical and the same size: the smaller id is kept.
+            for r in t.select(["id", "upstream_id", "duplicate_of", "duplicate_kind", "niqe"]).to_pylist()}
+    # Byte-identical, so the same scores and size: the smaller id is kept.
     pair = sorted([rows["china.jpg"], rows["copy_of_china.jpg"]], key=lambda r: r["id"])
     assert (pair[0]["duplicate_of"], pair[1]["duplicate_of"]) == (None, pair[0]["id"])
-    assert rows["flower_cropped.jpg"]["duplicate_of"] == rows["flower.jpg"]["id"]
-    assert rows["flower.jpg"]["duplicate_of"] is None
+    # Without learned scores the keeper is the copy with the lower (better) NIQE, whatever its size.
+    kept, dropped = sorted([rows["flower.jpg"], rows["flower_cropped.jpg"]], key=lambda r: r["niqe"])
+    assert (kept["duplicate_of"], dropped["duplicate_of"]) == (None, kept["id"])
     manifest = json.loads((curated / "_manifest.json").read_text())
     assert manifest["rejects"]["dedup:exact_duplicate"] == 1
     assert manifest["rows_accepted"] == 2
@@ -117,18 +119,57 @@ def test_pass_is_idempotent(curated):
     assert _outcomes(curated) == before
 
 
+def _rows(shard_dir: Path) -> dict[str, dict]:
+    return {row["id"]: row for _, table in iter_shards(shard_dir) for row in table.to_pylist()}
+
+
 def test_redecide_reapplies_iqa_and_dedup_thresholds(curated):
+    job_result = _outcomes(curated)
     redecide(curated, {"iqa": {"dark_brightness": 0.0, "min_brightness": 0.0},
                        "dedup": {"near_duplicate_similarity": 1.0}})
     outcomes = _outcomes(curated)
     assert outcomes["flower_dark.jpg"][1] != "too_dark"
-    assert outcomes["flower_cropped.jpg"] == (None, None)  # cosine 0.875 < 1.0
+    assert outcomes["flower_cropped.jpg"] == outcomes["flower.jpg"] == (None, None)  # cosine 0.875 < 1.0
     assert ("dedup", "exact_duplicate") in (outcomes["china.jpg"], outcomes["copy_of_china.jpg"])
     redecide(curated, {"iqa": {"dark_brightness": 20.0, "min_brightness": 40.0},
                        "dedup": {"near_duplicate_similarity": 0.85}})
-    outcomes = _outcomes(curated)
-    assert outcomes["flower_dark.jpg"] == ("iqa", "too_dark")
-    assert outcomes["flower_cropped.jpg"] == ("dedup", "near_duplicate")
+    assert _outcomes(curated) == job_result
+
+
+def test_redecide_repeated_and_back_gives_the_jobs_result(curated, tmp_path):
+    """Tighten, tighten again, return: every row and the manifest's counts are the job's again."""
+    copy = tmp_path / "copy"
+    shutil.copytree(curated, copy)
+    job_rows, job_manifest = _rows(copy), json.loads((copy / "_manifest.json").read_text())
+    tight = {"decode_image": {"min_side": 420}, "iqa": {"min_sharpness": 1000.0}}
+    redecide(copy, tight)
+    once = _rows(copy)
+    assert sum(row["reject_reason"] is None for row in once.values()) == 1  # china.jpg (sharp, 640 x 427)
+    redecide(copy, tight)
+    assert _rows(copy) == once
+    redecide(copy, {"decode_image": {"min_side": 256}, "iqa": {"min_sharpness": 40.0}})
+    assert _rows(copy) == job_rows
+    manifest = json.loads((copy / "_manifest.json").read_text())
+    assert (manifest["rejects"], manifest["rows_accepted"]) == (job_manifest["rejects"], job_manifest["rows_accepted"])
+    assert manifest["config_hash"] == job_manifest["config_hash"]
+
+
+def test_dedup_follows_redecide(curated, tmp_path):
+    """When the new thresholds reject the kept copy, the other copy is kept instead; and back again."""
+    copy = tmp_path / "copy"
+    shutil.copytree(curated, copy)
+    rows = {row["upstream_id"]: row for row in _rows(copy).values()}
+    kept, dropped = sorted([rows["flower.jpg"], rows["flower_cropped.jpg"]], key=lambda r: r["reject_reason"] or "")
+    assert kept["reject_reason"] is None and dropped["duplicate_of"] == kept["id"]
+    # A sharpness floor between the two copies' stored sharpness rejects the kept one only.
+    floor = (kept["iqa_sharpness"] + dropped["iqa_sharpness"]) / 2
+    assert kept["iqa_sharpness"] < floor < dropped["iqa_sharpness"]
+    redecide(copy, {"iqa": {"min_sharpness": floor}})
+    after = _rows(copy)
+    assert (after[kept["id"]]["reject_stage"], after[kept["id"]]["reject_reason"]) == ("iqa", "statistics")
+    assert (after[dropped["id"]]["reject_reason"], after[dropped["id"]]["duplicate_of"]) == (None, None)
+    redecide(copy, {"iqa": {"min_sharpness": 40.0}})
+    assert _outcomes(copy) == _outcomes(curated)
 
 
 def test_dedup_pass_errors_are_one_line(curated, tmp_path, capsys):
