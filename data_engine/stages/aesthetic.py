@@ -6,11 +6,14 @@ MLP head (1024-128-64-16-1). The model is loaded only from a local directory (`m
 processor) and `head.safetensors`. Nothing is downloaded.
 Columns: `aesthetic_score` and `aesthetic_status` (`scored`, or `not_scored` when no model is configured:
 the score stays empty and the stage warns once; a score is never invented).
-Decision: reason `low_aesthetic` when a scored row is below `min_score`; unscored rows are kept.
+Decision: reason `low_aesthetic` when a scored row is below `min_score` (compared as float32, the column's
+type, so a score of exactly 4.6 passes ">= 4.6"), `aesthetic_nan` when the model returned NaN; unscored rows
+are kept.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from pydantic import Field
 
 from data_engine.curation.presets import PresetConfig
 from data_engine.curation.scorer_stage import OptionalModelScorer
-from data_engine.stage import Resources, register_stage
+from data_engine.stage import Resources, register_stage, stored_threshold
 
 HEAD_HIDDEN = (1024, 128, 64, 16)
 HEAD_FILE = "head.safetensors"
@@ -69,8 +72,9 @@ class AestheticStage(OptionalModelScorer[AestheticConfig]):
     op = "aesthetic"
     Config = AestheticConfig
     default_resources = Resources(num_cpus=1, batch_size=16)
-    decision_reasons = frozenset({"low_aesthetic"})
+    decision_reasons = frozenset({"low_aesthetic", "aesthetic_nan"})
     threshold_fields = frozenset({"min_score"})
+    score_bounds = {"min_score": "min"}
 
     def score_column(self) -> str:
         return "aesthetic_score"
@@ -100,5 +104,7 @@ class AestheticStage(OptionalModelScorer[AestheticConfig]):
             return self.head(torch.nn.functional.normalize(embeddings, dim=-1)).squeeze(-1).tolist()
 
     def decide(self, scores: pa.Table) -> list[str | None]:
-        return ["low_aesthetic" if score is not None and score < self.config.min_score else None
+        threshold = stored_threshold(self.config.min_score, scores.schema.field("aesthetic_score").type)
+        return [None if score is None else "aesthetic_nan" if math.isnan(score)
+                else "low_aesthetic" if score < threshold else None
                 for score in scores.column("aesthetic_score").to_pylist()]

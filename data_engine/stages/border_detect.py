@@ -17,7 +17,7 @@ from pydantic import Field
 from data_engine.curation.pixels import working_rgb
 from data_engine.curation.presets import PresetConfig
 from data_engine.ops.borders import border_fractions
-from data_engine.stage import Resources, Stage, register_stage
+from data_engine.stage import Resources, Stage, register_stage, stored_threshold
 
 SIDES = ("border_top", "border_bottom", "border_left", "border_right")
 
@@ -40,6 +40,7 @@ class BorderDetectStage(Stage[BorderDetectConfig]):
     default_resources = Resources(num_cpus=1, batch_size=32)
     decision_reasons = frozenset({"border"})
     threshold_fields = frozenset({"enforce", "max_border_fraction"})
+    score_bounds = {"max_border_fraction": "max"}
 
     def output_fields(self) -> tuple[pa.Field, ...]:
         return tuple(pa.field(name, pa.float32()) for name in SIDES)
@@ -57,5 +58,6 @@ class BorderDetectStage(Stage[BorderDetectConfig]):
     def decide(self, scores: pa.Table) -> list[str | None]:
         if not self.config.enforce:
             return [None] * scores.num_rows
+        threshold = stored_threshold(self.config.max_border_fraction, scores.schema.field(SIDES[0]).type)
         widest = [max(sides) for sides in zip(*(scores.column(name).to_pylist() for name in SIDES))]
-        return ["border" if width >= self.config.max_border_fraction else None for width in widest]
+        return ["border" if width >= threshold else None for width in widest]

@@ -20,7 +20,7 @@ from pydantic import Field
 from data_engine.ops.image_decode import DecodedImage, DecodePolicy, DecodeReject, decode_image
 from data_engine.ops.image_stats import basic_image_stats
 from data_engine.curation.presets import PresetConfig
-from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, register_stage
+from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, register_stage, stored_threshold
 
 _STORED_AS_IS = ("JPEG", "PNG", "WEBP")
 STAT_COLUMNS = ("brightness", "contrast", "entropy", "saturation", "sharpness")
@@ -91,6 +91,7 @@ class DecodeImageStage(Stage[DecodeImageConfig]):
 
     def decide(self, scores: pa.Table) -> list[str | None]:
         config = self.config
+        min_brightness = stored_threshold(config.min_brightness, scores.schema.field("brightness").type)
         decisions: list[str | None] = []
         for width, height, brightness in zip(scores.column("width").to_pylist(), scores.column("height").to_pylist(),
                                              scores.column("brightness").to_pylist()):
@@ -99,7 +100,7 @@ class DecodeImageStage(Stage[DecodeImageConfig]):
                 decisions.append("too_small")
             elif config.max_aspect_ratio and long / short > config.max_aspect_ratio:
                 decisions.append("aspect_ratio")
-            elif brightness < config.min_brightness:
+            elif brightness < min_brightness:
                 decisions.append("too_dark")
             else:
                 decisions.append(None)

@@ -15,12 +15,15 @@ Decision (`classify_iqa`, in this order; every threshold is a config field that 
    statistics: brightness above `severe_max_brightness` (`overexposed`), entropy below `severe_min_entropy`
    (`low_entropy`), sharpness below `severe_min_sharpness` (`blurry`) or above `severe_max_sharpness`
    (`oversharpened`); NIQE undefined, i.e. fewer than two 96 px blocks at the working size
-   (`niqe_undefined`);
+   (`niqe_undefined`); a learned score that is NaN (`musiq_nan`, `clipiqa_nan`: the model failed on the
+   image, which says nothing about its quality);
 3. statistics inside their normal ranges and every perceptual indicator passing -> accepted;
 4. statistics normal, no perceptual indicator failing, some borderline, and saturation >=
    `recover_min_saturation` -> accepted as recovered;
 5. otherwise rejected: `statistics` when a statistic is outside its normal range, else `perceptual`.
 With `enforce: false` (preset stage1_208p) the scores are computed and nothing is rejected.
+"Below" and "above" are strict and every comparison is made in float32, the type the scores are stored in
+(`decide` rounds the thresholds to it), so a score of exactly a threshold is on the side the rule states.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from data_engine.curation.pixels import working_rgb
 from data_engine.curation.presets import PresetConfig
 from data_engine.ops.image_stats import basic_image_stats
 from data_engine.ops.niqe import load_params, niqe_score
-from data_engine.stage import Resources, Stage, register_stage
+from data_engine.stage import Resources, Stage, register_stage, stored_threshold
 
 SCORE_COLUMNS = ("iqa_brightness", "iqa_entropy", "iqa_saturation", "iqa_sharpness", "niqe")
 Verdict = Literal["accept", "recovered", "skip", "reject"]
@@ -131,6 +134,8 @@ def classify_iqa(scores: Mapping[str, float | None], config: IqaCascadeConfig) -
               ("blurry", sharpness < config.severe_min_sharpness),
               ("oversharpened", sharpness > config.severe_max_sharpness),
               ("niqe_undefined", not niqe_defined)]
+    severe += [(f"{metric}_nan", scores.get(metric) is not None and math.isnan(scores[metric]))
+               for metric in LEARNED_IQA_METRICS]
     for rule, failed in severe:
         if failed:
             return IqaVerdict("reject", rule)
@@ -153,8 +158,15 @@ class IqaCascadeStage(Stage[IqaCascadeConfig]):
     Config = IqaCascadeConfig
     default_resources = Resources(num_cpus=1, batch_size=16)
     decision_reasons = frozenset({"too_dark", "niqe_undefined", "niqe_very_high", "overexposed", "low_entropy",
-                                  "blurry", "oversharpened", "statistics", "perceptual"})
+                                  "blurry", "oversharpened", "statistics", "perceptual",
+                                  *(f"{metric}_nan" for metric in LEARNED_IQA_METRICS)})
     threshold_fields = frozenset(set(IqaCascadeConfig.model_fields) - {"preset", "working_side", "niqe_params"})
+    score_bounds = {"dark_brightness": "min", "niqe_reject": "max", "severe_max_brightness": "max",
+                    "severe_min_entropy": "min", "severe_min_sharpness": "min", "severe_max_sharpness": "max",
+                    "min_brightness": "min", "max_brightness": "max", "min_entropy": "min", "min_saturation": "min",
+                    "min_sharpness": "min", "max_sharpness": "max", "niqe_max": "max", "niqe_recover_max": "max",
+                    "musiq_min": "min", "musiq_recover_min": "min", "clipiqa_min": "min",
+                    "clipiqa_recover_min": "min", "recover_min_saturation": "min"}
 
     def output_fields(self) -> tuple[pa.Field, ...]:
         return tuple(pa.field(name, pa.float32()) for name in SCORE_COLUMNS)
@@ -180,4 +192,8 @@ class IqaCascadeStage(Stage[IqaCascadeConfig]):
             return [None] * scores.num_rows
         learned = [column for column in LEARNED_IQA_METRICS if column in scores.column_names]
         rows = scores.select([*SCORE_COLUMNS, *learned]).to_pylist()
-        return [classify_iqa(row, self.config).reject_reason for row in rows]
+        # Every score column is float32 (output_fields; learned_iqa's too): thresholds as that type stores them.
+        score_type = scores.schema.field(SCORE_COLUMNS[0]).type
+        config = self.config.model_copy(update={name: stored_threshold(getattr(self.config, name), score_type)
+                                                for name in self.score_bounds})
+        return [classify_iqa(row, config).reject_reason for row in rows]

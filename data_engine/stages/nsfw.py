@@ -17,7 +17,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from data_engine.curation.pixels import working_rgb
-from data_engine.stage import Resources, Stage, StageConfig, register_stage
+from data_engine.stage import Resources, Stage, StageConfig, register_stage, stored_threshold
 
 EXPOSED_CLASSES = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
                    "BUTTOCKS_EXPOSED", "ANUS_EXPOSED")
@@ -66,5 +66,6 @@ class NsfwStage(Stage[NsfwConfig]):
 
     def decide(self, scores: pa.Table) -> list[str | None]:
         watched = set(self.config.nsfw_classes)
-        return ["nsfw" if any(name in watched and score >= self.config.max_score for name, score in pairs or ())
+        threshold = stored_threshold(self.config.max_score, scores.schema.field("nsfw_class_scores").type)
+        return ["nsfw" if any(name in watched and score >= threshold for name, score in pairs or ())
                 else None for pairs in scores.column("nsfw_class_scores").to_pylist()]

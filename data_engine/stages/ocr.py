@@ -100,6 +100,12 @@ class OcrCaptionFilterStage(Stage[OcrCaptionFilterConfig]):
     def replaced_columns(self) -> tuple[str, ...]:
         return ("captions",)
 
+    def processed_rows(self, table: pa.Table) -> list[bool]:
+        # A row without OCR lines or captions is left alone with both columns empty: nothing to check.
+        seen = super().processed_rows(table)
+        return [done or not lines or not captions for done, lines, captions in
+                zip(seen, table.column(OCR_LINES_COLUMN).to_pylist(), table.column("captions").to_pylist())]
+
     def check_caption(self, key: str, text: str, lines: list[str]) -> dict[str, Any]:
         if not key.startswith("structured/"):
             return check_caption_against_ocr(text, lines, confusions=self.config.ocr_confusions).to_json()
