@@ -4,12 +4,12 @@ tail shares, the entropy of the category distribution, and examples per category
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from data_engine.rebalance.sampling import Decision, RebalanceConfig, distribution_summary
+from data_engine.rebalance.sampling import (Decision, RebalanceConfig, categories_of, distribution_summary, keep_rate,
+                                            quota, tag_counts)
 from data_engine.report import (SERIES_COLORS, ReportError, ReportInput, ReportOptions, ScannedRows, SectionKind,
                                 Series, caption_line, escape, evenly_spaced, fetch_values, format_number, heading,
                                 image_html, make_thumbnail, muted, read_json_file, register_section,
@@ -21,27 +21,36 @@ PLOT_NAME = "category_frequency.svg"
 EXAMPLES_PER_CATEGORY = 3
 
 
-def rebalance_summary(decisions: Sequence[Decision], ids: Sequence[str], names: Mapping[str, str],
-                      texts: Mapping[str, str | None], config: RebalanceConfig) -> dict[str, Any]:
-    """Counts per category before and after, distribution statistics, and kept example rows per category."""
-    before = Counter(d.category for d in decisions if d.category is not None)
-    after = Counter(d.category for d in decisions if d.category is not None and d.keep)
-    rates: dict[str, float] = {}
+def rebalance_summary(decisions: Sequence[Decision], ids: Sequence[str], tags: Sequence[Sequence[str]],
+                      names: Mapping[str, str], texts: Mapping[str, str | None],
+                      config: RebalanceConfig) -> dict[str, Any]:
+    """Per tag (every sample carrying it counts, whichever category decided it): samples before and after, of
+    those kept the ones another (rarer) category decided, the rate r(c) and, for the joyai method, the quota
+    N_sample; distribution statistics; kept example rows."""
+    kept_tags = [sample_tags for sample_tags, decision in zip(tags, decisions) if decision.keep]
+    before, after = tag_counts(tags), tag_counts(kept_tags)
+    through_rarer = tag_counts([categories_of(sample_tags) - {decision.category}
+                                for sample_tags, decision in zip(tags, decisions) if decision.keep])
     examples: dict[str, list[dict[str, str]]] = {}
-    for sample_id, decision in zip(ids, decisions):
-        if decision.category is None:
-            continue
-        rates[decision.category] = decision.keep_probability
-        chosen = examples.setdefault(decision.category, [])
-        if decision.keep and len(chosen) < EXAMPLES_PER_CATEGORY:
-            chosen.append({"id": sample_id, "caption": texts.get(sample_id) or ""})
+    for sample_id, sample_tags, decision in zip(ids, tags, decisions):
+        for tag in sorted(categories_of(sample_tags)) if decision.keep else ():
+            chosen = examples.setdefault(tag, [])
+            if len(chosen) < EXAMPLES_PER_CATEGORY:
+                chosen.append({"id": sample_id, "caption": texts.get(sample_id) or ""})
+
+    def rate(tag: str) -> float:
+        count = before[tag]
+        return keep_rate(count, tag, config) if config.method == "joyai" else min(1.0, config.tail_threshold / count)
+
     return {
         "method": config.method, "tail_threshold": config.tail_threshold,
-        "before": distribution_summary(before, config.tail_threshold),
-        "after": distribution_summary(after, config.tail_threshold),
+        "before": {"samples": len(decisions)} | distribution_summary(before, config.tail_threshold),
+        "after": {"samples": len(kept_tags)} | distribution_summary(after, config.tail_threshold),
         "categories": [{"id": c, "name": names.get(c, c), "before": n, "after": after.get(c, 0),
-                        "keep_probability": rates.get(c), "examples": examples.get(c, [])}
-                       for c, n in before.most_common()],
+                        "kept_through_rarer": through_rarer.get(c, 0), "rate": rate(c),
+                        "quota": quota(n, c, config) if config.method == "joyai" else None,
+                        "examples": examples.get(c, [])}
+                       for c, n in sorted(before.items(), key=lambda item: (-item[1], item[0]))],
     }
 
 
@@ -81,9 +90,10 @@ def render_rebalance_section(report_input: ReportInput, options: ReportOptions) 
     path = report_input.directory / SUMMARY_NAME
     summary = _check_summary(path, read_json_file(path))
     before, after = summary["before"], summary["after"]
-    statistics = render_table(["", "samples", "categories", "head share", "tail share", "entropy (bits)"], [
-        [name, stats.get("samples"), stats.get("categories"), stats.get("head_share"), stats.get("tail_share"),
-         stats.get("entropy_bits")] for name, stats in (("before", before), ("after", after))])
+    statistics = render_table(["", "samples", "tag occurrences", "categories", "head share", "tail share",
+                               "entropy (bits)"], [
+        [name, stats.get("samples"), stats.get("tag_occurrences"), stats.get("categories"), stats.get("head_share"),
+         stats.get("tail_share"), stats.get("entropy_bits")] for name, stats in (("before", before), ("after", after))])
     categories = [c for c in summary["categories"] if isinstance(c, dict)]
     shown = [categories[n] for n in evenly_spaced(range(len(categories)), options.sample_rows)]
     example_ids = [str(e.get("id")) for c in shown for e in c.get("examples") or [] if isinstance(e, dict)]
@@ -95,8 +105,9 @@ def render_rebalance_section(report_input: ReportInput, options: ReportOptions) 
             f'<div class="images">{image_html(thumbnails.get(str(e.get("id"))), str(e.get("id")), "no image")}</div>'
             f'<div class="text">{escape(e.get("caption", ""))}</div>'
             for e in category.get("examples") or [] if isinstance(e, dict))
+        target = f", quota {format_number(category['quota'])}" if category.get("quota") is not None else ""
         counts = (f"{format_number(category.get('before'))} → {format_number(category.get('after'))} samples, "
-                  f"keep p={format_number(category.get('keep_probability'))}")
+                  f"rate {format_number(category.get('rate'))}{target}")
         cards.append(f'<div class="card">{caption_line(str(category.get("name")), "reason")}'
                      f'{caption_line(str(category.get("id")), "id")}{caption_line(counts)}'
                      f'{examples or muted("no kept example")}</div>')

@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from data_engine.rebalance.report import rebalance_summary, write_rebalance_summary
-from data_engine.rebalance.sampling import RebalanceConfig, rebalance
+from data_engine.rebalance.sampling import RebalanceConfig, RebalanceInputError, check_unique_ids, rebalance
 from data_engine.shards import (MANIFEST_NAME, ShardDirError, atomic_write_json, iter_shards,
                                 read_manifest, shard_file_name, write_shard)
 from data_engine.stage import StageStats
@@ -51,14 +51,16 @@ def _with_decisions(table: pa.Table, decided: dict[str, Any]) -> pa.Table:
 def run_rebalance(input_dir: Path, out_dir: Path, config: RebalanceConfig) -> dict[str, Any]:
     started = time.perf_counter()
     columns = ["id", "reject_reason", "tags", "tag_names", "embedded_caption", "captions"]
-    ids, tags, names, examples_text = [], [], {}, {}
+    ids, tags, names, examples_text, every_id = [], [], {}, {}, []
     for _, table in iter_shards(input_dir, columns=columns):
+        every_id += table.column("id").to_pylist()
         for row in table.to_pylist():
             if row["reject_reason"] is None:
                 ids.append(row["id"])
                 tags.append(row["tags"] or [])
                 names.update(zip(row["tags"] or [], row["tag_names"] or []))
                 examples_text[row["id"]] = dict(row["captions"] or []).get(row["embedded_caption"])
+    check_unique_ids(every_id)  # a decision is applied by id, so two rows with one id would share it
     decisions = rebalance(ids, tags, config)
     decided = dict(zip(ids, decisions))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,7 @@ def run_rebalance(input_dir: Path, out_dir: Path, config: RebalanceConfig) -> di
         total.merge(stats)
         shards.append({"file": shard_file_name(shard_id), "rows": out.num_rows, "from": path.name})
     total.seconds = time.perf_counter() - started
-    write_rebalance_summary(out_dir, rebalance_summary(decisions, ids, names, examples_text, config))
+    write_rebalance_summary(out_dir, rebalance_summary(decisions, ids, tags, names, examples_text, config))
     upstream = read_manifest(input_dir)
     manifest = {
         "schema": upstream["schema"], "job": STAGE_NAME, "stage_output": STAGE_NAME,
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         manifest = run_rebalance(args.input, args.out, load_rebalance_config(args.config))
-    except (RebalanceConfigError, ShardDirError, OSError) as exc:
+    except (RebalanceConfigError, RebalanceInputError, ShardDirError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"output": str(args.out), "rows_accepted": manifest["rows_accepted"],

@@ -78,7 +78,8 @@ def test_distribution_before_and_after_match_the_shards(rebalanced: Path, report
     text = report.read_text(encoding="utf-8")
     for name, counts in (("before", before), ("after", after)):
         head = sum(c for c in counts.values() if c >= CONFIG.tail_threshold) / sum(counts.values())
-        cells = [sum(counts.values()), len(counts), head, 1 - head, entropy_bits(counts)]
+        # One tag per sample: as many tag occurrences as samples.
+        cells = [sum(counts.values()), sum(counts.values()), len(counts), head, 1 - head, entropy_bits(counts)]
         expected = "".join(f'<td class="num">{format_number(c)}</td>' for c in cells)
         assert f"<tr><td>{name}</td>{expected}</tr>" in text
     assert entropy_bits(after) > entropy_bits(before)
@@ -106,3 +107,19 @@ def test_rebalance_report_renders_in_chromium(report: Path, browser) -> None:
     assert HOSTILE_NAME in page.inner_text("body") and page.locator("b").count() == 0
     assert problems == [] and dialogs == []
     page.close()
+
+
+def test_a_repeated_row_id_across_shards_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from data_engine.rebalance.run import main
+
+    schema = CAPTION.arrow(TAG_FIELDS)
+    row = {"id": "same", "source_dataset": "t", "upstream_id": "0", "license": "CC0", "captions": [("long/en", "x")],
+           "embedded_caption": "long/en", "tags": ["n001"], "tag_names": ["thing"]}
+    tagged = tmp_path / "tagged"
+    tagged.mkdir()
+    for shard in range(2):  # once accepted, once rejected upstream: still one id for two rows
+        reject = {"reject_reason": "caption_content", "reject_stage": "filter"} if shard else {}
+        write_shard(tagged, shard, pa.Table.from_pylist([row | reject], schema=schema), [])
+    atomic_write_json(tagged / "_manifest.json", {"job": "tag_captions", "schema": {"name": "caption"}})
+    assert main(["--input", str(tagged), "--out", str(tmp_path / "out")]) == 2
+    assert "sample ids must be unique; repeated: ['same']" in capsys.readouterr().err
