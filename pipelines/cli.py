@@ -1,4 +1,4 @@
-"""`python -m pipelines`: run, validate, inspect and redecide jobs. Usage errors exit 2 with one line."""
+"""`python -m pipelines`: run, validate, inspect, redecide and calibrate jobs. Usage errors exit 2 with one line."""
 
 from __future__ import annotations
 
@@ -113,6 +113,31 @@ def _cmd_redecide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from data_engine.calibrate import calibrate, redecide_command
+
+    result = calibrate(Path(args.shard_dir), args.target_retention, args.stage)
+    if args.json:
+        print(json.dumps(result.__dict__ | {"redecide": redecide_command(args.shard_dir, result.thresholds)}, indent=2))
+        return 0
+    print(f"{args.shard_dir}: target retention {result.target:g}; now {result.current_retention:.3f}; proposed "
+          f"{result.retention:.3f} ({result.accepted} of {result.rows} rows) with every score threshold scaled "
+          f"by k = {result.scale:.4g} (lower bounds x k, upper bounds / k)")
+    for note in result.notes:
+        print(f"note: {note}")
+    print("thresholds:")
+    for stage, fields in result.thresholds.items():
+        print(f"  {stage}: " + ", ".join(f"{name}={value:g}" for name, value in fields.items()))
+    print("funnel:")
+    for entry in result.funnel:
+        rejects = ", ".join(f"{reason} {count}" for reason, count in entry["rejects"].items())
+        print(f"  {entry['name']:<16} {entry['rows_in']:>8} in {entry['rows_out']:>8} out"
+              + (f"  ({rejects})" if rejects else ""))
+    print("apply with:")
+    print(f"  {redecide_command(args.shard_dir, result.thresholds)}")
+    return 0
+
+
 def _dashboard_address(args: argparse.Namespace) -> str:
     address = args.address or os.environ.get("RAY_ADDRESS")
     if not address:
@@ -190,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     redecide.add_argument("--set", action="append", default=[], required=True,
                           metavar="stages.STAGE.config.FIELD=VALUE")
     redecide.set_defaults(handler=_cmd_redecide)
+
+    calibrate = commands.add_parser("calibrate", help="propose score thresholds that reach a target retention "
+                                                      "(data_engine/calibrate.py); redecide applies them")
+    calibrate.add_argument("shard_dir")
+    calibrate.add_argument("--target-retention", type=float, required=True, metavar="SHARE",
+                           help="share of the output's rows to keep, e.g. 0.34")
+    calibrate.add_argument("--stage", action="append", default=[], metavar="NAME",
+                           help="calibrate only this stage's thresholds (repeatable; default: every enforced one)")
+    calibrate.add_argument("--json", action="store_true")
+    calibrate.set_defaults(handler=_cmd_calibrate)
     return parser
 
 
