@@ -8,14 +8,18 @@ current thresholds, k > 1 tightens all of them, k < 1 loosens them. Retention is
 rows accepted when the output is redecided with those thresholds (every decision, the global ones such as
 dedup included, from the stored scores: `data_engine.redecide.decide_tables`); it does not grow with k, so k
 is found by bisection on log k, and the proposal is the side of the boundary whose retention is nearer the
-target. Thresholds that are 0 (a rule switched off) and stages with `enforce: false` are left alone.
+target. Thresholds that are 0 (a rule switched off) are left alone; a stage with `enforce: false` (stored
+scores, no decision: Table 4's stage1_208p) is switched on, so an output that scored every row without
+rejecting on quality is the natural start. Rows a stage never scored (the job rejected them earlier) stay
+`unprocessed` under looser thresholds, so loosening below the job's own thresholds cannot reach them: the
+result says how many, and rerunning the job with the proposal scores them.
 Nothing is written: `redecide` applies the proposal (`redecide_command`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ import annotated_types
 import pyarrow as pa
 
 from data_engine.job import JobConfig, JobConfigError, parse_job_config
-from data_engine.redecide import apply_threshold_overrides, decide_tables, recount_stats
+from data_engine.redecide import UNPROCESSED, apply_threshold_overrides, decide_tables, recount_stats
 from data_engine.shards import MANIFEST_NAME, read_manifest, read_shard, shard_paths
 from data_engine.stage import StageStats
 
@@ -48,7 +52,7 @@ class Calibration:
     accepted: int
     thresholds: Overrides  # stage -> field -> proposed value
     funnel: list[dict[str, Any]]  # per-stage counts under the proposed thresholds
-    current_retention: float
+    current_retention: float  # of the output as it is
     reached: bool  # False when the loosest or tightest thresholds cannot come nearer the target
     notes: list[str] = field(default_factory=list)
 
@@ -76,24 +80,26 @@ def calibrated_fields(job: JobConfig, only: Sequence[str] = ()) -> dict[str, dic
         raise JobConfigError(f"calibrate: no stage named {unknown[0]!r}; stages: {', '.join(names)}")
     for spec in job.stages:
         stage = spec.build()
-        if (only and spec.name not in only) or not getattr(stage.config, "enforce", True):
+        if only and spec.name not in only:
             continue
         fields = {name: (float(getattr(stage.config, name)), side) for name, side in stage.score_bounds.items()
                   if getattr(stage.config, name)}
         if fields:
             chosen[spec.name] = fields
     if not chosen:
-        raise CalibrationError(f"calibrate: job {job.name} has no enforced stage with score thresholds"
+        raise CalibrationError(f"calibrate: job {job.name} has no stage with score thresholds"
                                + (f" among {', '.join(only)}" if only else ""))
     return chosen
 
 
 def scaled_thresholds(job: JobConfig, fields: dict[str, dict[str, tuple[float, str]]], scale: float) -> Overrides:
-    configs = {spec.name: spec.build().Config for spec in job.stages}
+    configs = {spec.name: spec.build().config for spec in job.stages}
     overrides: Overrides = {}
     for stage_name, stage_fields in fields.items():
+        if getattr(configs[stage_name], "enforce", True) is False:
+            overrides[stage_name] = {"enforce": True}
         for name, (value, side) in stage_fields.items():
-            low, high = _bounds(configs[stage_name], name)
+            low, high = _bounds(type(configs[stage_name]), name)
             proposed = value * scale if side == "min" else value / scale
             overrides.setdefault(stage_name, {})[name] = _round(min(high, max(low, proposed)))
     return overrides
@@ -129,6 +135,17 @@ def evaluate(tables: Sequence[pa.Table], job: JobConfig, overrides: Overrides) -
     return rows, accepted, funnel
 
 
+def _boundary(retention: Callable[[float], float], wanted: float, loose: float, tight: float) -> tuple[float, float]:
+    """Bisection on log k from retention(loose) >= wanted > retention(tight) to a bracket of width ~1e-8."""
+    for _ in range(BISECTION_STEPS):
+        middle = (loose + tight) / 2
+        if retention(middle) >= wanted:
+            loose = middle
+        else:
+            tight = middle
+    return loose, tight
+
+
 def calibrate(shard_dir: Path, target_retention: float, stages: Sequence[str] = ()) -> Calibration:
     if not 0 < target_retention <= 1:
         raise CalibrationError(f"calibrate: --target-retention must be in (0, 1], got {target_retention}")
@@ -140,39 +157,38 @@ def calibrate(shard_dir: Path, target_retention: float, stages: Sequence[str] = 
 
     def retention(log_scale: float) -> float:
         """-1 when the scaled thresholds do not validate (e.g. a lower bound above its upper): too tight."""
-        overrides = scaled_thresholds(job, fields, math.exp(log_scale))
-        try:
-            rows, accepted, funnel = evaluate(tables, job, overrides)
-        except JobConfigError:
-            results[log_scale] = None
-            return -1.0
-        results[log_scale] = (overrides, rows, accepted, funnel)
-        return accepted / rows if rows else 0.0
+        if log_scale not in results:
+            overrides = scaled_thresholds(job, fields, math.exp(log_scale))
+            try:
+                results[log_scale] = (overrides, *evaluate(tables, job, overrides))
+            except JobConfigError:
+                results[log_scale] = None
+        outcome = results[log_scale]
+        return -1.0 if outcome is None else outcome[2] / outcome[1] if outcome[1] else 0.0
 
-    current = retention(0.0)
-    loose, tight = math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1])
+    at_current_scale = retention(0.0)  # differs from the output's own retention where a stage is switched on
+    loosest, tightest = math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1])
+    most = retention(loosest)
     notes = []
-    if retention(loose) < target_retention:
-        best, reached = loose, False
-        notes.append("even the loosest thresholds keep less than the target: other rejects (decode, dedup, "
-                     "unscaled rules) bound the retention")
-    elif retention(tight) >= target_retention:
-        best, reached = tight, False
+    if retention(tightest) >= target_retention:
+        best, reached = tightest, False
         notes.append("even the tightest thresholds keep more than the target")
+    elif most < target_retention:
+        reached = False
+        notes.append(f"no thresholds keep the target: at most {most:.3f}, bounded by the other rejects "
+                     "(decode, dedup, unscaled rules, rows never scored)")
+        # The least loosening that keeps the most: the output's own thresholds when they already do.
+        best = 0.0 if at_current_scale >= most else _boundary(retention, most, loosest, 0.0)[0]
     else:
-        for _ in range(BISECTION_STEPS):  # invariant: retention(loose) >= target > retention(tight)
-            middle = (loose + tight) / 2
-            if retention(middle) >= target_retention:
-                loose = middle
-            else:
-                tight = middle
-        kept_side, dropped_side = retention(loose), retention(tight)
-        best = tight if abs(dropped_side - target_retention) < abs(kept_side - target_retention) else loose
         reached = True
-    outcome = results[best]
-    if outcome is None:
-        raise CalibrationError("calibrate: the scaled thresholds do not validate at any scale that reaches the target")
-    overrides, rows, accepted, funnel = outcome
+        kept_side, dropped_side = _boundary(retention, target_retention, loosest, tightest)
+        best = min((kept_side, dropped_side), key=lambda side: abs(retention(side) - target_retention))
+    overrides, rows, accepted, funnel = results[best]  # a side whose retention is >= 0, so valid
+    unprocessed = sum(entry["rejects"].get(UNPROCESSED, 0) for entry in funnel)
+    if unprocessed:
+        notes.append(f"{unprocessed} rows were never scored by a stage these thresholds let them reach "
+                     f"({UNPROCESSED}): rerun the job with them to score those rows")
+    current = sum(table.column("reject_reason").null_count for table in tables) / rows if rows else 0.0
     return Calibration(target_retention, math.exp(best), accepted / rows if rows else 0.0, rows, accepted, overrides,
                        funnel, current, reached, notes)
 

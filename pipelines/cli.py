@@ -127,7 +127,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print("thresholds:")
     for stage, fields in result.thresholds.items():
-        print(f"  {stage}: " + ", ".join(f"{name}={value:g}" for name, value in fields.items()))
+        print(f"  {stage}: " + ", ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                                      for name, value in fields.items()))
     print("funnel:")
     for entry in result.funnel:
         rejects = ", ".join(f"{reason} {count}" for reason, count in entry["rejects"].items())

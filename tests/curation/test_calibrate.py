@@ -65,10 +65,11 @@ def test_json_output_and_thresholds_scale_together(output, capsys):
 
 def test_out_of_reach_targets_and_bad_input(output, capsys):
     result = calibrate(output, 1.0)  # two rows are too small whatever the score thresholds
-    assert not result.reached and result.accepted == 100 and "loosest" in result.notes[0]
+    assert not result.reached and result.accepted == 100 and "at most 0.980" in result.notes[0]
+    assert result.thresholds["aesthetic"]["min_score"] <= 0.05 < calibrate(output, 0.97).thresholds["aesthetic"]["min_score"]
     assert main(["calibrate", str(output), "--target-retention", "1.5"]) == 2
     assert "must be in (0, 1]" in capsys.readouterr().err
     assert main(["calibrate", str(output), "--target-retention", "0.3", "--stage", "decode_image"]) == 2
-    assert "no enforced stage with score thresholds among decode_image" in capsys.readouterr().err
+    assert "no stage with score thresholds among decode_image" in capsys.readouterr().err
     assert main(["calibrate", str(output), "--target-retention", "0.3", "--stage", "nope"]) == 2
     assert "no stage named 'nope'" in capsys.readouterr().err
