@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from data_engine.stage import Stage
+from data_engine.stages import STAGE_MODULES, stage_class
 from data_engine.stages.aesthetic import AestheticConfig, AestheticStage
 from data_engine.stages.border_detect import BorderDetectConfig, BorderDetectStage
 from data_engine.stages.dedup import DedupConfig, DedupStage
@@ -137,8 +138,8 @@ def test_every_float_threshold_of_every_filter_is_covered():
     covered = {(type(case[0]), case[2]) for case in SIMPLE_CASES}
     covered |= {(NsfwStage, "max_score"), (DecodeImageStage, "max_aspect_ratio")}
     covered |= {(IqaCascadeStage, field) for field in IQA_CASES}
-    stages = {type(case[0]) for case in SIMPLE_CASES} | {NsfwStage, IqaCascadeStage}
-    assert {(stage, name) for stage in stages for name in _float_thresholds(stage)} == covered
+    engine_stages = [stage_class(op) for op, module in STAGE_MODULES.items() if module.startswith("data_engine.")]
+    assert {(stage, name) for stage in engine_stages for name in _float_thresholds(stage)} == covered
 
 
 def test_nan_learned_scores_have_their_own_reasons():
