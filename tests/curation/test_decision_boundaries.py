@@ -3,7 +3,8 @@
 Each case stores the threshold itself (as the score column stores it, float32) and the nearest float32 on
 the other side of it, and expects the side the documentation states ("at least", "below", ...). The
 thresholds are decimals that float32 cannot hold exactly (0.04, 4.6, 40.1, ...), where comparing a stored
-score with the float64 threshold puts the boundary on the wrong side. NaN learned scores have reasons of
+score with the float64 threshold puts the boundary on the wrong side (each value chosen so that it does:
+float32 rounds a lower bound down and an upper bound up). NaN learned scores have reasons of
 their own.
 """
 
@@ -50,11 +51,11 @@ SIMPLE_CASES = [
      {"border_bottom": 0.0, "border_left": 0.0, "border_right": 0.0}, "border", "down", None),
     (AestheticStage(AestheticConfig(min_score=4.6)), "aesthetic_score", "min_score", 4.6,
      {"aesthetic_status": "scored"}, None, "down", "low_aesthetic"),
-    (OcrDensityStage(OcrDensityConfig(dense_text_min_coverage=0.1, dense_text_min_side=512)), "ocr_text_coverage",
-     "dense_text_min_coverage", 0.1, {"ocr_text_boxes": 3, "width": 500, "height": 400},
+    (OcrDensityStage(OcrDensityConfig(dense_text_min_coverage=0.12, dense_text_min_side=512)), "ocr_text_coverage",
+     "dense_text_min_coverage", 0.12, {"ocr_text_boxes": 3, "width": 500, "height": 400},
      "dense_text_low_resolution", "down", None),
-    (DedupStage(DedupConfig(near_duplicate_similarity=0.85)), "duplicate_similarity", "near_duplicate_similarity",
-     0.85, {"duplicate_kind": "near", "duplicate_of": "x"}, "near_duplicate", "down", None),
+    (DedupStage(DedupConfig(near_duplicate_similarity=0.9)), "duplicate_similarity", "near_duplicate_similarity",
+     0.9, {"duplicate_kind": "near", "duplicate_of": "x"}, "near_duplicate", "down", None),
 ]
 
 
@@ -85,12 +86,13 @@ def test_aspect_ratio_boundary_is_exact_for_integer_sides():
     assert stage.decide(table) == [None, "aspect_ratio"]
 
 
-# Non-representable thresholds in the cascade's order; base row accepted by all of them.
-IQA = IqaCascadeConfig(dark_brightness=20.1, min_brightness=40.1, max_brightness=220.1, severe_max_brightness=240.1,
-                       severe_min_entropy=3.1, min_entropy=5.1, min_saturation=0.05, recover_min_saturation=0.3,
+# Non-representable thresholds in the cascade's order, each rounded by float32 to the side where comparing
+# the stored score with the float64 threshold is wrong; the base row is accepted by all of them.
+IQA = IqaCascadeConfig(dark_brightness=20.3, min_brightness=40.1, max_brightness=220.1, severe_max_brightness=240.1,
+                       severe_min_entropy=3.1, min_entropy=5.1, min_saturation=0.06, recover_min_saturation=0.35,
                        severe_min_sharpness=5.1, min_sharpness=40.1, max_sharpness=4000.1,
-                       severe_max_sharpness=8000.1, niqe_max=6.1, niqe_recover_max=7.6, niqe_reject=10.1,
-                       musiq_min=40.1, musiq_recover_min=30.1, clipiqa_min=0.4, clipiqa_recover_min=0.3)
+                       severe_max_sharpness=8000.1, niqe_max=6.3, niqe_recover_max=7.3, niqe_reject=10.1,
+                       musiq_min=40.1, musiq_recover_min=30.3, clipiqa_min=0.42, clipiqa_recover_min=0.35)
 IQA_BASE = {"iqa_brightness": 120.0, "iqa_entropy": 7.0, "iqa_saturation": 0.2, "iqa_sharpness": 500.0, "niqe": 4.0,
             "musiq": 60.0, "clipiqa": 0.7}
 RECOVERABLE = {"iqa_saturation": 0.5}  # saturated enough that borderline indicators are recovered
