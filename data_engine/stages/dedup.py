@@ -67,7 +67,8 @@ class DedupStage(Stage[DedupConfig]):
                           for data in batch.column("image_bytes").to_pylist()]}
 
     def decide(self, scores: pa.Table) -> list[str | None]:
-        threshold = stored_threshold(self.config.near_duplicate_similarity, scores.schema.field("duplicate_similarity").type)
+        threshold = stored_threshold(self.config.near_duplicate_similarity,
+                                     scores.schema.field("duplicate_similarity").type)
         decisions: list[str | None] = []
         for kind, similarity in zip(scores.column("duplicate_kind").to_pylist(),
                                     scores.column("duplicate_similarity").to_pylist()):
