@@ -14,6 +14,20 @@ Canonical conventions (every other module assumes them):
 
 Sources use other conventions; each converter below names the one it reads, and each has a round-trip test
 (tests/data_engine/test_conventions.py). Blender's camera is the OpenGL one (`pose_to_opengl`).
+
+Pixel coordinates: the image's outer edges are at 0 and W (0 and H), so pixel (col, row) has its centre at
+(col + 0.5, row + 0.5); K's principal point is in these coordinates (a centred camera has cx = W / 2). Each
+source's own convention, and the conversion its adapter applies (`openspatial/adapters.py`):
+- ScanNet (`intrinsic_depth.txt`, written by the .sens calibration) and ARKitScenes (`.pincam`): pixel centres
+  on whole numbers (cx = 319.5 for a centred 640-px image): `intrinsics_from_integer_pixel_centres` adds 0.5;
+- Matterport3D (`.conf`): image origin at the BOTTOM-left with pixel centres at +0.5 (the GAPS RGBD toolkit that
+  wrote the files samples pixel (i, j) at (i + 0.5, j + 0.5), rows counted from the bottom), so only the rows
+  flip: `intrinsics_from_bottom_left_origin` gives cy = H - cy (not H - 1 - cy);
+- ScanNet++ (COLMAP `cameras.txt`): COLMAP puts the top-left pixel's centre at (0.5, 0.5), already ours;
+- Hypersim (`M_proj`, an OpenGL projection over the image's outer edges): ours by construction
+  (`camera_from_gl_projection`).
+Resizing an image by (sx, sy) scales K in these edge-based coordinates (`scale_intrinsics`); a quarter turn of
+the image turns the camera with it (`rotate_camera_clockwise`, ARKitScenes' upright rotation).
 """
 
 from __future__ import annotations
@@ -136,6 +150,34 @@ def rotation_from_quaternion_wxyz(qw: float, qx: float, qy: float, qz: float) ->
 
 def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def intrinsics_from_integer_pixel_centres(intrinsics: np.ndarray) -> np.ndarray:
+    """K whose pixel centres are whole numbers (ScanNet, ARKitScenes) -> ours (centres at +0.5)."""
+    converted = np.array(intrinsics, dtype=float)
+    converted[:2, 2] += 0.5
+    return converted
+
+
+def intrinsics_from_bottom_left_origin(intrinsics: np.ndarray, height: int) -> np.ndarray:
+    """K with rows counted up from the image's bottom edge (Matterport3D) -> rows down from the top edge."""
+    converted = np.array(intrinsics, dtype=float)
+    converted[1, 2] = height - converted[1, 2]
+    return converted
+
+
+def scale_intrinsics(intrinsics: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """K of an image resized by (scale_x, scale_y); edge-based pixel coordinates scale with the image."""
+    return np.diag([scale_x, scale_y, 1.0]) @ np.asarray(intrinsics, dtype=float)
+
+
+def rotate_camera_clockwise(intrinsics: np.ndarray, pose: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(K, camera-to-world pose) of an image of `height` rows turned a quarter clockwise (`np.rot90(image, -1)`):
+    pixel (u, v) moves to (height - v, u), so the new camera's x axis is the old -y and its y axis the old x."""
+    pixels = np.array([[0.0, -1.0, height], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # old pixel -> new pixel
+    new_axes = np.eye(4)
+    new_axes[:3, :3] = [[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # columns: new axes in the old camera
+    return pixels @ np.asarray(intrinsics, dtype=float) @ new_axes[:3, :3], np.asarray(pose, dtype=float) @ new_axes
 
 
 def camera_from_gl_projection(projection: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:

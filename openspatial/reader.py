@@ -19,17 +19,20 @@ from pydantic import Field
 
 from data_engine.readers import InputError, Reader, ReaderConfig, list_input_files, register_reader, row_id
 from data_engine.schemas import QA_CONVERSATION
-from openspatial.adapters import ADAPTERS
+from openspatial.adapters import ADAPTERS, ScanConfig
 from openspatial.frame_index import IndexConfig, build_object_frame_index
 from openspatial.procedural import ProceduralConfig, generate_scene
 from openspatial.qa.rows import sample_images, sample_messages, sample_metadata
-from openspatial.qa.tasks import QAConfig, generate_scene_qa
+from openspatial.qa.tasks import QAConfig, generate_scene_qa, unavailable_tasks
 from openspatial.scene import SCENE_FILE, Scene, SceneFormatError, load_scene
 
 PROCEDURAL_URI = re.compile(r"^procedural://(?P<count>\d+)(\?seed=(?P<seed>\d+))?$")
 
 
-class SpatialScenesConfig(ReaderConfig):
+class SpatialScenesConfig(ReaderConfig, ScanConfig):
+    """The reader's own fields; `max_frames`, `structural_classes` and `min_box_extent_m` (ScanConfig) go to
+    the dataset adapters."""
+
     kind: Literal["spatial_scenes"] = "spatial_scenes"
     shard_rows: int = Field(default=4, gt=0)  # scenes per shard (each yields tens of QA rows)
     source_dataset: str = "openspatial_procedural"
@@ -39,7 +42,6 @@ class SpatialScenesConfig(ReaderConfig):
     qa: QAConfig = QAConfig()
     jpeg_quality: int = Field(default=90, ge=1, le=100)
     adapter: Literal["canonical", "scannet", "arkitscenes", "matterport3d", "scannetpp", "hypersim"] = "canonical"
-    max_frames: int = Field(default=8, ge=1)  # frames sampled evenly per adapter scene
 
 
 def _procedural_stream(input_uri: str) -> tuple[int, int] | None:
@@ -79,7 +81,7 @@ class SpatialScenesReader(Reader):
             return generate_scene(int(seed), int(index), self.config.procedural)
         root = Path(input_uri.removeprefix("file://"))
         if self.config.adapter != "canonical":
-            return ADAPTERS[self.config.adapter].load_scene(root, item, self.config.max_frames)
+            return ADAPTERS[self.config.adapter].load_scene(root, item, self.config)
         return load_scene(root / item)
 
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
@@ -91,6 +93,10 @@ class SpatialScenesReader(Reader):
                 rows.append(self._row(f"{item}#invalid", None, reject=("invalid_scene", str(exc))))
                 continue
             index = build_object_frame_index(scene, self.config.index)
+            skipped = unavailable_tasks(index, self.config.qa)
+            if skipped:  # one row per scene says which sub-tasks it cannot feed, and why
+                rows.append(self._row(f"{item}#unavailable_tasks", None, reject=(
+                    "too_few_frames", "; ".join(f"{task}: {why}" for task, why in skipped.items()))))
             seed = int.from_bytes(row_id("seed", item)[:8].encode(), "little")
             for number, sample in enumerate(generate_scene_qa(index, self.config.qa, seed)):
                 rows.append(self._row(f"{item}#{sample.task}#{number}", sample.task, scene=scene, sample=sample))

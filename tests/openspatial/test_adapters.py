@@ -11,7 +11,7 @@ import open3d as o3d
 import pytest
 
 from data_engine.conventions import OrientedBox, invert_pose, rotation_z
-from openspatial.adapters import (ARKitScenesAdapter, HypersimAdapter, Matterport3DAdapter, ScanNetAdapter,
+from openspatial.adapters import (ARKitScenesAdapter, HypersimAdapter, Matterport3DAdapter, ScanConfig, ScanNetAdapter,
                                   ScanNetPPAdapter)
 from openspatial.frame_index import IndexConfig, build_object_frame_index
 from openspatial.procedural import look_at_pose, render_frames
@@ -19,7 +19,9 @@ from openspatial.qa.tasks import QAConfig, generate_scene_qa
 from openspatial.reader import SpatialScenesConfig, SpatialScenesReader
 from openspatial.scene import Frame, SceneFormatError, SceneObject
 
-K = np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]])
+K = np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]])  # ours: pixel centres at +0.5, a centred 160x120 camera
+# The same camera as ScanNet and ARKitScenes write it, with pixel centres on whole numbers.
+K_INTEGER_CENTRES = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
 
 
 def _render(boxes: list[OrientedBox], poses: list[np.ndarray], room=(6.0, 7.0), intrinsics=K) -> list[Frame]:
@@ -53,7 +55,8 @@ def write_scannet_fixture(root: Path) -> Path:
     for sub in ("color", "depth", "intrinsic"):
         (scene / sub).mkdir()
     alignment_text = " ".join(f"{v:g}" for v in SCANNET_ALIGNMENT.ravel())
-    (scene / "scene0000_00.txt").write_text(f"colorHeight = 240\naxisAlignment = {alignment_text}\nnumDepthFrames = 3\n")
+    (scene / "scene0000_00.txt").write_text(f"colorHeight = 240\ncolorWidth = 320\ndepthHeight = 120\ndepthWidth = 160\n"
+                                            f"axisAlignment = {alignment_text}\nnumDepthFrames = 3\n")
     chair, table = _cube_vertices(*RAW_CHAIR), _cube_vertices(*RAW_TABLE)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate([chair, table])))
     o3d.io.write_point_cloud(str(scene / "scene0000_00_vh_clean_2.ply"), cloud, write_ascii=True)
@@ -63,7 +66,7 @@ def write_scannet_fixture(root: Path) -> Path:
         {"id": 0, "objectId": 0, "segments": [10], "label": "chair"},
         {"id": 1, "objectId": 1, "segments": [20], "label": "table"}]}))
     intrinsic = np.eye(4)
-    intrinsic[:3, :3] = K
+    intrinsic[:3, :3] = K_INTEGER_CENTRES
     np.savetxt(scene / "intrinsic" / "intrinsic_depth.txt", intrinsic)
     aligned = [OrientedBox(np.array([2.0, 2.5, 0.25]), np.array([2.0, 1, 0.5]), np.eye(3)),
                OrientedBox(np.array([3.5, 4.5, 0.4]), np.array([1.0, 1, 0.8]), np.eye(3))]
@@ -81,7 +84,7 @@ def test_scannet_adapter_hand_worked_boxes_and_poses(tmp_path):
     root = write_scannet_fixture(tmp_path)
     adapter = ScanNetAdapter()
     assert adapter.list_scenes(root) == ["scene0000_00"]
-    scene = adapter.load_scene(root, "scene0000_00", max_frames=8)
+    scene = adapter.load_scene(root, "scene0000_00", ScanConfig())
     chair, table = scene.objects
     # Chair: raw y in [0, 2] -> x' = 3 - y in [1, 3]; raw x in [0, 1] -> y' = x + 2 in [2, 3]; z in [0, 0.5].
     np.testing.assert_allclose(chair.box.center, [2.0, 2.5, 0.25], atol=1e-9)
@@ -91,8 +94,9 @@ def test_scannet_adapter_hand_worked_boxes_and_poses(tmp_path):
     assert (chair.category, table.category, chair.instance_id) == ("chair", "table", 1)
     # Poses are moved into the aligned frame: the first camera is back at (3, 0.5, 1.4).
     np.testing.assert_allclose(scene.frames[0].pose[:3, 3], [3.0, 0.5, 1.4], atol=1e-6)
-    assert len(scene.frames) == 2 and scene.metadata["frames_with_invalid_pose"] == 1
+    assert len(scene.frames) == 2 and scene.metadata["frames_dropped"] == {"non_finite_pose": 1}
     assert scene.frames[0].image.shape == (120, 160, 3)
+    np.testing.assert_allclose(scene.frames[0].intrinsics, K)  # pixel centres moved from whole numbers to +0.5
     index = build_object_frame_index(scene, IndexConfig(min_visible_pixels=30))
     assert index.records["0", 0].visible and index.records["1", 0].visible
     assert generate_scene_qa(index, QAConfig(min_visible_pixels=30), 0)
@@ -103,7 +107,7 @@ def test_scannet_adapter_names_the_broken_file(tmp_path):
     segs = root / "scene0000_00" / "scene0000_00_vh_clean_2.0.010000.segs.json"
     segs.write_text(json.dumps({"segIndices": [10, 20]}))
     with pytest.raises(SceneFormatError, match=r"segs\.json: segIndices: 2 entries for 250 vertices"):
-        ScanNetAdapter().load_scene(root, "scene0000_00", max_frames=8)
+        ScanNetAdapter().load_scene(root, "scene0000_00", ScanConfig())
 
 
 # ---- ARKitScenes --------------------------------------------------------------------------------------------
@@ -129,7 +133,7 @@ def write_arkitscenes_fixture(root: Path) -> Path:
         name = f"{VIDEO}_{stamp}.png"
         cv2.imwrite(str(frames_dir / "lowres_wide" / name), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(frames_dir / "lowres_depth" / name), np.round(frame.depth * 1000).astype(np.uint16))
-        (frames_dir / "lowres_wide_intrinsics" / f"{VIDEO}_{stamp}.pincam").write_text("160 120 100 100 80 60\n")
+        (frames_dir / "lowres_wide_intrinsics" / f"{VIDEO}_{stamp}.pincam").write_text("160 120 100 100 79.5 59.5\n")
         world_to_camera = invert_pose(frame.pose)
         angle_axis = cv2.Rodrigues(world_to_camera[:3, :3])[0].ravel()
         lines.append(" ".join(f"{v:.9f}" for v in [float(stamp), *angle_axis, *world_to_camera[:3, 3]]))
@@ -141,7 +145,7 @@ def test_arkitscenes_adapter_hand_worked_box_and_pose(tmp_path):
     root = write_arkitscenes_fixture(tmp_path)
     adapter = ARKitScenesAdapter()
     assert adapter.list_scenes(root) == [f"Training/{VIDEO}"]
-    scene = adapter.load_scene(root, f"Training/{VIDEO}", max_frames=8)
+    scene = adapter.load_scene(root, f"Training/{VIDEO}", ScanConfig())
     chair = scene.objects[0]
     # Corners: 0.6 m along +y and 0.4 m along -x around (2, 2.5): x in [1.8, 2.2], y in [2.2, 2.8], z in [0, 0.9].
     corners = chair.box.corners()
@@ -151,18 +155,19 @@ def test_arkitscenes_adapter_hand_worked_box_and_pose(tmp_path):
     # A traj line holds world-to-camera; the camera centre comes back as written by the fixture.
     np.testing.assert_allclose(scene.frames[0].pose[:3, 3], [3.0, 0.5, 1.4], atol=1e-6)
     np.testing.assert_allclose(scene.frames[1].pose, CAMERAS[1], atol=1e-6)
+    np.testing.assert_allclose(scene.frames[0].intrinsics, K)  # .pincam centres on whole numbers -> ours
     index = build_object_frame_index(scene, IndexConfig(min_visible_pixels=30))
     assert index.records["b7c1", 0].visible
     assert generate_scene_qa(index, QAConfig(min_visible_pixels=30), 0)
 
 
-def test_arkitscenes_bad_annotation_names_file_and_field(tmp_path):
+def test_arkitscenes_broken_annotation_names_file_and_field(tmp_path):
     root = write_arkitscenes_fixture(tmp_path)
     annotation = root / "Training" / VIDEO / f"{VIDEO}_3dod_annotation.json"
     annotation.write_text(json.dumps({"data": [{"uid": "x", "label": "chair", "segments": {"obbAligned": {
-        "centroid": [0, 0, 0], "axesLengths": [0.5, 0.0, 1.0], "normalizedAxes": [1, 0, 0, 0, 1, 0, 0, 0, 1]}}}]}))
-    with pytest.raises(SceneFormatError, match=r"_3dod_annotation\.json: data\[0\]\.segments\.obbAligned\.extents: every side"):
-        ARKitScenesAdapter().load_scene(root, f"Training/{VIDEO}", max_frames=8)
+        "centroid": [0, 0, 0], "normalizedAxes": [1, 0, 0, 0, 1, 0, 0, 0, 1]}}}]}))
+    with pytest.raises(SceneFormatError, match=r"_3dod_annotation\.json: data\[0\]\.segments\.obbAligned: needs"):
+        ARKitScenesAdapter().load_scene(root, f"Training/{VIDEO}", ScanConfig())
 
 
 # ---- Matterport3D -------------------------------------------------------------------------------------------
@@ -204,14 +209,14 @@ def test_matterport_adapter_hand_worked_box_camera_and_intrinsics(tmp_path):
     root = write_matterport_fixture(tmp_path)
     adapter = Matterport3DAdapter()
     assert adapter.list_scenes(root) == [HOUSE]
-    scene = adapter.load_scene(root, HOUSE, max_frames=8)
+    scene = adapter.load_scene(root, HOUSE, ScanConfig())
     chair, table = scene.objects
     assert (chair.category, table.category) == ("chair", "table")  # mpcat40 names
     np.testing.assert_allclose(chair.box.extents, [1.0, 0.5, 1.0])  # radii doubled
     # x: 0.5 * 0.6 + 0.25 * 0.8 = 0.5 either side of 2; y: 0.5 * 0.8 + 0.25 * 0.6 = 0.55 either side of 3.
     np.testing.assert_allclose(chair.box.corners().min(axis=0), [1.5, 2.45, 0.0], atol=1e-9)
     np.testing.assert_allclose(chair.box.corners().max(axis=0), [2.5, 3.55, 1.0], atol=1e-9)
-    assert scene.metadata["unlabelled_objects"] == 1
+    assert scene.metadata["objects_dropped"] == {"unlabelled": 1}
     np.testing.assert_allclose(scene.frames[0].intrinsics[1, 2], 55.0)  # 120 - 65
     np.testing.assert_allclose(scene.frames[1].pose, CAMERAS[1], atol=1e-6)
     index = build_object_frame_index(scene, IndexConfig(min_visible_pixels=30))
@@ -254,7 +259,7 @@ def test_scannetpp_adapter_hand_worked_box_camera_and_intrinsics(tmp_path):
     root = write_scannetpp_fixture(tmp_path)
     adapter = ScanNetPPAdapter()
     assert adapter.list_scenes(root) == [SCENE_PP]
-    scene = adapter.load_scene(root, SCENE_PP, max_frames=8)
+    scene = adapter.load_scene(root, SCENE_PP, ScanConfig())
     chair = scene.objects[0]
     assert (chair.object_id, chair.category) == ("4", "office chair")
     np.testing.assert_allclose(chair.box.corners().min(axis=0), [1.8, 2.2, 0.0], atol=1e-9)
@@ -336,10 +341,10 @@ def test_hypersim_adapter_hand_worked_box_camera_depth_and_intrinsics(tmp_path):
     root = write_hypersim_fixture(tmp_path)
     adapter = HypersimAdapter()
     assert adapter.list_scenes(root) == [HYPERSIM_SCENE]
-    scene = adapter.load_scene(root, HYPERSIM_SCENE, max_frames=8)
-    chair, table = scene.objects  # the wall instance is not referable and is skipped
+    scene = adapter.load_scene(root, HYPERSIM_SCENE, ScanConfig())
+    chair, table = scene.objects  # the wall instance is structure, not an object
     assert (chair.category, table.category, chair.instance_id) == ("chair", "table", 2)
-    assert scene.metadata["instances_unreferable_label"] == 1
+    assert scene.metadata["objects_dropped"] == {"structural_class": 1}
     # Asset units x 0.025: centre (2, 2.5, 0.45), extents (0.6, 0.4, 0.9) with the 0.6 m side along world y, so
     # x spans 2 -+ 0.2 and y spans 2.5 -+ 0.3.
     np.testing.assert_allclose(chair.box.extents, [0.6, 0.4, 0.9], atol=1e-9)
@@ -368,11 +373,11 @@ def test_hypersim_missing_camera_parameters_names_the_file(tmp_path):
     root = write_hypersim_fixture(tmp_path)
     (root / "metadata_camera_parameters.csv").unlink()
     with pytest.raises(SceneFormatError, match=r"metadata_camera_parameters\.csv: <file>: missing"):
-        HypersimAdapter().load_scene(root, HYPERSIM_SCENE, max_frames=8)
+        HypersimAdapter().load_scene(root, HYPERSIM_SCENE, ScanConfig())
     write_hypersim_fixture(tmp_path / "other")
     _write_hdf5(tmp_path / "other" / HYPERSIM_SCENE / "_detail" / "mesh" / "mesh_objects_sii.hdf5", np.array([1, 2]))
     with pytest.raises(SceneFormatError, match=r"mesh_objects_sii\.hdf5: dataset: expected shape \(4,\), got \(2,\)"):
-        HypersimAdapter().load_scene(tmp_path / "other", HYPERSIM_SCENE, max_frames=8)
+        HypersimAdapter().load_scene(tmp_path / "other", HYPERSIM_SCENE, ScanConfig())
 
 
 FIXTURE_WRITERS = {"scannet": write_scannet_fixture, "arkitscenes": write_arkitscenes_fixture,

@@ -20,7 +20,18 @@ from openspatial.qa.tasks import multiview  # noqa: F401
 from openspatial.qa.tasks import scene_reasoning  # noqa: F401
 from openspatial.qa.tasks.base import TASKS, AnswerType, QAConfig, QASample, QATaskSpec, SceneMeasures, TaskContext
 
-__all__ = ["TASKS", "AnswerType", "QAConfig", "QASample", "QATaskSpec", "generate_scene_qa"]
+__all__ = ["TASKS", "AnswerType", "QAConfig", "QASample", "QATaskSpec", "generate_scene_qa", "unavailable_tasks"]
+
+MULTI_VIEW_MIN_FRAMES = 2
+
+
+def unavailable_tasks(index: ObjectFrameIndex, config: QAConfig) -> dict[str, str]:
+    """Configured sub-tasks this scene cannot feed, each with the reason (multi-view ones need two frames)."""
+    frames = len(index.scene.frames)
+    if frames >= MULTI_VIEW_MIN_FRAMES:
+        return {}
+    return {name: f"multi-view sub-task needs at least {MULTI_VIEW_MIN_FRAMES} frames, the scene has {frames}"
+            for name in config.tasks or tuple(TASKS) if name in TASKS and TASKS[name].multi_view}
 
 
 def generate_scene_qa(index: ObjectFrameIndex, config: QAConfig, seed: int) -> list[QASample]:
@@ -30,7 +41,10 @@ def generate_scene_qa(index: ObjectFrameIndex, config: QAConfig, seed: int) -> l
         raise ValueError(f"qa.tasks: unknown sub-tasks {unknown}; allowed: {', '.join(TASKS)}")
     samples = []
     measures = SceneMeasures(index.scene)
+    unavailable = unavailable_tasks(index, config)
     for task_number, name in enumerate(config.tasks or tuple(TASKS)):
+        if name in unavailable:
+            continue
         for attempt in range(config.samples_per_task):
             rng = random.Random(f"{seed}/{task_number}/{attempt}")  # Python's generator: cheap to seed
             language = config.languages[rng.randrange(len(config.languages))]
