@@ -14,8 +14,7 @@ CATEGORY_NAMES = {
 COLOUR_NAMES = {"red": ("red", "红色"), "green": ("green", "绿色"), "blue": ("blue", "蓝色"),
                 "yellow": ("yellow", "黄色"), "magenta": ("magenta", "品红色"), "cyan": ("cyan", "青色")}
 WORDS = {
-    "left": ("left", "左边"), "right": ("right", "右边"), "above": ("above", "上方"), "below": ("below", "下方"),
-    "in_front": ("in front of", "前面"), "behind": ("behind", "后面"), "front": ("in front", "前方"),
+    "left": ("left", "左边"), "right": ("right", "右边"), "front": ("in front", "前方"),
     "back": ("behind", "后方"), "front_left": ("front-left", "左前方"), "front_right": ("front-right", "右前方"),
     "back_left": ("back-left", "左后方"), "back_right": ("back-right", "右后方"),
     "toward": ("toward the camera", "朝向相机"), "away": ("away from the camera", "背对相机"),
@@ -24,6 +23,11 @@ WORDS = {
     "move_right": ("to the right", "向右"), "turn_left": ("turned left", "向左转"),
     "turn_right": ("turned right", "向右转"), "no_turn": ("did not turn", "没有转向"),
     "longest": ("longest dimension", "最长边"), "height": ("height", "高度"),
+}
+# Egocentric relations as they read between two objects: "is [A] <phrase> [B]?" / "[A]在[B]的<phrase>吗？".
+RELATION_PHRASES = {
+    "left": ("to the left of", "左边"), "right": ("to the right of", "右边"), "above": ("above", "上方"),
+    "below": ("below", "下方"), "in_front": ("in front of", "前面"), "behind": ("behind", "后面"),
 }
 LANGUAGES = ("en", "zh")
 

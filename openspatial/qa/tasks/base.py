@@ -253,9 +253,19 @@ def metres(value: float, digits: int = 1) -> str:
 
 
 def plural(name: str) -> str:
+    """English plural of a category name (its last word): shelves, boxes, benches, glasses, libraries, TVs."""
     if name.endswith("shelf"):
         return name[:-1] + "ves"
-    return name + ("es" if name.endswith("x") else "s")
+    if name.endswith(("s", "x", "z", "ch", "sh")):
+        return name + "es"
+    if name.endswith("y") and name[-2:-1] not in tuple("aeiou"):
+        return name[:-1] + "ies"
+    return name + "s"
+
+
+def with_article(name: str) -> str:
+    """English indefinite article for a category name: "an armchair", "a table"."""
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
 
 
 def support_relations(objects: list[SceneObject], height_ranges: dict[str, tuple[float, float]],

@@ -46,12 +46,6 @@ def correspondence(ctx: TaskContext) -> QASample | None:
     return None
 
 
-def plural(name: str) -> str:
-    if name.endswith("shelf"):
-        return name[:-1] + "ves"
-    return name + ("es" if name.endswith("x") else "s")
-
-
 @register_qa_task("instance_counting", "multiview_consistency", "number", multi_view=True)
 def instance_counting(ctx: TaskContext) -> QASample | None:
     frames = sorted(ctx.pick(list(range(len(ctx.scene.frames))), min(ctx.config.max_images, len(ctx.scene.frames))))

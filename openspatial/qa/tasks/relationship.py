@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from openspatial.projection import world_to_camera
-from openspatial.qa.templates import YES_NO
+from openspatial.qa.templates import RELATION_PHRASES, YES_NO
 from openspatial.qa.tasks.base import (QASample, References, TaskContext, answer_text, fill, ground_angle, make_sample,
                                        multiple_choice, pick_in_one_frame, register_qa_task, sector)
 
@@ -48,7 +48,7 @@ def egocentric_position(ctx: TaskContext) -> QASample | None:
     asked = truth if ctx.rng.random() < 0.5 else opposite[truth]
     refs = References(ctx, [frame])
     return make_sample(ctx, "egocentric_position", [frame], [a, b], {"relation": asked, "holds": asked == truth},
-                   fill(ctx, "egocentric_position", [refs(a), refs(b)], relation=ctx.word(asked)),
+                   fill(ctx, "egocentric_position", [refs(a), refs(b)], relation=RELATION_PHRASES[asked][ctx.lang]),
                    answer_text(ctx, "yes_no", YES_NO[asked == truth][ctx.lang]), refs)
 
 

@@ -13,7 +13,8 @@ import math
 from collections import Counter
 
 from openspatial.qa.tasks.base import (QASample, References, TaskContext, answer_text, fill, frame_with, make_sample,
-                                       metres, multiple_choice, pick_in_one_frame, plural, register_qa_task, sector)
+                                       metres, multiple_choice, pick_in_one_frame, plural, register_qa_task, sector,
+                                       with_article)
 
 
 @register_qa_task("scene_caption", "scene_reasoning", "text", multi_view=True)
@@ -28,8 +29,8 @@ def scene_caption(ctx: TaskContext) -> QASample | None:
         listed = [f"{n} {plural(ctx.category_name(c)) if n > 1 else ctx.category_name(c)}"
                   for c, n in sorted(counts.items())]
         text = "The room contains " + ", ".join(listed) + "."
-        text += "".join(f" A {ctx.category_name(by_id[t].category)} stands on a {ctx.category_name(by_id[s].category)}."
-                        for t, s in relations)
+        text += "".join(f" {with_article(ctx.category_name(by_id[t].category)).capitalize()} stands on "
+                        f"{with_article(ctx.category_name(by_id[s].category))}." for t, s in relations)
     else:
         text = "房间里有" + "、".join(f"{n}个{ctx.category_name(c)}" for c, n in sorted(counts.items())) + "。"
         text += "".join(f"{ctx.category_name(by_id[s].category)}上放着{ctx.category_name(by_id[t].category)}。"
