@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from data_engine.conventions import (OrientedBox, box_from_half_sizes, box_from_yaw, camera_from_gl_projection,
-                                     intrinsics_matrix, invert_pose, pixel_rays, planar_depth_from_ray_distance,
+                                     intrinsics_from_bottom_left_origin, intrinsics_from_integer_pixel_centres,
+                                     intrinsics_matrix, invert_pose, rotate_camera_clockwise, scale_intrinsics, pixel_rays, planar_depth_from_ray_distance,
                                      pose_from_opengl, pose_from_world_to_camera, pose_to_opengl, pose_to_z_up_world,
                                      project_points, rotation_error, rotation_from_quaternion_wxyz, rotation_z,
                                      transform_points, world_transform_y_up_to_z_up, yaw_of)
@@ -152,3 +153,36 @@ def test_projection_hand_case_and_rays_through_projected_pixels():
     along = np.einsum("ij,ij->i", points - origin, directions)  # the point lies on its pixel's ray
     np.testing.assert_allclose(origin + along[:, None] * directions, points, atol=1e-9)
     np.testing.assert_allclose(along * (directions @ pose[:3, 2]), depth, atol=1e-9)  # planar depth
+
+
+def test_pixel_convention_hand_cases():
+    # ScanNet's centred 640 x 480 depth camera: cx = 319.5, cy = 239.5 with centres on whole numbers.
+    scannet = intrinsics_matrix(577.6, 577.6, 319.5, 239.5)
+    np.testing.assert_allclose(intrinsics_from_integer_pixel_centres(scannet), intrinsics_matrix(577.6, 577.6, 320, 240))
+    # Matterport3D: cy = 65 counted up from the bottom edge of a 120-row image is 55 down from the top edge.
+    np.testing.assert_allclose(intrinsics_from_bottom_left_origin(intrinsics_matrix(100, 100, 80, 65), 120),
+                               intrinsics_matrix(100, 100, 80, 55))
+    # Halving an image halves fx, fy and (edge-based) cx, cy: the centred camera stays centred.
+    np.testing.assert_allclose(scale_intrinsics(intrinsics_matrix(100, 90, 80, 60), 0.5, 0.5),
+                               intrinsics_matrix(50, 45, 40, 30))
+
+
+def test_clockwise_quarter_turn_moves_projections_with_the_image():
+    rng = np.random.default_rng(3)
+    intrinsics, pose, width, height = intrinsics_matrix(100, 90, 70, 50), random_pose(rng), 160, 120
+    points = transform_points(pose, np.column_stack([rng.uniform(-1, 1, (50, 2)), rng.uniform(1, 4, 50)]))
+    pixels, depth = project_points(points, intrinsics, pose)
+    turned_k, turned_pose = rotate_camera_clockwise(intrinsics, pose, height)
+    turned_pixels, turned_depth = project_points(points, turned_k, turned_pose)
+    # np.rot90(image, -1) sends the pixel whose edge-based coordinates are (u, v) to (height - v, u).
+    np.testing.assert_allclose(turned_pixels, np.column_stack([height - pixels[:, 1], pixels[:, 0]]), atol=1e-9)
+    np.testing.assert_allclose(turned_depth, depth, atol=1e-12)
+    assert turned_k[0, 1] == 0 and turned_k[1, 0] == 0 and turned_k[0, 0] == 90 and turned_k[1, 1] == 100
+    image = np.arange(height * width).reshape(height, width)
+    row, col = 17, 101  # the pixel whose centre is (101.5, 17.5) lands at centre (120 - 17.5, 101.5)
+    assert np.rot90(image, -1)[col, height - 1 - row] == image[row, col]
+    k, turned = intrinsics, pose
+    for turn in range(4):  # four quarter turns are the identity
+        k, turned = rotate_camera_clockwise(k, turned, (height, width)[turn % 2])
+    np.testing.assert_allclose(k, intrinsics, atol=1e-12)
+    np.testing.assert_allclose(turned, pose, atol=1e-12)
