@@ -116,20 +116,17 @@ VIDEO = "41069021"
 ARKIT_BOX = {"centroid": [2.0, 2.5, 0.45], "axesLengths": [0.6, 0.4, 0.9], "normalizedAxes": [0, 1, 0, -1, 0, 0, 0, 0, 1]}
 
 
-def write_arkitscenes_fixture(root: Path) -> Path:
+def write_arkitscenes_video(root: Path, annotations: list[dict], frames: list[Frame], first_stamp: float) -> Path:
+    """One 3DOD video: the annotation, and per frame its RGB, depth, .pincam (pixel centres on whole numbers)
+    and a lowres_wide.traj line (world-to-camera axis-angle and translation)."""
     video = root / "Training" / VIDEO
     frames_dir = video / f"{VIDEO}_frames"
     for sub in ("lowres_wide", "lowres_depth", "lowres_wide_intrinsics"):
         (frames_dir / sub).mkdir(parents=True)
-    (video / f"{VIDEO}_3dod_annotation.json").write_text(json.dumps({"skipped": False, "data": [
-        {"uid": "b7c1", "label": "chair", "segments": {"obbAligned": ARKIT_BOX}},
-        {"uid": "f00d", "label": "table", "segments": {"obbAligned": {
-            "centroid": [3.5, 4.5, 0.4], "axesLengths": [1.0, 1.0, 0.8], "normalizedAxes": [1, 0, 0, 0, 1, 0, 0, 0, 1]}}}]}))
-    boxes = [OrientedBox(np.array([2.0, 2.5, 0.45]), np.array([0.6, 0.4, 0.9]), rotation_z(np.pi / 2)),
-             OrientedBox(np.array([3.5, 4.5, 0.4]), np.array([1.0, 1.0, 0.8]), np.eye(3))]
+    (video / f"{VIDEO}_3dod_annotation.json").write_text(json.dumps({"skipped": False, "data": annotations}))
     lines = []
-    for number, frame in enumerate(_render(boxes, CAMERAS)):
-        stamp = f"{6845.75 + number * 0.1:.3f}"
+    for number, frame in enumerate(frames):
+        stamp = f"{first_stamp + number * 0.1:.3f}"
         name = f"{VIDEO}_{stamp}.png"
         cv2.imwrite(str(frames_dir / "lowres_wide" / name), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(frames_dir / "lowres_depth" / name), np.round(frame.depth * 1000).astype(np.uint16))
@@ -139,6 +136,16 @@ def write_arkitscenes_fixture(root: Path) -> Path:
         lines.append(" ".join(f"{v:.9f}" for v in [float(stamp), *angle_axis, *world_to_camera[:3, 3]]))
     (frames_dir / "lowres_wide.traj").write_text("\n".join(lines) + "\n")
     return root
+
+
+def write_arkitscenes_fixture(root: Path) -> Path:
+    annotations = [{"uid": "b7c1", "label": "chair", "segments": {"obbAligned": ARKIT_BOX}},
+                   {"uid": "f00d", "label": "table", "segments": {"obbAligned": {
+                       "centroid": [3.5, 4.5, 0.4], "axesLengths": [1.0, 1.0, 0.8],
+                       "normalizedAxes": [1, 0, 0, 0, 1, 0, 0, 0, 1]}}}]
+    boxes = [OrientedBox(np.array([2.0, 2.5, 0.45]), np.array([0.6, 0.4, 0.9]), rotation_z(np.pi / 2)),
+             OrientedBox(np.array([3.5, 4.5, 0.4]), np.array([1.0, 1.0, 0.8]), np.eye(3))]
+    return write_arkitscenes_video(root, annotations, _render(boxes, CAMERAS), 6845.75)
 
 
 def test_arkitscenes_adapter_hand_worked_box_and_pose(tmp_path):

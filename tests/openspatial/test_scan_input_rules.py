@@ -13,15 +13,15 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from data_engine.conventions import OrientedBox, invert_pose
+from data_engine.conventions import OrientedBox
 from openspatial.adapters import ADAPTERS, ScanConfig
 from openspatial.frame_index import IndexConfig, build_object_frame_index
 from openspatial.procedural import look_at_pose, render_frames
 from openspatial.qa.tasks import TASKS, QAConfig, generate_scene_qa
 from openspatial.reader import SpatialScenesConfig, SpatialScenesReader
 from openspatial.scene import Frame, SceneFormatError, SceneObject
-from tests.openspatial.test_adapters import (CAMERAS, HOUSE, HYPERSIM_SCENE, K, SCENE_PP, VIDEO, _render,
-                                             write_arkitscenes_fixture, write_hypersim_fixture,
+from tests.openspatial.test_adapters import (HOUSE, HYPERSIM_SCENE, SCENE_PP, VIDEO, _render,
+                                             write_arkitscenes_fixture, write_arkitscenes_video, write_hypersim_fixture,
                                              write_matterport_fixture, write_scannet_fixture, write_scannetpp_fixture)
 
 INDEX = IndexConfig(min_visible_pixels=30)
@@ -297,30 +297,15 @@ PORTRAIT_CAMERAS = [look_at_pose(np.array([3.0, 0.6, 1.2]), np.array([3.3, 3.5, 
 
 def write_arkitscenes_sensor_fixture(root: Path, sky: str, write_metadata: bool = True) -> Path:
     """Frames as the device stored them (160 x 120 sensor images, rotated with the device) and metadata.csv."""
-    video = root / "Training" / VIDEO
-    frames_dir = video / f"{VIDEO}_frames"
-    for sub in ("lowres_wide", "lowres_depth", "lowres_wide_intrinsics"):
-        (frames_dir / sub).mkdir(parents=True)
-    (video / f"{VIDEO}_3dod_annotation.json").write_text(json.dumps({"data": [
-        {"uid": label, "label": label, "segments": {"obbAligned": {
-            "centroid": centre, "axesLengths": extents, "normalizedAxes": [1, 0, 0, 0, 1, 0, 0, 0, 1]}}}
-        for label, centre, extents in PORTRAIT_OBJECTS]}))
     if write_metadata:
         (root / "metadata.csv").write_text(f"video_id,visit_id,fold,sky_direction\n40777060,1,Training,Up\n"
                                            f"{VIDEO},2,Training,{sky}\n")
+    annotations = [{"uid": label, "label": label, "segments": {"obbAligned": {
+        "centroid": centre, "axesLengths": extents, "normalizedAxes": [1, 0, 0, 0, 1, 0, 0, 0, 1]}}}
+        for label, centre, extents in PORTRAIT_OBJECTS]
     boxes = [OrientedBox(np.array(c, float), np.array(e, float), np.eye(3)) for _, c, e in PORTRAIT_OBJECTS]
-    lines = []
-    for number, frame in enumerate(_render(boxes, [_sensor_pose(p, sky) for p in PORTRAIT_CAMERAS])):
-        stamp = f"{100.0 + number * 0.1:.3f}"
-        name = f"{VIDEO}_{stamp}.png"
-        cv2.imwrite(str(frames_dir / "lowres_wide" / name), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(frames_dir / "lowres_depth" / name), np.round(frame.depth * 1000).astype(np.uint16))
-        (frames_dir / "lowres_wide_intrinsics" / f"{VIDEO}_{stamp}.pincam").write_text("160 120 100 100 79.5 59.5\n")
-        world_to_camera = invert_pose(frame.pose)
-        angle_axis = cv2.Rodrigues(world_to_camera[:3, :3])[0].ravel()
-        lines.append(" ".join(f"{v:.9f}" for v in [float(stamp), *angle_axis, *world_to_camera[:3, 3]]))
-    (frames_dir / "lowres_wide.traj").write_text("\n".join(lines) + "\n")
-    return root
+    frames = _render(boxes, [_sensor_pose(pose, sky) for pose in PORTRAIT_CAMERAS])
+    return write_arkitscenes_video(root, annotations, frames, 100.0)
 
 
 @pytest.mark.parametrize("write_metadata", [True, False], ids=["metadata_csv", "from_poses"])
