@@ -4,7 +4,9 @@ Input forms:
 - `procedural://N?seed=S`: N procedural scenes of stream S (the embedded default; no files needed);
 - a directory: every sub-directory holding a canonical `scene.json` is one item; or, with `adapter` set, a
   dataset root in that dataset's own layout (`openspatial.adapters`).
-A scene that fails validation yields one rejected row whose detail names the file and the field.
+A scene that fails validation yields one rejected row whose detail names the file and the field; a scene with
+too few frames for some sub-tasks (multi-view ones need two) yields one `too_few_frames` row naming them beside
+its QA rows.
 """
 
 from __future__ import annotations
