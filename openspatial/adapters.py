@@ -394,8 +394,8 @@ class ARKitScenesAdapter:
                     raise SceneFormatError(str(path), f"sky_direction ({video_id})",
                                            f"expected one of {sorted(ARKIT_UPRIGHT_TURNS)}, got {direction!r}")
                 return direction
-            if folder == root or root not in folder.parents:
-                return None
+            if folder == root:
+                break
         return None
 
     def load_scene(self, root: Path, item: str, config: ScanConfig) -> Scene:
