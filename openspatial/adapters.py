@@ -130,8 +130,9 @@ class Drops:
         self.objects[reason] += 1
 
     def metadata(self) -> dict:
-        return {"frames_dropped": dict(sorted(self.frames.items())),
-                "objects_dropped": dict(sorted(self.objects.items()))}
+        """The scene metadata entry (`dropped`) that QA rows carry along (`qa/rows.py`)."""
+        return {"dropped": {"frames": dict(sorted(self.frames.items())),
+                            "objects": dict(sorted(self.objects.items()))}}
 
 
 def box_problem(box: OrientedBox, min_extent: float) -> str | None:

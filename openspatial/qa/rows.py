@@ -55,6 +55,8 @@ def sample_metadata(scene: Scene, sample: QASample) -> str:
         "language": sample.language,
         "frames": [scene.frames[f].frame_id for f in sample.frames], "objects": sample.objects,
         "answer_value": sample.value, "details": sample.details,
+        # Frames and objects the dataset adapter left out of this scene, by reason (absent for other scenes).
+        "scene_dropped": scene.metadata.get("dropped"),
         "anchors": [{"image": a.slot, "object_id": a.object_id, "colour": a.colour, "bbox": a.bbox, "label": a.label}
                     for a in sample.anchors],
     }, ensure_ascii=False, sort_keys=True)

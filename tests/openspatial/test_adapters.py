@@ -94,7 +94,7 @@ def test_scannet_adapter_hand_worked_boxes_and_poses(tmp_path):
     assert (chair.category, table.category, chair.instance_id) == ("chair", "table", 1)
     # Poses are moved into the aligned frame: the first camera is back at (3, 0.5, 1.4).
     np.testing.assert_allclose(scene.frames[0].pose[:3, 3], [3.0, 0.5, 1.4], atol=1e-6)
-    assert len(scene.frames) == 2 and scene.metadata["frames_dropped"] == {"non_finite_pose": 1}
+    assert len(scene.frames) == 2 and scene.metadata["dropped"]["frames"] == {"non_finite_pose": 1}
     assert scene.frames[0].image.shape == (120, 160, 3)
     np.testing.assert_allclose(scene.frames[0].intrinsics, K)  # pixel centres moved from whole numbers to +0.5
     index = build_object_frame_index(scene, IndexConfig(min_visible_pixels=30))
@@ -223,7 +223,7 @@ def test_matterport_adapter_hand_worked_box_camera_and_intrinsics(tmp_path):
     # x: 0.5 * 0.6 + 0.25 * 0.8 = 0.5 either side of 2; y: 0.5 * 0.8 + 0.25 * 0.6 = 0.55 either side of 3.
     np.testing.assert_allclose(chair.box.corners().min(axis=0), [1.5, 2.45, 0.0], atol=1e-9)
     np.testing.assert_allclose(chair.box.corners().max(axis=0), [2.5, 3.55, 1.0], atol=1e-9)
-    assert scene.metadata["objects_dropped"] == {"unlabelled": 1}
+    assert scene.metadata["dropped"]["objects"] == {"unlabelled": 1}
     np.testing.assert_allclose(scene.frames[0].intrinsics[1, 2], 55.0)  # 120 - 65
     np.testing.assert_allclose(scene.frames[1].pose, CAMERAS[1], atol=1e-6)
     index = build_object_frame_index(scene, IndexConfig(min_visible_pixels=30))
@@ -351,7 +351,7 @@ def test_hypersim_adapter_hand_worked_box_camera_depth_and_intrinsics(tmp_path):
     scene = adapter.load_scene(root, HYPERSIM_SCENE, ScanConfig())
     chair, table = scene.objects  # the wall instance is structure, not an object
     assert (chair.category, table.category, chair.instance_id) == ("chair", "table", 2)
-    assert scene.metadata["objects_dropped"] == {"structural_class": 1}
+    assert scene.metadata["dropped"]["objects"] == {"structural_class": 1}
     # Asset units x 0.025: centre (2, 2.5, 0.45), extents (0.6, 0.4, 0.9) with the 0.6 m side along world y, so
     # x spans 2 -+ 0.2 and y spans 2.5 -+ 0.3.
     np.testing.assert_allclose(chair.box.extents, [0.6, 0.4, 0.9], atol=1e-9)

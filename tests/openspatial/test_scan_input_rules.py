@@ -158,8 +158,8 @@ def test_bad_frame_and_bad_object_are_dropped_and_counted_the_scene_kept(tmp_pat
     reason = break_one_frame_and_add_bad_object(adapter, root)
     scene = ADAPTERS[adapter].load_scene(root, SCENE_ITEMS[adapter], ScanConfig())
     assert len(scene.frames) == 1 and len(scene.objects) == 2  # the good frame and both good objects remain
-    assert scene.metadata["frames_dropped"]["non_finite_pose"] == 1 + (adapter == "scannet")  # ScanNet's -inf pose
-    assert scene.metadata["objects_dropped"][reason] == 1
+    assert scene.metadata["dropped"]["frames"]["non_finite_pose"] == 1 + (adapter == "scannet")  # ScanNet's -inf pose
+    assert scene.metadata["dropped"]["objects"][reason] == 1
     assert generate_scene_qa(build_object_frame_index(scene, INDEX), QA, 0)
 
 
@@ -189,7 +189,7 @@ def test_structural_classes_are_skipped_by_every_adapter(tmp_path, adapter):
     root = WRITERS[adapter](tmp_path)
     add_structural_object(adapter, root)
     scene = ADAPTERS[adapter].load_scene(root, SCENE_ITEMS[adapter], ScanConfig())
-    assert scene.metadata["objects_dropped"]["structural_class"] == 1
+    assert scene.metadata["dropped"]["objects"]["structural_class"] == 1
     assert not {o.category.lower() for o in scene.objects} & {"floor", "wall", "ceiling"}
     kept = ADAPTERS[adapter].load_scene(root, SCENE_ITEMS[adapter], ScanConfig(structural_classes=()))
     assert len(kept.objects) == len(scene.objects) + 1  # the list is the configuration, not a constant
@@ -231,7 +231,11 @@ def test_max_frames_one_gives_single_view_rows_and_a_reason(tmp_path):
 def test_scannet_scan_with_one_valid_pose_gives_single_view_rows_and_a_reason(tmp_path):
     root = write_scannet_fixture(tmp_path)
     np.savetxt(root / "scene0000_00" / "pose" / "1.txt", np.full((4, 4), -np.inf))
-    _assert_single_view_rows_and_one_reason(_read_rows(root))
+    rows = _read_rows(root)
+    _assert_single_view_rows_and_one_reason(rows)
+    # Each QA row says what the adapter left out of its scene.
+    dropped = {json.dumps(json.loads(r["metadata"])["scene_dropped"]) for r in rows if r["reject_reason"] is None}
+    assert [json.loads(d) for d in dropped] == [{"frames": {"non_finite_pose": 2}, "objects": {}}]
 
 
 # ---- ScanNet depth size vs the intrinsics' calibration size ------------------------------------------------
