@@ -10,7 +10,7 @@ ScanNet v2 (`scans/<sceneXXXX_XX>/`, frames exported from the .sens stream by th
 - frames: `color/<i>.jpg`, `depth/<i>.png` (uint16 mm), `pose/<i>.txt` (camera-to-world 4x4, OpenCV camera,
   scan frame; invalid poses are written as -inf), `intrinsic/intrinsic_depth.txt` (4x4, pixel centres on whole
   numbers) calibrated for the `depthWidth` x `depthHeight` of `<scene>.txt`: a depth map of another size with the
-  same aspect scales K, one of another aspect is dropped. Colour is resized to the depth resolution so that
+  same aspect scales K, one of another aspect is dropped (a header without the size leaves K as read). Colour is resized to the depth resolution so that
   image, depth and K agree.
 
 ARKitScenes 3DOD (`<split>/<video_id>/`):
@@ -67,6 +67,15 @@ Hypersim (`<root>/ai_VVV_NNN/`, the ml-hypersim README's layout; every .hdf5 hol
   and FULL side lengths (asset units); ids without an instance hold inf; the NYU40 label of an instance comes from
   `_detail/mesh/mesh_objects_si.hdf5` (label per low-level mesh object) and `mesh_objects_sii.hdf5` (instance per
   mesh object).
+
+Every adapter applies one rule to bad input (`ScanConfig`): a frame without a usable pose (non-finite, not
+rigid), with an unreadable file or with intrinsics that fit no scaling of its depth map is dropped; an object of
+a structural class (`structural_classes`: floor, wall, ...), with a non-finite or degenerate box (a side under
+`min_box_extent_m`), without a box (Hypersim) or with too few vertices for one (ScanNet) is dropped. Each drop is
+counted by reason in the scene's metadata (`dropped`: `frames`, `objects`), which every QA row of the scene
+carries as `scene_dropped`. The scene is kept while at least one frame and one object remain, otherwise it is
+rejected with the counts in its one-line error. A malformed file (missing fields, wrong shapes) still rejects the
+scene, naming the file and the field.
 """
 
 from __future__ import annotations
