@@ -10,8 +10,8 @@ ScanNet v2 (`scans/<sceneXXXX_XX>/`, frames exported from the .sens stream by th
 - frames: `color/<i>.jpg`, `depth/<i>.png` (uint16 mm), `pose/<i>.txt` (camera-to-world 4x4, OpenCV camera,
   scan frame; invalid poses are written as -inf), `intrinsic/intrinsic_depth.txt` (4x4, pixel centres on whole
   numbers) calibrated for the `depthWidth` x `depthHeight` of `<scene>.txt`: a depth map of another size with the
-  same aspect scales K, one of another aspect is dropped (a header without the size leaves K as read). Colour is resized to the depth resolution so that
-  image, depth and K agree.
+  same aspect scales K, one of another aspect is dropped (a header without the size leaves K as read). Colour is
+  resized to the depth resolution so that image, depth and K agree.
 
 ARKitScenes 3DOD (`<split>/<video_id>/`):
 - `<video_id>_3dod_annotation.json`: `data[i].label` and `data[i].segments.obbAligned` with `centroid`,
