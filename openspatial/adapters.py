@@ -253,7 +253,8 @@ class ScanNetAdapter:
         try:
             return int(header["depthWidth"]), int(header["depthHeight"])
         except ValueError:
-            raise SceneFormatError(str(meta_path), "depthWidth", "depthWidth and depthHeight must be integers") from None
+            raise SceneFormatError(str(meta_path), "depthWidth",
+                                   "depthWidth and depthHeight must be integers") from None
 
     def _objects(self, directory: Path, scene_name: str, alignment: np.ndarray, config: ScanConfig,
                  drops: Drops) -> list[SceneObject]:
@@ -473,8 +474,8 @@ class Matterport3DAdapter:
                 object_index, category_index = int(tokens[1]), int(tokens[3])
                 center, axis_0, axis_1, radii = (np.array([float(v) for v in tokens[i:i + 3]]) for i in (4, 7, 10, 13))
             except (IndexError, ValueError):
-                raise SceneFormatError(str(house_path), f"line {number} (O)", "expected O index region category "
-                                                                             "px py pz a0x a0y a0z a1x a1y a1z r0 r1 r2") from None
+                raise SceneFormatError(str(house_path), f"line {number} (O)", "expected O index region category px "
+                                       "py pz a0x a0y a0z a1x a1y a1z r0 r1 r2") from None
             if category_index not in categories:
                 drops.object("unlabelled")  # category -1: an object the annotators left without a label
                 continue

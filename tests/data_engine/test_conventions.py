@@ -7,10 +7,11 @@ import pytest
 
 from data_engine.conventions import (OrientedBox, box_from_half_sizes, box_from_yaw, camera_from_gl_projection,
                                      intrinsics_from_bottom_left_origin, intrinsics_from_integer_pixel_centres,
-                                     intrinsics_matrix, invert_pose, rotate_camera_clockwise, scale_intrinsics, pixel_rays, planar_depth_from_ray_distance,
+                                     intrinsics_matrix, invert_pose, pixel_rays, planar_depth_from_ray_distance,
                                      pose_from_opengl, pose_from_world_to_camera, pose_to_opengl, pose_to_z_up_world,
-                                     project_points, rotation_error, rotation_from_quaternion_wxyz, rotation_z,
-                                     transform_points, world_transform_y_up_to_z_up, yaw_of)
+                                     project_points, rotate_camera_clockwise, rotation_error,
+                                     rotation_from_quaternion_wxyz, rotation_z, scale_intrinsics, transform_points,
+                                     world_transform_y_up_to_z_up, yaw_of)
 
 
 def random_pose(rng: np.random.Generator) -> np.ndarray:
@@ -158,7 +159,8 @@ def test_projection_hand_case_and_rays_through_projected_pixels():
 def test_pixel_convention_hand_cases():
     # ScanNet's centred 640 x 480 depth camera: cx = 319.5, cy = 239.5 with centres on whole numbers.
     scannet = intrinsics_matrix(577.6, 577.6, 319.5, 239.5)
-    np.testing.assert_allclose(intrinsics_from_integer_pixel_centres(scannet), intrinsics_matrix(577.6, 577.6, 320, 240))
+    np.testing.assert_allclose(intrinsics_from_integer_pixel_centres(scannet),
+                               intrinsics_matrix(577.6, 577.6, 320, 240))
     # Matterport3D: cy = 65 counted up from the bottom edge of a 120-row image is 55 down from the top edge.
     np.testing.assert_allclose(intrinsics_from_bottom_left_origin(intrinsics_matrix(100, 100, 80, 65), 120),
                                intrinsics_matrix(100, 100, 80, 55))

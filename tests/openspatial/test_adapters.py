@@ -55,8 +55,8 @@ def write_scannet_fixture(root: Path) -> Path:
     for sub in ("color", "depth", "intrinsic"):
         (scene / sub).mkdir()
     alignment_text = " ".join(f"{v:g}" for v in SCANNET_ALIGNMENT.ravel())
-    (scene / "scene0000_00.txt").write_text(f"colorHeight = 240\ncolorWidth = 320\ndepthHeight = 120\ndepthWidth = 160\n"
-                                            f"axisAlignment = {alignment_text}\nnumDepthFrames = 3\n")
+    (scene / "scene0000_00.txt").write_text("colorHeight = 240\ncolorWidth = 320\ndepthHeight = 120\n"
+                                            f"depthWidth = 160\naxisAlignment = {alignment_text}\nnumDepthFrames = 3\n")
     chair, table = _cube_vertices(*RAW_CHAIR), _cube_vertices(*RAW_TABLE)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate([chair, table])))
     o3d.io.write_point_cloud(str(scene / "scene0000_00_vh_clean_2.ply"), cloud, write_ascii=True)

@@ -23,17 +23,21 @@ BAD_ENGLISH = {
     r"[\[\]{}]": "a placeholder left unfilled",
     r"\b(\w+) \1\b": "a doubled word",
 }
-BAD_CHINESE = {r"[\[\]{}]": "a placeholder left unfilled", r"的的": "a doubled 的", r"\s[？。，]": "a space before punctuation"}
+BAD_CHINESE = {r"[\[\]{}]": "a placeholder left unfilled", r"的的": "a doubled 的",
+               r"\s[？。，]": "a space before punctuation"}
 
 # Sample objects and parameters, per language, for every placeholder and field the templates use.
-REFERENCES = {"en": ("the table", "the chair in the red box", "the armchair"), "zh": ("桌子", "红色框中的椅子", "扶手椅")}
+REFERENCES = {"en": ("the table", "the chair in the red box", "the armchair"),
+              "zh": ("桌子", "红色框中的椅子", "扶手椅")}
 
 
 def sample_fields(language: str) -> list[dict[str, str]]:
     lang = 0 if language == "en" else 1
-    options = "\n".join(f"{letter}. {WORDS[key][lang]}" for letter, key in zip("ABCD", ("front", "left", "back", "right")))
+    options = "\n".join(f"{letter}. {WORDS[key][lang]}"
+                        for letter, key in zip("ABCD", ("front", "left", "back", "right")))
     base = {"options": options, "colour": COLOUR_NAMES["red"][lang], "category": ("chair", "椅子")[lang],
-            "category_plural": ("chairs", "椅子")[lang], "objects": ("the table, the chair, the sofa", "桌子、椅子、沙发")[lang]}
+            "category_plural": ("chairs", "椅子")[lang],
+            "objects": ("the table, the chair, the sofa", "桌子、椅子、沙发")[lang]}
     return [{**base, "relation": phrases[lang], "measure": WORDS[measure][lang]}
             for phrases in RELATION_PHRASES.values() for measure in ("longest", "height")]
 

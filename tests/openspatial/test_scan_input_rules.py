@@ -263,7 +263,8 @@ def test_scannet_half_size_depth_scales_the_intrinsics(tmp_path):
 def test_scannet_depth_of_another_aspect_is_dropped_with_a_reason(tmp_path):
     root = write_scannet_fixture(tmp_path)
     _resize_depth(root, (80, 80))
-    with pytest.raises(SceneFormatError, match=r"frames: no usable frame \(depth_size_mismatch: 2, non_finite_pose: 1\)"):
+    with pytest.raises(SceneFormatError,
+                       match=r"frames: no usable frame \(depth_size_mismatch: 2, non_finite_pose: 1\)"):
         ADAPTERS["scannet"].load_scene(root, "scene0000_00", ScanConfig())
 
 
