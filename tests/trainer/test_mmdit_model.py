@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from trainer.models import attention as attn
-from trainer.models.mmdit import (MMDiT, PRESETS, apply_rope, count_parameters, grid_positions, preset_config,
-                                  rope_angles)
+from trainer.models.mmdit import (MMDiT, PRESETS, MMDiTConfig, apply_rope, count_parameters, grid_positions,
+                                  preset_config, rope_angles, with_text_positions)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,32 @@ def test_16b_preset_matches_table_1():
     assert config.rope_axes_dim == (16, 56, 56) and config.rope_theta == 10_000 and config.text_dim == 4096
     with torch.device("meta"):
         model = MMDiT(config)
-    assert abs(count_parameters(model) - 16e9) / 16e9 < 0.03
+    assert count_parameters(model) == table_1_parameter_count(config)
+    assert abs(count_parameters(model) - 16e9) / 16e9 < 0.01  # 16.096B: "a 16B-parameter MMDiT"
+
+
+def table_1_parameter_count(config: MMDiTConfig) -> int:
+    """Parameters counted by hand from the layer list: 39 dual-stream blocks, a last block whose text stream
+    only gives keys and values, the embedders and the head."""
+    h, d, patch = config.hidden_size, config.head_dim, math.prod(config.patch_size)
+    full_stream = 6 * h + (3 * h * h + 3 * h) + 2 * d + (h * h + h) + (4 * h * h + 4 * h) + (4 * h * h + h)
+    pre_only_text = 2 * h + (2 * h * h + 2 * h) + d
+    blocks = (config.num_layers - 1) * 2 * full_stream + full_stream + pre_only_text
+    embedders = ((config.in_channels * patch + 1) * h + (config.text_dim + 1) * h + (h + 1) * h
+                 + (config.timestep_freq_dim + 1) * h + (h + 1) * h + (h + 1) * 6 * h)
+    head = 2 * h + (h + 1) * config.out_channels * patch
+    return blocks + embedders + head
+
+
+def test_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    model = MMDiT(preset_config("tiny")).train()
+    torch.nn.init.normal_(model.head.weight, std=0.02)  # a zero head would zero every upstream gradient
+    latents, t, text, mask = tiny_inputs()
+    model(latents, t, text, mask).square().mean().backward()
+    dead = [name for name, parameter in model.named_parameters()
+            if parameter.grad is None or not bool(parameter.grad.abs().sum() > 0)]
+    assert dead == []
 
 
 def test_1b_preset_is_about_one_billion():
@@ -228,3 +253,37 @@ def test_mfu_benchmark_imports_torch_only_and_runs_on_cpu():
     assert result["metrics"]["mfu"] > 0 and notes["image_tokens"] == 16
     # the counted FLOPs agree with the analytic count of the blocks within the embeddings' share
     assert abs(notes["flops_per_step_counted"] / notes["flops_per_step_analytic"] - 1) < 0.2
+
+
+def test_text_tokens_follow_the_image_on_all_three_axes():
+    image = grid_positions(1, 2, 3, frame_offset=0, device=torch.device("cpu"))
+    condition = grid_positions(1, 2, 2, frame_offset=1, device=torch.device("cpu"))
+    positions = with_text_positions(torch.cat([image, condition]), 3)
+    # hand-labelled: the largest image position is 2 (column), so text starts at 3 on every axis
+    assert positions[-3:].tolist() == [[3, 3, 3], [4, 4, 4], [5, 5, 5]]
+    assert positions[:10].tolist() == torch.cat([image, condition]).tolist()
+
+
+def test_image_text_attention_is_invariant_to_a_common_position_shift(tiny: MMDiT):
+    """With text present, scores depend on relative positions only: shifting image and text positions
+    together leaves the block's output unchanged, and moving the text relative to the image changes it."""
+    block = tiny.blocks[0]
+    generator = torch.Generator().manual_seed(3)
+    image = torch.randn(2, 12, 128, generator=generator)
+    text = torch.randn(2, 5, 128, generator=generator)
+    projection = torch.randn(2, 6, 128, generator=generator)
+    image_positions = grid_positions(1, 3, 4, frame_offset=0, device=torch.device("cpu"))
+    config = tiny.mmdit_config
+
+    def run(positions: torch.Tensor) -> torch.Tensor:
+        rope = rope_angles(positions, config.rope_axes_dim, config.rope_theta)
+        with torch.no_grad():
+            out_image, out_text = block(image, text, projection, rope, None, "math")
+        return torch.cat([out_image, out_text], dim=1)
+
+    positions = with_text_positions(image_positions, 5)
+    reference = run(positions)
+    torch.testing.assert_close(run(positions + torch.tensor([7, 11, 5])), reference, atol=2e-6, rtol=1e-5)
+    moved_text = positions.clone()
+    moved_text[12:] += 9
+    assert (run(moved_text) - reference).abs().max() > 1e-3

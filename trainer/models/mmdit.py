@@ -5,14 +5,19 @@ Layout of one forward pass:
   edit conditions (clean source-image latents) are patchified the same way and appended to the image
   tokens, each with its own RoPE frame index (target frames 0..F-1, condition i at F + i) so the model can
   tell them apart; only the target tokens are returned.
-- text conditioning: the MLLM's last decoder layer output (before its final norm) `[B, L, text_dim]`,
+- text conditioning: the input of the MLLM's final norm (its last hidden state, unnormed) `[B, L, text_dim]`,
   projected to the hidden size, with a boolean mask `[B, L]` (True = real token, right padded).
 - every block keeps separate weights for the image and the text stream (modulation table, q/k/v, per-head
   q/k RMSNorm, output projection, MLP) and runs one joint attention over [image tokens, text tokens].
+  The last block's text output is never read, so its text stream is pre-only (as SD3's last block): it
+  gives keys and values to the image tokens and owns no query, output projection, MLP or their modulation.
 - WanX modulation: the timestep embedding goes through one shared projection to 6 vectors (shift, scale,
   gate for attention and for the MLP); each stream of each block adds its own learned table to them.
-- 3-axis RoPE over (frame, row, column) with head-dim sections [16, 56, 56] and theta 10000 on image
-  tokens; text tokens carry no position.
+- MRoPE (report 2.2, replacing Qwen-Image's MSRoPE): 3-axis RoPE over (frame, row, column) with head-dim
+  sections [16, 56, 56] and theta 10000 on every token. Image tokens take their grid position (target
+  frames 0..F-1, conditions after them); text tokens follow the image as in Qwen2-VL's MRoPE: text token j
+  sits at (s + j, s + j, s + j) with s = 1 + the largest image position on any axis. Every score then
+  depends on relative positions only: shifting all positions by a common offset changes nothing.
 
 Imports torch and `trainer.models.attention` only: the GPU benchmark runs it on a bare PyTorch machine.
 `trainer.models.mmdit_diffusers` wraps it as a diffusers model for `save_pretrained` / `from_pretrained`.
@@ -136,6 +141,14 @@ def grid_positions(frames: int, rows: int, columns: int, frame_offset: int, devi
     return torch.stack([axis.flatten() for axis in grid], dim=-1)
 
 
+def with_text_positions(image_positions: torch.Tensor, text_tokens: int) -> torch.Tensor:
+    """[image positions; text positions] `[image + text tokens, 3]`: text token j at (s + j) on all three
+    axes, s = 1 + the largest image position (MRoPE's rule for text after vision)."""
+    start = int(image_positions.max()) + 1 if image_positions.numel() else 0
+    text = torch.arange(start, start + text_tokens, device=image_positions.device)[:, None].expand(-1, 3)
+    return torch.cat([image_positions, text])
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
 
@@ -173,23 +186,54 @@ class StreamLayers(nn.Module):
         return x + gate_mlp * self.mlp(modulate(self.norm_mlp(x), shift_mlp, scale_mlp))
 
 
-class DualStreamBlock(nn.Module):
+class KeyValueStreamLayers(nn.Module):
+    """A pre-only text stream (the last block): keys and values for the image tokens to attend to, nothing
+    else, since the text output of the last block is discarded (SD3's `context_pre_only`)."""
+
     def __init__(self, config: MMDiTConfig) -> None:
         super().__init__()
+        hidden = config.hidden_size
+        self.modulation = nn.Parameter(torch.randn(1, 2, hidden) / hidden**0.5)  # attention shift, scale
+        self.norm_attn = nn.LayerNorm(hidden, eps=config.eps, elementwise_affine=False)
+        self.kv = nn.Linear(hidden, 2 * hidden)
+        self.k_norm = RMSNorm(config.head_dim, config.eps)
+        self.num_heads = config.num_heads
+
+    def kv_heads(self, x: torch.Tensor, time_projection: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, scale = (self.modulation + time_projection[:, :2]).unsqueeze(2).unbind(dim=1)
+        k, v = self.kv(modulate(self.norm_attn(x), shift, scale)).unflatten(-1, (2, self.num_heads, -1)).unbind(dim=2)
+        return self.k_norm(k), v
+
+
+class DualStreamBlock(nn.Module):
+    def __init__(self, config: MMDiTConfig, text_pre_only: bool = False) -> None:
+        super().__init__()
         self.image = StreamLayers(config)
-        self.text = StreamLayers(config)
+        self.text = KeyValueStreamLayers(config) if text_pre_only else StreamLayers(config)
 
     def forward(self, image: torch.Tensor, text: torch.Tensor, time_projection: torch.Tensor,
                 rope: torch.Tensor, key_mask: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rope`: angles of every token, [image tokens, text tokens]. A pre-only text stream returns `text`
+        unchanged (nothing reads it)."""
         image_terms = self.image.modulation_terms(time_projection)
-        text_terms = self.text.modulation_terms(time_projection)
         qi, ki, vi = self.image.qkv_heads(image, *image_terms[:2])
-        qt, kt, vt = self.text.qkv_heads(text, *text_terms[:2])
-        qi, ki = apply_rope(qi, rope), apply_rope(ki, rope)
-        attended = attention(torch.cat([qi, qt], dim=1), torch.cat([ki, kt], dim=1), torch.cat([vi, vt], dim=1),
-                             key_mask, backend)
+        pre_only = isinstance(self.text, KeyValueStreamLayers)
+        if pre_only:
+            kt, vt = self.text.kv_heads(text, time_projection)
+            # The attention kernels take one token layout for q, k and v: the text rows of q are zeros and
+            # their outputs are dropped.
+            qt = torch.zeros_like(kt)
+        else:
+            text_terms = self.text.modulation_terms(time_projection)
+            qt, kt, vt = self.text.qkv_heads(text, *text_terms[:2])
+        q = apply_rope(torch.cat([qi, qt], dim=1), rope)
+        k = apply_rope(torch.cat([ki, kt], dim=1), rope)
+        attended = attention(q, k, torch.cat([vi, vt], dim=1), key_mask, backend)
         image_attended, text_attended = attended.split([image.shape[1], text.shape[1]], dim=1)
-        return self.image.finish(image, image_attended, image_terms), self.text.finish(text, text_attended, text_terms)
+        image = self.image.finish(image, image_attended, image_terms)
+        if pre_only:
+            return image, text
+        return image, self.text.finish(text, text_attended, text_terms)
 
 
 # ---------------------------------------------------------------- the model
@@ -207,7 +251,8 @@ class MMDiT(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(config.timestep_freq_dim, hidden), nn.SiLU(),
                                         nn.Linear(hidden, hidden))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
-        self.blocks = nn.ModuleList(DualStreamBlock(config) for _ in range(config.num_layers))
+        self.blocks = nn.ModuleList(DualStreamBlock(config, text_pre_only=index == config.num_layers - 1)
+                                    for index in range(config.num_layers))
         self.head_modulation = nn.Parameter(torch.randn(1, 2, hidden) / hidden**0.5)
         self.head_norm = nn.LayerNorm(hidden, eps=config.eps, elementwise_affine=False)
         self.head = nn.Linear(hidden, config.out_channels * patch_volume)
@@ -257,8 +302,9 @@ class MMDiT(nn.Module):
             image = torch.cat([image, self.patch_embed(self.patchify(condition.to(latents.dtype)))], dim=1)
             positions.append(grid_positions(*condition_grid, frame_offset=frame_offset, device=latents.device))
             frame_offset += condition_grid[0]
-        rope = rope_angles(torch.cat(positions), self.mmdit_config.rope_axes_dim, self.mmdit_config.rope_theta)
         text = self.text_embed(text_states.to(image.dtype))
+        all_positions = with_text_positions(torch.cat(positions), text.shape[1])
+        rope = rope_angles(all_positions, self.mmdit_config.rope_axes_dim, self.mmdit_config.rope_theta)
         key_mask = None
         if text_mask is not None:
             image_mask = torch.ones(batch, image.shape[1], dtype=torch.bool, device=latents.device)
