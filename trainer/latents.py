@@ -6,8 +6,11 @@
 - Latents: the Wan 2.1 VAE (diffusers `AutoencoderKLWan`) encodes the image as a one-frame video; the
   posterior mode is normalised with the VAE's own per-channel `latents_mean` / `latents_std`, which is what
   the MMDiT trains on and what `decode_latents` undoes.
-- Text features: the MLLM's last decoder layer output before its final norm (a forward hook on that layer),
-  for the caption wrapped in the chat template; for edits, the source image plus the instruction.
+- Text features: the input of the MLLM's final norm (a forward pre-hook on it: exact whatever the last
+  layers add, e.g. Qwen3-VL's deepstack visual features), for the caption wrapped in the chat template; for
+  edits, the source image plus the instruction. The MLLM sees the source image at most
+  `text_image_max_pixels` (384x384: 144 image tokens), so a 1024p source leaves room for the instruction;
+  a prompt longer than `max_text_tokens` is never cut: the row is rejected (`text_too_long`).
 - Storage: tensors as float16 bytes plus their shape, in columns added to the upstream rows (stage
   `cache_latents`); upstream caption / edit / multi-view shards are read by the `caption_shards` /
   `edit_shards` / `multiview_collages` readers (on the base of `data_engine/upstream.py`). The job is
@@ -134,37 +137,56 @@ def decode_latents(vae: Any, latents: torch.Tensor) -> torch.Tensor:
     return vae.decode(latents.to(device) * std + mean).sample[:, :, 0].clamp(-1, 1)
 
 
-class TextFeatureEncoder:
-    """Qwen3-VL features as the MMDiT reads them: the last decoder layer's output, before the final norm."""
+TEXT_IMAGE_MAX_PIXELS = 384 * 384  # the source image as the MLLM sees it for edit features: 144 tokens
 
-    def __init__(self, path: str, device: torch.device | str = "cpu", max_tokens: int = 512) -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+class PromptTooLong(ValueError):
+    """A prompt (with its image) has more tokens than the text features may hold; cutting it would drop
+    instruction tokens."""
+
+
+class TextFeatureEncoder:
+    """Qwen3-VL features as the MMDiT reads them: the input of the final norm (the last hidden state, unnormed)."""
+
+    def __init__(self, path: str, device: torch.device | str = "cpu", max_tokens: int = 512,
+                 image_max_pixels: int = TEXT_IMAGE_MAX_PIXELS) -> None:
+        from transformers import AutoModelForImageTextToText
+
+        from trainer.models.qwen_vl import load_processor
 
         model_dir = resolve_model_path(path)
-        self.processor = AutoProcessor.from_pretrained(model_dir)
+        self.processor = load_processor(model_dir, None, image_max_pixels)
+        size = self.processor.image_processor.size  # the minimum may not exceed the cap
+        size["shortest_edge"] = min(size["shortest_edge"], image_max_pixels)
         self.model = AutoModelForImageTextToText.from_pretrained(model_dir).to(device).eval()
         self.device = device
         self.max_tokens = max_tokens
         self._captured: list[torch.Tensor] = []
-        self.model.model.language_model.layers[-1].register_forward_hook(self._capture)
+        self.model.model.language_model.norm.register_forward_pre_hook(self._capture)
 
     @property
     def hidden_size(self) -> int:
         return self.model.config.text_config.hidden_size
 
-    def _capture(self, _module: Any, _inputs: Any, output: Any) -> None:
-        self._captured.append(output[0] if isinstance(output, tuple) else output)
+    def _capture(self, _module: Any, inputs: tuple[torch.Tensor, ...]) -> None:
+        self._captured.append(inputs[0])
 
     @torch.no_grad()
     def encode(self, text: str, image: Image.Image | None = None) -> torch.Tensor:
-        """[tokens, hidden] for one prompt (with its image for edits), truncated to `max_tokens`."""
+        """[tokens, hidden] for one prompt (with its image for edits); `PromptTooLong` past `max_tokens`."""
         content: list[dict[str, Any]] = [{"type": "image", "image": image}] if image is not None else []
         content.append({"type": "text", "text": text})
         inputs = self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=True,
                                                     return_dict=True, return_tensors="pt")
+        tokens = int(inputs["input_ids"].shape[1])
+        if tokens > self.max_tokens:
+            merge = self.processor.image_processor.merge_size
+            image_tokens = int(inputs["image_grid_thw"].prod()) // merge**2 if image is not None else 0
+            raise PromptTooLong(f"{tokens} prompt tokens ({image_tokens} of them image) > max_text_tokens "
+                                f"{self.max_tokens}")
         self._captured.clear()
         self.model.model(**{key: value.to(self.device) for key, value in inputs.items()})
-        return self._captured[-1][0, :self.max_tokens].float().cpu()
+        return self._captured[-1][0].float().cpu()
 
 
 # ---------------------------------------------------------------- readers of upstream shards
@@ -212,7 +234,8 @@ class CacheLatentsConfig(StageConfig):
     # Caption keys ("<type>/<lang>") whose features are cached; None caches every caption of the row, so the
     # trainer can still sample caption type and language.
     caption_keys: tuple[str, ...] | None = None
-    max_text_tokens: int = Field(default=512, gt=0)
+    max_text_tokens: int = Field(default=512, gt=0)  # a longer prompt rejects the row (`text_too_long`)
+    text_image_max_pixels: int = Field(default=TEXT_IMAGE_MAX_PIXELS, gt=0)  # edits: the source as the MLLM sees it
     device: str = "cpu"
     torch_threads: int | None = Field(default=None, gt=0)
 
@@ -242,7 +265,7 @@ class CacheLatentsStage(Stage[CacheLatentsConfig]):
         self.buckets = aspect_ratio_buckets(self.config.resolution, self.config.max_aspect_ratio)
         self.vae = load_vae(self.config.vae, self.config.device)
         self.text_encoder = TextFeatureEncoder(self.config.text_encoder, self.config.device,
-                                               self.config.max_text_tokens)
+                                               self.config.max_text_tokens, self.config.text_image_max_pixels)
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
         rows = [self._process_one(row) for row in batch.to_pylist()]
@@ -276,7 +299,10 @@ class CacheLatentsStage(Stage[CacheLatentsConfig]):
             result["source_latent"], result["source_latent_shape"] = tensor_to_bytes(latents[1])
         features = []
         for key, text in prompts.items():
-            states = self.text_encoder.encode(text, source)
+            try:
+                states = self.text_encoder.encode(text, source)
+            except PromptTooLong as exc:
+                return {REJECT_COLUMN: "text_too_long", REJECT_DETAIL_COLUMN: f"{key}: {exc}"}
             features.append({"key": key, "tokens": states.shape[0], "states": tensor_to_bytes(states)[0]})
         result["text_features"] = features
         return result

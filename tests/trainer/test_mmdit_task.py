@@ -18,9 +18,9 @@ from data_engine.stage_runner import apply_stage
 from trainer.cli import main as cli_main
 from trainer.config import parse_config
 from trainer.core import RunContext, Sample
-from trainer.latents import (CacheLatentsConfig, CacheLatentsStage, aspect_ratio_buckets, decode_latents,
-                             draw_shape_image, encode_images, image_to_tensor, nearest_bucket, resize_to_bucket,
-                             tensor_from_bytes, write_synthetic_latent_shards)
+from trainer.latents import (CacheLatentsConfig, CacheLatentsStage, PromptTooLong, aspect_ratio_buckets,
+                             decode_latents, draw_shape_image, encode_images, image_to_tensor, nearest_bucket,
+                             resize_to_bucket, tensor_from_bytes, write_synthetic_latent_shards)
 from trainer.loop import train
 from trainer.objectives.flow_matching import MMDiTEditTask, MMDiTTaskConfig, MMDiTTextToImageTask
 
@@ -65,11 +65,60 @@ def test_cached_latents_decode_back_to_the_encoded_latents(latent_dir: Path, cac
     fresh = encode_images(cache_stage.vae, image_to_tensor(image)[None])[0]
     torch.testing.assert_close(stored, fresh, atol=2e-2, rtol=1e-2)  # float16 storage
     assert decode_latents(cache_stage.vae, stored[None]).shape == (1, 3, 64, 64)
-    # the text features are the encoder's pre-norm last-layer states for that caption
+    # the text features are the encoder's final-norm inputs for that caption
     short = next(f for f in row["text_features"] if f["key"] == "short/en")
     expected = cache_stage.text_encoder.encode(dict(row["captions"])["short/en"])
     torch.testing.assert_close(tensor_from_bytes(short["states"], (short["tokens"], 64)), expected,
                                atol=2e-2, rtol=1e-2)
+
+
+def chat_input_ids(encoder, text: str, image: Image.Image | None) -> list[int]:
+    content = ([{"type": "image", "image": image}] if image is not None else []) + [{"type": "text", "text": text}]
+    inputs = encoder.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=True,
+                                                   return_dict=True, return_tensors="pt")
+    return inputs["input_ids"][0].tolist()
+
+
+def test_text_features_are_the_final_norm_input_with_an_image_prompt(cache_stage: CacheLatentsStage):
+    """Qwen3-VL adds deepstack visual features inside the decoder layers (the tiny model's last layer too):
+    what the MMDiT reads must be exactly what the final norm normalises, i.e. norm(features) is the model's
+    last hidden state."""
+    encoder = cache_stage.text_encoder
+    image = draw_shape_image("red", "square", (96, 64))
+    features = encoder.encode("make the square blue", image)
+    content = [{"type": "image", "image": image}, {"type": "text", "text": "make the square blue"}]
+    inputs = encoder.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=True,
+                                                   return_dict=True, return_tensors="pt")
+    with torch.no_grad():
+        last_hidden = encoder.model.model(**inputs).last_hidden_state[0]
+        renormed = encoder.model.model.language_model.norm(features[None])[0]
+    torch.testing.assert_close(renormed, last_hidden, atol=1e-5, rtol=1e-4)
+
+
+def test_an_edit_instruction_survives_a_1024p_source(cache_stage: CacheLatentsStage):
+    encoder = cache_stage.text_encoder
+    instruction = "move the red square to the left edge and make it twice as large"
+    source = draw_shape_image("red", "square", (1024, 1024))
+    features = encoder.encode(instruction, source)
+    ids = chat_input_ids(encoder, instruction, source)
+    image_token = encoder.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert ids.count(image_token) == 144  # the source as the MLLM sees it: capped at 384x384
+    assert features.shape[0] == len(ids) <= encoder.max_tokens  # every prompt token, none cut
+    words = encoder.processor.tokenizer.encode(instruction, add_special_tokens=False)
+    start = len(ids) - len(words) - 2  # the instruction, then <|im_end|> and the newline
+    assert ids[start:start + len(words)] == words
+
+
+def test_a_prompt_longer_than_the_features_is_rejected_not_cut(cache_stage: CacheLatentsStage):
+    encoder = cache_stage.text_encoder
+    long_instruction = " ".join(["rotate the chair a little further to the left"] * 60)
+    with pytest.raises(PromptTooLong, match=r"prompt tokens \(144 of them image\) > max_text_tokens 512"):
+        encoder.encode(long_instruction, draw_shape_image("red", "square", (1024, 1024)))
+    rows = edit_rows().slice(0, 1).to_pylist()
+    rows[0]["instruction"] = long_instruction
+    processed, stats = apply_stage(cache_stage, pa.Table.from_pylist(rows, schema=EDIT_TRIPLET.arrow()), batch_size=4)
+    assert processed.to_pylist()[0]["reject_reason"] == "text_too_long"
+    assert stats.rejects == {"text_too_long": 1}
 
 
 def edit_rows() -> pa.Table:
