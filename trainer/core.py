@@ -18,11 +18,17 @@ How the shared loop uses a task (trainer/loop.py; `step` counts optimizer steps)
                                                  (default: `engine.micro_batch_size` in a row; the MLLM
                                                  packs greedily by token count)
       -> task.collate(examples)               -> a batch (dict of tensors, on CPU)
-    per micro-batch: losses = task.compute_loss(engine, task.to_device(batch))
+    per step: totals = StepTotals(task.loss_counts(batch) summed over the step's micro-batches on every rank,
+                                  micro-batches per step on all ranks)
+    per micro-batch: losses = task.compute_loss(engine, task.to_device(batch), totals)
                      losses["loss"] is what is back-propagated; every other entry is logged
     task.evaluate(model, samples) -> {metric: value}   (`python -m trainer eval`)
     task.export(model, out_dir)                       (`python -m trainer export`)
     task.write_samples(model, out_dir, checkpoint)    (`python -m trainer sample`: the fixed-prompt grid)
+
+A loss that is a mean over tokens (the MLLM's SFT and KL) is a mean over the whole global batch, not over
+one micro-batch: `compute_loss` returns `totals.share(key, local sum)`, so packing and gradient
+accumulation do not change the objective (DeepSpeed then averages over accumulation steps and ranks).
 
 `compute_loss` receives the DeepSpeed engine, which is called like the model (`engine(**inputs)`); the
 unwrapped module is `engine.module`. Frozen helpers (a KD teacher, a VAE, a text encoder) belong to the
@@ -92,6 +98,20 @@ class Sample:
     seed: int  # a deterministic per-sample seed (dataset, epoch, row): use it for per-sample randomness
 
 
+@dataclass(frozen=True)
+class StepTotals:
+    """What one optimizer step holds over all its micro-batches on every rank."""
+
+    counts: dict[str, float]  # `Task.loss_counts` summed over the step
+    micro_batches: int  # micro-batches per step on all ranks (accumulation x world size)
+
+    def share(self, key: str, local_sum: Any) -> Any:
+        """This micro-batch's part of the global mean of `key`, scaled by the micro-batch count because
+        DeepSpeed averages the micro-batch losses over accumulation steps and ranks. Zero if the step holds
+        no `key` units at all."""
+        return local_sum * (self.micro_batches / max(self.counts.get(key, 0.0), 1.0))
+
+
 class Task:
     """Base class of a training task; subclasses override the methods the loop calls (see module docstring)."""
 
@@ -145,8 +165,16 @@ class Task:
 
         return {key: move(value) for key, value in batch.items()}
 
-    def compute_loss(self, model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    def loss_counts(self, batch: dict[str, Any]) -> dict[str, float]:
+        """Units (e.g. response tokens) per loss term whose mean spans the global batch; {} for none."""
+        return {}
+
+    def compute_loss(self, model: Any, batch: dict[str, Any], totals: StepTotals | None = None) -> dict[str, Any]:
+        """Losses of one micro-batch; `totals` None: the micro-batch is the whole step (evaluation, tests)."""
         raise NotImplementedError
+
+    def step_totals(self, batch: dict[str, Any], totals: StepTotals | None) -> StepTotals:
+        return totals if totals is not None else StepTotals(self.loss_counts(batch), 1)
 
     def evaluate(self, model: Any, samples: Iterable[Sample]) -> dict[str, Any]:
         raise TrainerError(f"task {self.name}: evaluation is not implemented")

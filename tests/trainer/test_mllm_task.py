@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.core import RunContext, Sample
+from trainer.core import RunContext, Sample, StepTotals, TrainerError
 from trainer.models.qwen_vl import IGNORE, decode_images, to_chat_messages
 from trainer.objectives.mllm_sft import MllmSftConfig, MllmSftTask
 from trainer.packing import (PackingError, block_diagonal_causal_mask, cu_seqlens, plan_packs,
@@ -41,7 +41,7 @@ def test_cu_seqlens_positions_and_mask_golden() -> None:
 def task() -> MllmSftTask:
     context = RunContext(rank=0, world_size=1, device=torch.device("cpu"), dtype=torch.float32, out_dir=Path("."))
     config = MllmSftConfig(model_path="tiny:qwen3vl", max_length=512, image_min_pixels=1024,
-                           image_max_pixels=16384, kd_layers=[0, 1])
+                           image_max_pixels=16384, kd_layers=[0])
     return MllmSftTask(config, context)
 
 
@@ -137,3 +137,80 @@ def test_pack_without_images_still_runs_the_vision_tower(task: MllmSftTask, mode
     vision_grads = [p.grad for p in student.model.visual.parameters()]
     assert all(grad is not None for grad in vision_grads)
     assert all(float(grad.abs().sum()) == 0.0 for grad in vision_grads)
+
+
+def perturbed(model, scale: float = 0.05):
+    student = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for parameter in student.model.language_model.layers[0].parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+    return student
+
+
+def test_a_kd_layer_naming_the_last_layer_is_a_config_error() -> None:
+    context = RunContext(rank=0, world_size=1, device=torch.device("cpu"), dtype=torch.float32, out_dir=Path("."))
+    config = MllmSftConfig(model_path="tiny:qwen3vl", kd_layers=[0, 1])  # the tiny model has 2 decoder layers
+    with pytest.raises(TrainerError, match=r"kd_layers: 1 is the last decoder layer.*choose from 0-0"):
+        MllmSftTask(config, context).build_model()
+
+
+def test_the_teacher_maps_only_the_distilled_tokens_through_its_lm_head(task: MllmSftTask, model) -> None:
+    batch = task.collate([task.prepare(sample("general_qa", n, general=True)) for n in (0, 1)]
+                         + [task.prepare(sample("spatial_qa", 0))])
+    rows_seen: list[int] = []
+    hook = task.teacher.lm_head.register_forward_hook(lambda _m, inputs, _o: rows_seen.append(inputs[0].shape[-2]))
+    try:
+        with torch.no_grad():
+            task.compute_loss(perturbed(model), batch)
+    finally:
+        hook.remove()
+    # one call per kd layer for the student's and one for the teacher's states, each on the selected tokens
+    # only; never the whole pack (a full-vocabulary forward of the teacher)
+    selected = int(batch["kd_tokens"].sum())
+    assert 0 < selected < batch["input_ids"].shape[1]
+    assert rows_seen == [selected] * (2 * len(task.config.kd_layers))
+
+
+def reference_objective(task: MllmSftTask, student, examples) -> torch.Tensor:
+    """SFT + lambda * KL written out per sample: cross-entropy summed over every response token of every
+    sample / their count, plus lambda x KL(teacher || student) through the teacher's norm and head, summed
+    over the response tokens of general samples / their count."""
+    head, norm = task.teacher.lm_head, task.teacher.model.language_model.norm
+    ce_sum, kl_sum, responses, distilled = 0.0, 0.0, 0, 0
+    for example in examples:
+        batch = task.collate([example])
+        student_out = task.forward(student, batch, hidden_states=True)
+        teacher_out = task.forward(task.teacher, batch, hidden_states=True)
+        trained = example.targets != IGNORE
+        ce_sum += F.cross_entropy(student_out.logits[0][trained], example.targets[trained], reduction="sum")
+        responses += int(trained.sum())
+        if example.general_domain:
+            for layer in task.config.kd_layers:
+                p_teacher = F.log_softmax(head(norm(teacher_out.hidden_states[layer + 1][0][trained])), dim=-1)
+                p_student = F.log_softmax(head(norm(student_out.hidden_states[layer + 1][0][trained])), dim=-1)
+                kl_sum += (p_teacher.exp() * (p_teacher - p_student)).sum() / len(task.config.kd_layers)
+            distilled += int(trained.sum())
+    return ce_sum / responses + task.config.kd_weight * kl_sum / distilled
+
+
+def test_packing_and_accumulation_do_not_change_the_objective(task: MllmSftTask, model) -> None:
+    """Every response token weighs the same: one pack, pairs, singles or uneven micro-batches of the same six
+    samples give the same step objective (the mean of the micro-batch losses, as gradient accumulation
+    averages them), equal to the per-sample reference."""
+    student = perturbed(model)
+    items = [sample("general_qa", n, general=True) for n in (0, 1, 2)] + [sample("spatial_qa", n) for n in (0, 1, 2)]
+    examples = [task.prepare(item) for item in items]
+    arrangements = {"one pack": [[0, 1, 2, 3, 4, 5]], "pairs": [[0, 3], [1, 4], [2, 5]],
+                    "singles": [[n] for n in range(6)], "uneven": [[0, 1, 3, 4], [2], [5]]}
+    objectives = {}
+    with torch.no_grad():
+        expected = reference_objective(task, student, examples)
+        for name, groups in arrangements.items():
+            batches = [task.collate([examples[n] for n in group]) for group in groups]
+            counts = {key: sum(task.loss_counts(batch)[key] for batch in batches) for key in ("sft", "kl")}
+            totals = StepTotals(counts, len(batches))
+            objectives[name] = sum(task.compute_loss(student, batch, totals)["loss"] for batch in batches) / len(batches)
+    assert float(expected) > 0.5
+    for name, objective in objectives.items():
+        assert torch.allclose(objective, expected, atol=1e-5, rtol=1e-5), (name, float(objective), float(expected))

@@ -29,7 +29,7 @@ from torch import nn
 
 from data_engine.shards import atomic_write_json
 from trainer.captions import draw_caption_key
-from trainer.core import ExampleError, Sample, Task, TaskConfig, TrainerError, register_task
+from trainer.core import ExampleError, Sample, StepTotals, Task, TaskConfig, TrainerError, register_task
 from trainer.latents import tensor_from_bytes
 from trainer.models.mmdit import preset_config
 
@@ -252,7 +252,9 @@ class MMDiTFlowTask(Task):
         sources = (batch["source_latents"],) if "source_latents" in batch else ()
         return MMDiTBatch(batch["latents"], batch["text_states"], batch["text_mask"], sources)
 
-    def compute_loss(self, model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    def compute_loss(self, model: Any, batch: dict[str, Any], totals: StepTotals | None = None) -> dict[str, Any]:
+        # A mean over the micro-batch's samples: a step's micro-batches hold micro_batch_size samples each
+        # (a bucket's last one fewer), so the per-sample weight is close to uniform without step totals.
         loss, metrics = flow_matching_loss(model, self.as_batch(batch), self.config.flow)
         return {"loss": loss, "t_mean": metrics["t_mean"]}
 
@@ -283,7 +285,8 @@ class MMDiTFlowTask(Task):
         prompts row by row) and `samples.json` listing checkpoint, prompts and files; returns the grid."""
         from PIL import Image
 
-        from trainer.latents import TextFeatureEncoder, encode_images, image_to_tensor, load_vae, resize_to_bucket
+        from trainer.latents import (PromptTooLong, TextFeatureEncoder, encode_images, image_to_tensor, load_vae,
+                                     resize_to_bucket)
         from trainer.sampling import image_grid, sample_images
 
         settings = self.config.sample
@@ -292,7 +295,11 @@ class MMDiTFlowTask(Task):
         encoder = TextFeatureEncoder(self.config.text_encoder, device)
         bucket = (settings.width, settings.height)
         sources = [resize_to_bucket(Image.open(path).convert("RGB"), bucket) for path in settings.source_images]
-        features = [encoder.encode(prompt, sources[n] if sources else None) for n, prompt in enumerate(settings.prompts)]
+        try:
+            features = [encoder.encode(prompt, sources[n] if sources else None)
+                        for n, prompt in enumerate(settings.prompts)]
+        except PromptTooLong as exc:
+            raise TrainerError(f"task.config.sample.prompts: {exc}") from None
         conditions = [encode_images(vae, torch.stack([image_to_tensor(image) for image in sources]))] if sources else []
         latent_shape = (model.mmdit_config.in_channels, 1, settings.height // 8, settings.width // 8)
         images = sample_images(model.eval(), vae, features, latent_shape=latent_shape, seed=settings.seed,

@@ -3,9 +3,15 @@
 Micro-batches are packs: greedy first-fit-decreasing bins of at most `max_length` tokens over a data window,
 one row of concatenated samples with per-sample position ids (text positions restart at 0; M-RoPE positions
 computed per sample) and attention confined to each sample (a block-diagonal causal mask for SDPA/eager on
-CPU, `cu_seqlens` varlen kwargs for flash attention on GPU). The SFT loss is the mean cross-entropy over
-assistant tokens of the pack; the KL term (trainer/objectives/distillation.py) uses a frozen copy of the base
-model as teacher and counts only response tokens of samples from `general_domain` datasets.
+CPU, `cu_seqlens` varlen kwargs for flash attention on GPU).
+
+Loss = SFT + kd_weight * KL, each a mean over tokens of the whole global batch (every pack of the step on
+every rank, `StepTotals`): SFT is the cross-entropy summed over assistant tokens divided by the step's
+assistant tokens; KL (trainer/objectives/distillation.py) is the layer-averaged KL summed over the response
+tokens of `general_domain` samples divided by the step's such tokens. So every response token weighs the
+same whatever pack or micro-batch it lands in: packing and gradient accumulation do not change the
+objective. The teacher is a frozen copy of the base model; its forward returns hidden states only (its
+LM head maps just the selected tokens of the `kd_layers`).
 
 Datasets are `qa_conversation` shards or `caption` shards; a caption row becomes one turn "image + the
 captioning instruction of a caption type and language -> that caption", the type and language drawn with
@@ -25,7 +31,7 @@ from pydantic import Field
 
 from data_engine.captioning.prompts import PromptFileError, load_prompt_set
 from trainer.captions import caption_sft_messages
-from trainer.core import ExampleError, Sample, Task, TaskConfig, TrainerError, register_task
+from trainer.core import ExampleError, Sample, StepTotals, Task, TaskConfig, TrainerError, register_task
 from trainer.evaluation import answer_metric, score_answer, summarise
 from trainer.models import qwen_vl
 from trainer.objectives.distillation import layer_kl
@@ -42,7 +48,8 @@ class MllmSftConfig(TaskConfig):
     image_min_pixels: int | None = Field(None, ge=1)
     image_max_pixels: int | None = Field(None, ge=1)
     kd_weight: float = Field(10.0, ge=0)  # lambda; 0 turns distillation (and the teacher) off
-    kd_layers: list[int] = Field(default_factory=lambda: [0])  # decoder layer indices (0-based)
+    # Decoder layer indices (0-based), the last layer excluded: transformers returns its state already normed.
+    kd_layers: list[int] = Field(default_factory=lambda: [0])
     eval_max_new_tokens: int = Field(16, ge=1)
     # Caption shards train as "image + caption instruction -> caption": the instruction wording of each
     # drawn caption type and language comes from this prompt set (data_engine/prompts/).
@@ -85,6 +92,9 @@ class MllmSftTask(Task):
         bad = [layer for layer in self.config.kd_layers if not 0 <= layer < layers]
         if bad:
             raise TrainerError(f"task.config.kd_layers: {bad} out of range (the model has {layers} layers)")
+        if layers - 1 in self.config.kd_layers:
+            raise TrainerError(f"task.config.kd_layers: {layers - 1} is the last decoder layer, whose hidden state "
+                               f"transformers returns already through the final norm; choose from 0-{layers - 2}")
         if self.config.kd_weight > 0:
             self.teacher = self._load().eval().requires_grad_(False)
         return model
@@ -141,13 +151,21 @@ class MllmSftTask(Task):
                     "max_length_q": longest, "max_length_k": longest}
         return {"attention_mask": block_diagonal_causal_mask(lengths, self.context.dtype, self.context.device)}
 
+    def _model_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
+                "pixel_values": batch["pixel_values"], "image_grid_thw": batch["image_grid_thw"], "use_cache": False,
+                **self._attention_inputs(batch)}
+
     def forward(self, model: Any, batch: dict[str, Any], *, hidden_states: bool = False,
                 logits_to_keep: int | torch.Tensor = 0) -> Any:
         """One packed forward pass; `logits_to_keep` (token indices) limits the LM head to those tokens."""
-        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                     pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"],
-                     output_hidden_states=hidden_states, use_cache=False, logits_to_keep=logits_to_keep,
-                     **self._attention_inputs(batch))
+        return model(**self._model_inputs(batch), output_hidden_states=hidden_states, logits_to_keep=logits_to_keep)
+
+    def teacher_hidden_states(self, batch: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+        """The teacher's per-layer hidden states, without its LM head: full-vocabulary logits of every token of
+        an 8192-token pack would take about 2.5 GB in bf16 and go unused."""
+        with torch.no_grad():
+            return self.teacher.model(**self._model_inputs(batch), output_hidden_states=True).hidden_states
 
     def _vision_keepalive(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
         """A pack without images still runs the vision tower (weight 0) so every ZeRO rank reduces the same
@@ -162,18 +180,22 @@ class MllmSftTask(Task):
         output = visual(pixels, grid_thw=grid)
         return 0.0 * sum(tensor.float().sum() for tensor in [output.pooler_output, *output.deepstack_features])
 
-    def compute_loss(self, model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def loss_counts(self, batch: dict[str, Any]) -> dict[str, float]:
+        return {"sft": float((batch["targets"] != qwen_vl.IGNORE).sum()), "kl": float(batch["kd_tokens"].sum())}
+
+    def compute_loss(self, model: Any, batch: dict[str, Any], totals: StepTotals | None = None) -> dict[str, torch.Tensor]:
+        totals = self.step_totals(batch, totals)
         use_kd = self.teacher is not None
         # Only tokens with a target go through the LM head: a 152K vocabulary times 8192 tokens would not fit.
         trained = (batch["targets"][0] != qwen_vl.IGNORE).nonzero()[:, 0]
         outputs = self.forward(model, batch, hidden_states=use_kd, logits_to_keep=trained)
-        sft = F.cross_entropy(outputs.logits[0].float(), batch["targets"][0, trained])
+        token_sum = F.cross_entropy(outputs.logits[0].float(), batch["targets"][0, trained], reduction="sum")
+        sft = totals.share("sft", token_sum)
         losses = {"sft": sft}
         loss = sft + self._vision_keepalive(model, batch)
         if use_kd:
-            with torch.no_grad():
-                teacher_outputs = self.forward(self.teacher, batch, hidden_states=True)
-            kl = self.kl_term(outputs.hidden_states, teacher_outputs.hidden_states, batch["kd_tokens"])
+            kl = totals.share("kl", self.kl_term(outputs.hidden_states, self.teacher_hidden_states(batch),
+                                                 batch["kd_tokens"]))
             losses["kl"] = kl
             loss = loss + self.config.kd_weight * kl
         losses["loss"] = loss
