@@ -1,6 +1,8 @@
 """`python -m trainer train|eval|export|sample`: one config file drives all four.
 
     python -m trainer train  --config trainer/configs/mllm_sft_tiny.yaml [--data DIR] [--set key=value ...]
+    python -m trainer train  --config CONFIG --dry-run [--world-size N] [--samples-per-micro-batch S]
+        -> the model built on the meta device (parameters per group), the data mix per epoch and the step count
     python -m trainer eval   --config CONFIG [--checkpoint latest|TAG|base] [--data DIR] [--out FILE] [--limit N]
         -> <run.out_dir>/eval/<tag>.json: {"checkpoint", "step", "samples", "overall",
            "per_subtask": {name: {"n", "metric", "score"}}, "predictions"} (trainer/evaluation.py)
@@ -62,9 +64,14 @@ def _trained_model(config: TrainConfig, checkpoint_tag: str) -> tuple[Any, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.dry_run:
+        from trainer.plan import dry_run
+
+        print(dry_run(config, world_size=args.world_size, samples_per_micro_batch=args.samples_per_micro_batch))
+        return 0
     from trainer.loop import NonFiniteLoss, train
 
-    config = _load(args)
     try:
         result = train(config)
     except NonFiniteLoss as exc:
@@ -136,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--config", required=True)
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
         command.add_argument("--data", help="train/evaluate on this one shard directory instead")
+        if name == "train":
+            command.add_argument("--dry-run", action="store_true",
+                                 help="build the model on the meta device, plan the data mix and the step count, "
+                                      "print them and exit (trainer/plan.py)")
+            command.add_argument("--world-size", type=int, default=1, help="ranks to plan a dry run for")
+            command.add_argument("--samples-per-micro-batch", type=float,
+                                 help="dry run: mean samples per micro-batch (packing tasks: per pack; "
+                                      "default engine.micro_batch_size)")
         if name != "train":
             command.add_argument("--checkpoint", default="latest",
                                  help="latest, a tag such as step-00000100" + (", or base" if name == "eval" else ""))

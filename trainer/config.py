@@ -26,7 +26,12 @@ class TaskSelection(_Strict):
 class DatasetSpec(_Strict):
     name: str
     path: Path
+    # Per-dataset sampling ratio: one epoch draws ratio x (accepted rows) rows from this dataset (1: every row
+    # once; 0.5: half; 2: twice), whatever the other datasets' sizes (trainer/data.py).
     ratio: float = Field(1.0, gt=0)
+    # The source's size as documented (e.g. the report's count); `train --dry-run` plans with it where the
+    # shards are not readable. Training always counts the shards.
+    rows: int | None = Field(None, ge=1)
     general_domain: bool = False  # KL distillation applies to these samples only
     # When set and `path` holds no shards, the trainer writes this synthetic dataset there first (demo, tests).
     synthetic: str | None = None
@@ -87,13 +92,22 @@ class EngineConfig(_Strict):
 
 class RunConfig(_Strict):
     out_dir: Path
-    max_steps: int = Field(ge=1)
+    # The training length: optimizer steps, or epochs of the data mixture (steps derived at launch by
+    # planning one epoch's micro-batches, logged as the `plan` event). Exactly one of the two.
+    max_steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0)
     save_every: int = Field(0, ge=0)  # 0: save only at the end
     log_every: int = Field(1, ge=1)
     seed: int = 0
     resume: bool = True  # continue from the latest checkpoint in out_dir when there is one
     progress: bool = True
     tensorboard: bool = True
+
+    @model_validator(mode="after")
+    def _one_length(self) -> RunConfig:
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of run.max_steps and run.epochs")
+        return self
 
 
 class TrainConfig(_Strict):

@@ -11,7 +11,7 @@ How the shared loop uses a task (trainer/loop.py; `step` counts optimizer steps)
     task = TaskClass(config, context)                  # context: rank, world size, device, dtype, out_dir
     model = task.build_model()                         # the trainable nn.Module, wrapped by DeepSpeed
     groups = task.parameter_groups(model)              # {group name: [params]}; lr per group from optim
-    stream: rows of `task.schema` shards (accepted rows only, mixed by `data.datasets[*].ratio`,
+    stream: rows of `task.schema` shards (accepted rows only, mixed by `data.datasets[*].ratio` per epoch,
             shuffled deterministically, rank r reading every world_size-th row)
       -> task.prepare(sample)                 -> an example (any object); raise ExampleError to skip a row
       -> task.plan_micro_batches(window)      -> lists of example indices, one list per micro-batch
@@ -23,6 +23,7 @@ How the shared loop uses a task (trainer/loop.py; `step` counts optimizer steps)
     per micro-batch: losses = task.compute_loss(engine, task.to_device(batch), totals)
                      losses["loss"] is what is back-propagated; every other entry is logged
     task.evaluate(model, samples) -> {metric: value}   (`python -m trainer eval`)
+    TaskClass.meta_model(config)                      (`python -m trainer train --dry-run`: weights-free)
     task.export(model, out_dir)                       (`python -m trainer export`)
     task.write_samples(model, out_dir, checkpoint)    (`python -m trainer sample`: the fixed-prompt grid)
 
@@ -41,10 +42,10 @@ Rules that keep runs exact and ranks in step:
 - every rank calls the model the same number of times per micro-batch (ZeRO gathers in lockstep); a rank
   whose batch lacks an optional input (no image) still runs that sub-module with zero weight.
 
-Config layout (trainer/config.py): `task` {name, config}, `data` {datasets: [{name, path, ratio,
+Config layout (trainer/config.py): `task` {name, config}, `data` {datasets: [{name, path, ratio, rows,
 general_domain}], seed, window}, `optim` {lr, group_lr: {group: lr}, warmup_steps, schedule, ...},
 `engine` {zero_stage, precision, micro_batch_size, grad_accum_steps, activation_checkpointing},
-`run` {out_dir, max_steps, save_every, log_every, seed}. A dataset may name a registered synthetic writer
+`run` {out_dir, max_steps or epochs, save_every, log_every, seed}. A dataset may name a registered synthetic writer
 (`synthetic: general_qa`, see `register_synthetic_dataset` below) that fills its path when it has no shards.
 """
 
@@ -133,7 +134,13 @@ class Task:
     def build_model(self) -> Any:
         raise NotImplementedError
 
-    def parameter_groups(self, model: Any) -> dict[str, list[Any]]:
+    @classmethod
+    def meta_model(cls, config: TaskConfig) -> Any:
+        """The model's architecture on the meta device, without weights (`train --dry-run`)."""
+        raise TrainerError(f"task {cls.name}: no dry run (meta_model is not implemented)")
+
+    @classmethod
+    def parameter_groups(cls, model: Any) -> dict[str, list[Any]]:
         """Trainable parameters by group name; `optim.group_lr` sets a learning rate per group name."""
         return {"default": [p for p in model.parameters() if p.requires_grad]}
 

@@ -6,13 +6,18 @@ W takes every W-th row of that sequence; every rank gets the same count per epoc
 is dropped), so ranks stay in step. Shards are read whole and one at a time (a small cache), so the reader
 streams through a directory instead of loading it.
 
-The mixture picks, for each next row, the dataset furthest below its share `ratio / sum(ratios)` of the rows
-taken so far: the same order on every run and exact ratios at every prefix. Its whole state is the count of
-rows taken from each dataset, which is what a checkpoint stores.
+The mixture (report 3.1.2: per-dataset sampling ratios, neither uniform nor proportional to size): one
+epoch of the mixture draws `round(ratio x accepted rows)` rows from each dataset (this rank's share of
+them): ratio 1 reads every row once, 0.5 half of them (the next epoch reads the other half), 2 every row
+twice. Rows are interleaved by picking, for each next row, the dataset furthest below its share of the
+epoch's rows, so the mix holds at every prefix and each epoch ends with every dataset read exactly its
+quota. The whole state is the count of rows taken from each dataset, which is what a checkpoint stores.
 
-`MicroBatchStream` reads `window` rows at a time, lets the task turn them into examples and plan them into
-micro-batches, and yields collated micro-batches. Its position is (counts at the window start, micro-batches
-already yielded from that window): resuming re-reads one window and skips what was already trained on.
+`MicroBatchStream` reads `window` rows at a time (never across an epoch's end), lets the task turn them into
+examples and plan them into micro-batches, and yields collated micro-batches. Its position is (counts at
+the window start, micro-batches already yielded from that window): resuming re-reads one window and skips
+what was already trained on. `micro_batches_per_epoch` runs the same planning without collating, which is
+how a run given in epochs derives its step count.
 """
 
 from __future__ import annotations
@@ -141,14 +146,24 @@ def iter_accepted(spec: DatasetSpec, schemas: tuple[str, ...]) -> Iterator[Sampl
                          seed=_stable_hash(f"{spec.name}/{path.name}/{row}"))
 
 
+def epoch_quota(spec: DatasetSpec, rows: int) -> int:
+    """Rows one epoch draws from a dataset of `rows` rows (at least one)."""
+    return max(1, round(spec.ratio * rows))
+
+
 class Mixture:
-    """Deterministic interleaving of datasets at fixed ratios; its state is the rows taken per dataset."""
+    """Deterministic interleaving of datasets by per-dataset sampling ratio; its state is the rows taken per
+    dataset."""
 
     def __init__(self, streams: list[DatasetStream]) -> None:
         self.streams = streams
-        total = sum(stream.spec.ratio for stream in streams)
-        self.shares = [stream.spec.ratio / total for stream in streams]
+        self.quotas = [epoch_quota(stream.spec, stream.per_rank) for stream in streams]
+        self.epoch_rows = sum(self.quotas)
+        self.shares = [quota / self.epoch_rows for quota in self.quotas]
         self.taken = [0] * len(streams)
+
+    def remaining_in_epoch(self) -> int:
+        return self.epoch_rows - sum(self.taken) % self.epoch_rows
 
     def next_sample(self) -> Sample:
         after = sum(self.taken) + 1
@@ -183,7 +198,7 @@ class MicroBatchStream:
         self.window_start = self.mixture.state()
         self.emitted_in_window = 0
         examples = []
-        for _ in range(self.window):
+        for _ in range(min(self.window, self.mixture.remaining_in_epoch())):
             sample = self.mixture.next_sample()
             try:
                 examples.append(self.task.prepare(sample))
@@ -194,6 +209,19 @@ class MicroBatchStream:
             raise TrainerError(f"a window of {self.window} rows gave no usable example (skipped: {self.skipped})")
         self._examples = examples
         self._groups = self.task.plan_micro_batches(examples)
+
+    def micro_batches_per_epoch(self) -> int:
+        """Micro-batches this rank's stream yields over its first epoch (planned, not collated); leaves the
+        stream at its start."""
+        self.mixture.load_state({})
+        count = 0
+        while sum(self.mixture.taken) < self.mixture.epoch_rows:
+            self._fill_window()
+            count += len(self._groups)
+        self.mixture.load_state({})
+        self.window_start, self.emitted_in_window = self.mixture.state(), 0
+        self._examples, self._groups, self.skipped = [], [], {}
+        return count
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self

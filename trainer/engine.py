@@ -106,10 +106,14 @@ def lr_factor(step: int, optim: OptimConfig, max_steps: int) -> float:
     return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine
 
 
-def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], optim: OptimConfig) -> torch.optim.Optimizer:
+def check_group_names(groups: dict[str, list[torch.nn.Parameter]], optim: OptimConfig) -> None:
     unknown = sorted(set(optim.group_lr) - set(groups))
     if unknown:
         raise TrainerError(f"optim.group_lr.{unknown[0]}: no such parameter group; groups: {', '.join(groups)}")
+
+
+def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], optim: OptimConfig) -> torch.optim.Optimizer:
+    check_group_names(groups, optim)
     param_groups = [{"params": params, "lr": optim.group_lr.get(name, optim.lr), "name": name}
                     for name, params in groups.items() if params]
     return torch.optim.AdamW(param_groups, lr=optim.lr, betas=optim.betas, eps=optim.eps,
@@ -117,12 +121,13 @@ def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], optim: OptimCon
 
 
 def create_engine(model: torch.nn.Module, groups: dict[str, list[torch.nn.Parameter]], config: TrainConfig,
-                  dist_info: DistInfo) -> Any:
+                  dist_info: DistInfo, total_steps: int | None = None) -> Any:
+    """`total_steps`: the length of the LR schedule (default `run.max_steps`; runs in epochs pass theirs)."""
     import deepspeed
 
     optimizer = build_optimizer(groups, config.optim)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, config.optim, config.run.max_steps))
+    length = total_steps if total_steps is not None else config.run.max_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config.optim, length))
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(config, dist_info.world_size, dist_info.dtype))

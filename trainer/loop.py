@@ -2,6 +2,8 @@
 
 One `step` is one optimizer step: `engine.grad_accum_steps` micro-batches per rank, each back-propagated
 through the engine (which scales by the accumulation and steps the optimizer and schedule at the boundary).
+The step's micro-batches are read first so that token-mean losses can divide by the step's token counts
+over every rank (`StepTotals`, trainer/core.py).
 A non-finite loss on any rank stops every rank before that micro-batch's backward: nothing is saved after
 it, so the last checkpoint stays the last good one.
 """
@@ -18,7 +20,7 @@ import torch
 
 from trainer import checkpoint
 from trainer.config import TrainConfig
-from trainer.core import RunContext, Task, TrainerError, task_class
+from trainer.core import RunContext, StepTotals, Task, TrainerError, task_class
 from trainer.data import MicroBatchStream, ensure_synthetic_datasets
 from trainer.engine import DistInfo, close_distributed, create_engine, init_distributed
 from trainer.run_log import RunLog
@@ -65,14 +67,52 @@ def _mean_over_ranks(metrics: dict[str, float], world_size: int) -> dict[str, fl
     return {key: float(value) / world_size for key, value in zip(keys, values)}
 
 
+def _step_totals(task: Task, batches: list[dict[str, Any]], micro_batches: int) -> StepTotals:
+    import torch.distributed as dist
+
+    counts: dict[str, float] = {}
+    for batch in batches:
+        for key, value in task.loss_counts(batch).items():
+            counts[key] = counts.get(key, 0.0) + float(value)
+    keys = sorted(counts)
+    if keys:
+        values = torch.tensor([counts[key] for key in keys], dtype=torch.float64)
+        dist.all_reduce(values)
+        counts = dict(zip(keys, values.tolist()))
+    return StepTotals(counts, micro_batches)
+
+
+def planned_steps(config: TrainConfig, stream: MicroBatchStream, world_size: int) -> tuple[int, dict[str, Any]]:
+    """(optimizer steps, how they were derived): `run.max_steps`, or `run.epochs` x the micro-batches of one
+    epoch (the fewest over ranks: every rank steps together) / accumulation steps."""
+    if config.run.max_steps is not None:
+        return config.run.max_steps, {"max_steps": config.run.max_steps}
+    import torch.distributed as dist
+
+    counted = torch.tensor([stream.micro_batches_per_epoch()], dtype=torch.int64)
+    dist.all_reduce(counted, op=dist.ReduceOp.MIN)
+    accumulation = config.engine.accumulation_steps(world_size)
+    per_epoch = int(counted.item())
+    steps = int(config.run.epochs * per_epoch // accumulation)
+    plan = {"epochs": config.run.epochs, "micro_batches_per_epoch_per_rank": per_epoch,
+            "rows_per_epoch_per_rank": stream.mixture.epoch_rows, "accumulation_steps": accumulation,
+            "world_size": world_size, "steps": steps}
+    if steps < 1:
+        raise TrainerError(f"run.epochs: {config.run.epochs} epoch(s) of {per_epoch} micro-batches per rank is less "
+                           f"than one step of {accumulation} micro-batches")
+    return steps, plan
+
+
 def _train_steps(config: TrainConfig, dist_info: DistInfo, log: RunLog, result: TrainResult, engine: Any,
-                 task: Task, stream: MicroBatchStream, root: Path) -> None:
+                 task: Task, stream: MicroBatchStream, root: Path, total_steps: int) -> None:
     accumulation = config.engine.accumulation_steps(dist_info.world_size)
-    for step in range(result.start_step + 1, config.run.max_steps + 1):
+    for step in range(result.start_step + 1, total_steps + 1):
         sums: dict[str, float] = {}
         learning_rates = {f"lr/{group.get('name', 'default')}": group["lr"] for group in engine.optimizer.param_groups}
-        for _ in range(accumulation):
-            losses = task.compute_loss(engine, task.to_device(next(stream)))
+        batches = [next(stream) for _ in range(accumulation)]
+        totals = _step_totals(task, batches, accumulation * dist_info.world_size)
+        for batch in batches:
+            losses = task.compute_loss(engine, task.to_device(batch), totals)
             if not _all_ranks_finite(losses["loss"].detach().float().cpu()):
                 log.event("stopped", step=step, reason="non-finite loss")
                 raise NonFiniteLoss(
@@ -87,9 +127,9 @@ def _train_steps(config: TrainConfig, dist_info: DistInfo, log: RunLog, result: 
         metrics.update(learning_rates)
         result.steps.append(step)
         result.losses.append(metrics["loss"])
-        if step % config.run.log_every == 0 or step == config.run.max_steps:
+        if step % config.run.log_every == 0 or step == total_steps:
             log.step(step, metrics)
-        if (config.run.save_every and step % config.run.save_every == 0) or step == config.run.max_steps:
+        if (config.run.save_every and step % config.run.save_every == 0) or step == total_steps:
             checkpoint.save_checkpoint(engine, root, step, dist_info.rank, stream.state())
             log.event("checkpoint", step=step, tag=checkpoint.step_tag(step))
 
@@ -107,9 +147,10 @@ def train(config: TrainConfig) -> TrainResult:
         model = task.build_model()
         if config.engine.activation_checkpointing:
             task.enable_activation_checkpointing(model)
-        engine = create_engine(model, task.parameter_groups(model), config, dist_info)
         stream = MicroBatchStream(task, config.data.datasets, seed=config.data.seed, window=config.data.window,
                                   rank=dist_info.rank, world_size=dist_info.world_size)
+        total_steps, plan = planned_steps(config, stream, dist_info.world_size)
+        engine = create_engine(model, task.parameter_groups(model), config, dist_info, total_steps)
         seed_all(config.run.seed + dist_info.rank)
         root = checkpoint.checkpoint_root(config.run.out_dir)
         start_step = 0
@@ -117,14 +158,18 @@ def train(config: TrainConfig) -> TrainResult:
             start_step, data_state = checkpoint.load_checkpoint(engine, root, dist_info.rank)
             stream.load_state(data_state)
         result = TrainResult(start_step=start_step)
-        log = RunLog(config.run.out_dir, enabled=dist_info.rank == 0, total_steps=config.run.max_steps,
+        log = RunLog(config.run.out_dir, enabled=dist_info.rank == 0, total_steps=total_steps,
                      start_step=start_step, progress=config.run.progress, tensorboard=config.run.tensorboard)
         log.event("start", step=start_step, world_size=dist_info.world_size, task=config.task.name,
                   dtype=str(dist_info.dtype), config=config.model_dump(mode="json"))
-        if start_step >= config.run.max_steps:
-            log.message(f"already trained to step {start_step} (run.max_steps={config.run.max_steps})")
-        _train_steps(config, dist_info, log, result, engine, task, stream, root)
-        log.event("end", step=config.run.max_steps, skipped_rows=stream.skipped)
+        log.event("plan", step=start_step, **plan)
+        if config.run.epochs is not None:
+            log.message(f"{config.run.epochs:g} epoch(s) of {plan['micro_batches_per_epoch_per_rank']} micro-batches "
+                        f"per rank at {plan['accumulation_steps']} per step: {total_steps} steps")
+        if start_step >= total_steps:
+            log.message(f"already trained to step {start_step} (of {total_steps})")
+        _train_steps(config, dist_info, log, result, engine, task, stream, root, total_steps)
+        log.event("end", step=total_steps, skipped_rows=stream.skipped)
         return result
     finally:
         if log is not None:

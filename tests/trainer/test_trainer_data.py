@@ -64,14 +64,36 @@ def test_only_accepted_rows_and_ranks_partition_an_epoch(datasets: dict[str, Dat
 
 
 def test_mixture_keeps_ratios_at_every_prefix(datasets: dict[str, DatasetSpec]) -> None:
+    # 45 accepted spatial rows x ratio 3 = 135 per epoch, 27 general rows x ratio 1 = 27: shares 5 to 1
     streams = [DatasetStream(datasets[name], ("qa_conversation",), 0, 0, 1) for name in ("spatial", "general")]
     mixture = Mixture(streams)
-    picks = [mixture.next_sample() for _ in range(40)]
-    for prefix in (4, 8, 20, 40):
+    picks = [mixture.next_sample() for _ in range(36)]
+    for prefix in (6, 12, 24, 36):
         counts = Counter(sample.dataset for sample in picks[:prefix])
-        assert counts["spatial"] == 3 * prefix // 4 and counts["general"] == prefix // 4
+        assert counts["spatial"] == 5 * prefix // 6 and counts["general"] == prefix // 6
     assert all(sample.general_domain == (sample.dataset == "general") for sample in picks)
-    assert mixture.state() == {"spatial": 30, "general": 10}
+    assert mixture.state() == {"spatial": 30, "general": 6}
+
+
+def test_each_epoch_draws_ratio_times_rows_from_each_dataset_whatever_the_sizes(
+        datasets: dict[str, DatasetSpec]) -> None:
+    """Per-dataset sampling ratios (report 3.1.2): the bigger dataset at ratio 0.4 gives 18 of its 45 rows per
+    epoch (the next epoch 18 others), the smaller one at ratio 2 every one of its 27 rows twice."""
+    specs = [datasets["spatial"].model_copy(update={"ratio": 0.4}),
+             datasets["general"].model_copy(update={"ratio": 2.0})]
+    mixture = Mixture([DatasetStream(spec, ("qa_conversation",), 0, 0, 1) for spec in specs])
+    assert mixture.quotas == [18, 54] and mixture.epoch_rows == 72
+    epochs = [[mixture.next_sample() for _ in range(72)] for _ in range(2)]
+    for picks in epochs:
+        per_dataset = Counter(sample.dataset for sample in picks)
+        assert per_dataset == {"spatial": 18, "general": 54}
+        general = Counter(sample.row["id"] for sample in picks if sample.dataset == "general")
+        assert len(general) == 27 and set(general.values()) == {2}
+        for prefix in range(1, 73):  # the mix holds at every prefix, within one row
+            spatial = sum(sample.dataset == "spatial" for sample in picks[:prefix])
+            assert abs(spatial - prefix * 18 / 72) < 1
+    first, second = ({sample.row["id"] for sample in picks if sample.dataset == "spatial"} for picks in epochs)
+    assert len(first) == len(second) == 18 and not first & second
 
 
 def make_stream(datasets: dict[str, DatasetSpec], micro_batch_size: int = 3) -> MicroBatchStream:
@@ -103,3 +125,21 @@ def test_bad_directories_fail_with_one_line(tmp_path: Path, datasets: dict[str, 
     write_shard(tmp_path, 0, pa.Table.from_pylist([rejected], schema=QA_CONVERSATION.arrow()), [])
     with pytest.raises(TrainerError, match="no accepted rows"):
         DatasetStream(DatasetSpec(name="x", path=tmp_path), ("qa_conversation",), 0, 0, 1)
+
+
+def test_an_epoch_of_micro_batches_ends_with_the_mixture_epoch(datasets: dict[str, DatasetSpec]) -> None:
+    """Windows stop at the epoch's end, so the micro-batches of one epoch hold exactly its rows: counted by
+    hand, 10-row windows over the 72-row epoch (7 of 10, then 2), rows ending in 3 skipped, 3 per micro-batch."""
+    specs = {"spatial": datasets["spatial"].model_copy(update={"ratio": 0.4}),
+             "general": datasets["general"].model_copy(update={"ratio": 2.0})}
+    reference = Mixture([DatasetStream(spec, ("qa_conversation",), 0, 0, 1) for spec in specs.values()])
+    rows = [reference.next_sample().row["id"] for _ in range(72)]
+    windows = [rows[start:start + 10] for start in range(0, 72, 10)]
+    usable = [[row for row in window if not row.endswith("3")] for window in windows]
+    expected = sum(-(-len(window) // 3) for window in usable)
+
+    stream = make_stream(specs)
+    assert stream.micro_batches_per_epoch() == expected
+    yielded = [next(stream)["ids"] for _ in range(expected)]  # the count left the stream at its start
+    assert [row for ids in yielded for row in ids] == [row for window in usable for row in window]
+    assert stream.mixture.state() == {"spatial": 18, "general": 54}

@@ -151,3 +151,29 @@ def test_unknown_parameter_group_is_named(qa_dirs, tmp_path: Path, capsys) -> No
     assert cli_main(["train", "--config", str(config_file), "--set", "optim.group_lr={visoin: 1.0e-5}"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("trainer: error: optim.group_lr.visoin: no such parameter group")
+
+
+def test_a_run_in_epochs_derives_its_steps_from_one_epoch_of_packs(qa_dirs, tmp_path: Path) -> None:
+    """run.epochs: the steps are the packs of one epoch (counted by hand here: the epoch's 10 rows in windows
+    of 8 and 2, each window packed into 64-token packs) over 2 accumulation steps; logged as `plan`."""
+    from trainer.data import DatasetStream, Mixture
+    from trainer.engine import single_process_info
+    from trainer.loop import build_task
+    from trainer.packing import plan_packs
+
+    config = tiny_config(qa_dirs, tmp_path, engine={"zero_stage": 0, "grad_accum_steps": 2},
+                         run={"max_steps": None, "epochs": 1, "tensorboard": False})
+    config["data"]["datasets"][0]["ratio"] = 0.1  # 54 accepted spatial rows -> 5 per epoch
+    config["data"]["datasets"][1]["ratio"] = 0.2  # 27 accepted general rows -> 5 per epoch
+    parsed = parse_config(config)
+    task = build_task(parsed, single_process_info(parsed.engine))
+    mixture = Mixture([DatasetStream(spec, task.schemas(), 0, 0, 1) for spec in parsed.data.datasets])
+    lengths = [task.prepare(mixture.next_sample()).length for _ in range(10)]
+    packs = len(plan_packs(lengths[:8], 64)) + len(plan_packs(lengths[8:], 64))
+
+    result = train(parsed)
+    records = [json.loads(line) for line in (tmp_path / JSONL_NAME).read_text().splitlines()]
+    plan = next(record for record in records if record["event"] == "plan")
+    assert plan["micro_batches_per_epoch_per_rank"] == packs and plan["rows_per_epoch_per_rank"] == 10
+    assert plan["steps"] == packs // 2 >= 1
+    assert result.steps == list(range(1, packs // 2 + 1))

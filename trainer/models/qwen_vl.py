@@ -49,6 +49,22 @@ def load_model(path: Path, dtype: torch.dtype, attn_implementation: str) -> Any:
                                                            attn_implementation=attn_implementation)
 
 
+ARCHITECTURES_DIR = Path(__file__).parent / "architectures"  # config.json of production models, for dry runs
+
+
+def meta_model(path: Path) -> Any:
+    """The model of `path` (its config.json, else the bundled architecture of the same directory name) on the
+    meta device: every parameter shaped, none allocated."""
+    from transformers import AutoConfig, Qwen3VLForConditionalGeneration
+
+    source = path if (path / "config.json").is_file() else ARCHITECTURES_DIR / path.name
+    if not (source / "config.json").is_file():
+        known = ", ".join(sorted(entry.name for entry in ARCHITECTURES_DIR.iterdir()))
+        raise FileNotFoundError(f"{path}: no config.json, and no bundled architecture of that name (known: {known})")
+    with torch.device("meta"):
+        return Qwen3VLForConditionalGeneration._from_config(AutoConfig.from_pretrained(str(source)))
+
+
 def load_processor(path: Path, min_pixels: int | None, max_pixels: int | None) -> Any:
     from transformers import AutoProcessor
 

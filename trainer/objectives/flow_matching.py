@@ -205,6 +205,15 @@ class MMDiTFlowTask(Task):
         self.text_dim = model.mmdit_config.text_dim
         return model
 
+    @classmethod
+    def meta_model(cls, config: MMDiTTaskConfig) -> nn.Module:
+        from trainer.models.mmdit_diffusers import MMDiTTransformerModel
+
+        with torch.device("meta"):
+            if config.init_from and (Path(config.init_from) / "config.json").is_file():
+                return MMDiTTransformerModel.from_config(MMDiTTransformerModel.load_config(config.init_from))
+            return MMDiTTransformerModel.from_mmdit_config(preset_config(config.preset))
+
     def enable_activation_checkpointing(self, model: nn.Module) -> None:
         model.gradient_checkpointing = True
 

@@ -62,6 +62,15 @@ def resolve_model_path(model_path: str) -> Path:
     return Path(model_path)
 
 
+def check_kd_layers(config: MllmSftConfig, layers: int) -> None:
+    bad = [layer for layer in config.kd_layers if not 0 <= layer < layers]
+    if bad:
+        raise TrainerError(f"task.config.kd_layers: {bad} out of range (the model has {layers} layers)")
+    if config.kd_weight > 0 and layers - 1 in config.kd_layers:
+        raise TrainerError(f"task.config.kd_layers: {layers - 1} is the last decoder layer, whose hidden state "
+                           f"transformers returns already through the final norm; choose from 0-{layers - 2}")
+
+
 @register_task("mllm_sft")
 class MllmSftTask(Task):
     schema = "qa_conversation"
@@ -88,18 +97,22 @@ class MllmSftTask(Task):
 
     def build_model(self) -> Any:
         model = self._load().train()
-        layers = model.config.text_config.num_hidden_layers
-        bad = [layer for layer in self.config.kd_layers if not 0 <= layer < layers]
-        if bad:
-            raise TrainerError(f"task.config.kd_layers: {bad} out of range (the model has {layers} layers)")
-        if layers - 1 in self.config.kd_layers:
-            raise TrainerError(f"task.config.kd_layers: {layers - 1} is the last decoder layer, whose hidden state "
-                               f"transformers returns already through the final norm; choose from 0-{layers - 2}")
+        check_kd_layers(self.config, model.config.text_config.num_hidden_layers)
         if self.config.kd_weight > 0:
             self.teacher = self._load().eval().requires_grad_(False)
         return model
 
-    def parameter_groups(self, model: Any) -> dict[str, list[torch.nn.Parameter]]:
+    @classmethod
+    def meta_model(cls, config: MllmSftConfig) -> Any:
+        try:
+            model = qwen_vl.meta_model(resolve_model_path(config.model_path))
+        except FileNotFoundError as exc:
+            raise TrainerError(f"task.config.model_path: {exc}") from None
+        check_kd_layers(config, model.config.text_config.num_hidden_layers)
+        return model
+
+    @classmethod
+    def parameter_groups(cls, model: Any) -> dict[str, list[torch.nn.Parameter]]:
         return qwen_vl.parameter_groups(model)
 
     def prepare(self, sample: Sample) -> qwen_vl.ChatExample:
