@@ -61,7 +61,7 @@ class MMDiTBatch:
     """Cached inputs of one bucket: every latent in the batch has the same shape."""
 
     latents: torch.Tensor  # [B, C, F, H, W] clean data latents (z1)
-    text_states: torch.Tensor  # [B, L, text_dim] MLLM last-layer hidden states
+    text_states: torch.Tensor  # [B, L, text_dim] MLLM final-norm inputs (trainer/latents.py)
     text_mask: torch.Tensor  # [B, L] bool, True = real token, right padded
     condition_latents: Sequence[torch.Tensor] = field(default_factory=tuple)  # clean source images (editing)
 
