@@ -119,4 +119,4 @@ REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out
                          out/demo/rebalanced out/demo/latents out/demo/render/* out/demo/train-* \
                          out/spatial_qa out/render/multiview out/render/spatial_edit out/train-mllm-tiny out/train-mmdit-tiny)
 report: setup
-	@$(if $(REPORT_DIRS),$(PY) -m data_engine.report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")
+	@$(if $(REPORT_DIRS),$(PY) -m pipelines report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")

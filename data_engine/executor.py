@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 from data_engine.job import JobConfig, StageSpec
 from data_engine.readers import make_reader
+from data_engine.registry import job_registrations, register_json
 from data_engine.schemas import conform_table, get_schema
 from data_engine.shards import (JOB_FINGERPRINT_NAME, MANIFEST_NAME, ShardDirError, atomic_write_json,
                                 completed_shards, read_manifest, read_shard_stats, remove_stale_temps,
@@ -64,10 +65,11 @@ def output_schema(job: JobConfig, stages: list[Stage]) -> pa.Schema:
 _WORKER_STAGES: dict[str, Stage] = {}
 
 
-def _stage_for_worker(spec_json: str) -> Stage:
+def _stage_for_worker(spec_json: str, registrations: str) -> Stage:
     """Build and set up a stage once per worker process (Ray reuses task workers across tasks)."""
     stage = _WORKER_STAGES.get(spec_json)
     if stage is None:
+        register_json(registrations)
         stage = StageSpec.model_validate_json(spec_json).build()
         _setup_on_node_once(stage, spec_json)
         stage.setup()
@@ -113,22 +115,23 @@ def _run_stage_on_block(stage: Stage, batch_size: int, block: pa.Table) -> pa.Ta
     return pa.concat_tables(processed) if processed else block
 
 
-def run_task_stage(block: pa.Table, spec_json: str, batch_size: int) -> pa.Table:
-    return _run_stage_on_block(_stage_for_worker(spec_json), batch_size, block)
+def run_task_stage(block: pa.Table, spec_json: str, registrations: str, batch_size: int) -> pa.Table:
+    return _run_stage_on_block(_stage_for_worker(spec_json, registrations), batch_size, block)
 
 
 class StageActor:
     """Actor-pool wrapper for model stages: setup() (model load) happens once, in the constructor."""
 
-    def __init__(self, spec_json: str, batch_size: int) -> None:
-        self.stage = _stage_for_worker(spec_json)
+    def __init__(self, spec_json: str, registrations: str, batch_size: int) -> None:
+        self.stage = _stage_for_worker(spec_json, registrations)
         self.batch_size = batch_size
 
     def __call__(self, block: pa.Table) -> pa.Table:
         return _run_stage_on_block(self.stage, self.batch_size, block)
 
 
-def read_shards(plans: pa.Table, job_json: str) -> pa.Table:
+def read_shards(plans: pa.Table, job_json: str, registrations: str) -> pa.Table:
+    register_json(registrations)
     job = JobConfig.model_validate_json(job_json)
     reader = make_reader(job.reader, job.storage)
     tables = []
@@ -244,17 +247,20 @@ def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage
     context.op_resource_reservation_enabled = any(stage.uses_model for _, stage in specs_and_stages)
     ds = ray.data.from_items([{"shard": p.shard_id, "items": p.items} for p in pending],
                              override_num_blocks=len(pending))
-    ds = ds.map_batches(read_shards, fn_args=(job.model_dump_json(by_alias=True),), batch_size=None,
+    # Workers never run the composition root (pipelines/registry.py): the job's registrations travel with it.
+    registrations = job_registrations(job.reader.kind, [spec.op for spec in job.stages])
+    ds = ds.map_batches(read_shards, fn_args=(job.model_dump_json(by_alias=True), registrations), batch_size=None,
                         batch_format="pyarrow", num_cpus=1)
     for spec, stage in specs_and_stages:
         resources = spec.stage_resources()
         common: dict[str, Any] = dict(batch_size=None, batch_format="pyarrow", num_cpus=resources.num_cpus,
                                       num_gpus=resources.num_gpus or None, memory=resources.memory)
         if stage.uses_model:
-            ds = ds.map_batches(StageActor, fn_constructor_args=(spec.model_dump_json(), resources.batch_size),
+            ds = ds.map_batches(StageActor,
+                                fn_constructor_args=(spec.model_dump_json(), registrations, resources.batch_size),
                                 concurrency=resources.concurrency or 1, **common)
         else:
-            ds = ds.map_batches(run_task_stage, fn_args=(spec.model_dump_json(), resources.batch_size),
+            ds = ds.map_batches(run_task_stage, fn_args=(spec.model_dump_json(), registrations, resources.batch_size),
                                 concurrency=resources.concurrency, **common)
     schema_bytes = schema.serialize().to_pybytes()
     return ds.map_batches(write_shards, fn_args=(str(out_dir), job.storage.model_dump_json(), schema_bytes,

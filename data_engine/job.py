@@ -11,9 +11,9 @@ from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationEr
 
 from data_engine.curation.presets import PresetName
 from data_engine.readers import ImageFolderConfig, ReaderConfig
+from data_engine.registry import READER_MODULES, STAGE_MODULES, reader_class, stage_class
 from data_engine.schemas import SCHEMAS
 from data_engine.stage import Resources, Stage, StageConfig
-from data_engine.stages import READER_MODULES, STAGE_MODULES, reader_class, stage_class
 from data_engine.storage import StorageConfig, StorageError, check_allowed, split_scheme
 
 

@@ -162,6 +162,6 @@ register_reader(ImageFolderReader)
 
 
 def make_reader(config: ReaderConfig, storage: StorageConfig | None = None) -> Reader:
-    from data_engine.stages import reader_class  # the kind's module may not be imported yet
+    from data_engine.registry import reader_class  # the kind's module may not be imported yet
 
     return reader_class(config.kind)(config, storage)

@@ -14,20 +14,17 @@ comes from data is HTML-escaped, and a Content-Security-Policy meta tag forbids 
 hostile string that slipped past escaping still could not run. Shards are read column by column, and a
 large directory is sampled by reading every k-th row group, so the cost of a report stays bounded.
 
-CLI: python -m data_engine.report --out report.html DIR [DIR...]
+CLI: python -m pipelines report --out report.html DIR [DIR...] (the composition root registers every section).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
-import importlib
 import io
 import json
 import math
 import os
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from data_engine.registry import import_report_sections
 from data_engine.shards import MANIFEST_NAME, shard_paths
 
 THUMBNAIL_MAX_SIDE = 160
@@ -66,8 +64,6 @@ NULL_COLOR = "#9e9e9e"
 SERIES_COLORS = ("#57606a", "#c62828", "#1f6feb", "#2e7d32")
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
-# Modules that register section kinds, asked in this order before the stage section (the fallback).
-SECTION_MODULES = ("trainer.report", "data_engine.rebalance.report", "openspatial.report", "render.report")
 
 
 class ReportError(Exception):
@@ -107,9 +103,8 @@ def register_section(kind: SectionKind) -> SectionKind:
 
 
 def section_kinds() -> list[SectionKind]:
-    """Every registered kind, domain kinds first, the stage section last."""
-    for module in SECTION_MODULES:
-        importlib.import_module(module)
+    """Every registered kind (data_engine/registry.py), domain kinds first, the stage section last."""
+    import_report_sections()
     return [*_SECTION_KINDS, STAGE_SECTION]
 
 
@@ -849,29 +844,3 @@ def write_html_report(directories: Sequence[Path], out_html: Path, *, title: str
     temp.write_text(document, encoding="utf-8")
     os.replace(temp, out_html)
     return out_html
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_engine.report",
-                                     description="Write one static HTML report over output directories: stage "
-                                                 "outputs, spatial QA, render, rebalance and trainer runs.")
-    parser.add_argument("directories", nargs="+", type=Path, metavar="DIR",
-                        help="stage output directory or trainer run directory")
-    parser.add_argument("--out", required=True, type=Path, help="HTML file to write")
-    parser.add_argument("--title", default="Data engine report")
-    parser.add_argument("--sample-rows", type=int, default=24, help="images per accepted grid, examples per section")
-    parser.add_argument("--rejected-per-reason", type=int, default=6, help="images per reject reason")
-    args = parser.parse_args(argv)
-    options = ReportOptions(sample_rows=args.sample_rows, rejected_per_reason=args.rejected_per_reason)
-    try:
-        path = write_html_report(args.directories, args.out, title=args.title, options=options)
-    except (ReportError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    # Run the imported module's main: the section modules register into `data_engine.report`, not `__main__`.
-    sys.exit(importlib.import_module("data_engine.report").main())

@@ -1,4 +1,4 @@
-"""The spatial QA section of the HTML report (`python -m data_engine.report`): rows per sub-task and language,
+"""The spatial QA section of the HTML report (`python -m pipelines report`): rows per sub-task and language,
 and per sub-task example rows with their images (anchors already drawn), question and answer."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`python -m pipelines`: run, validate, inspect, redecide and calibrate jobs. Usage errors exit 2 with one line."""
+"""`python -m pipelines`: run, validate, inspect, redecide and calibrate jobs, and write the HTML report. Usage
+errors exit 2 with one line."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from data_engine.config_files import parse_override
 from data_engine.job import JobConfigError
 from data_engine.readers import InputError
 from data_engine.schemas import SchemaError
 from data_engine.shards import ShardDirError, iter_shards, read_manifest
 from data_engine.stage import StageUnavailable
 from data_engine.storage import Location, StorageError, as_location, resolve
-from pipelines.jobfile import load_job, parse_override
+from pipelines.jobfile import load_job
 
 USAGE_ERRORS = (JobConfigError, InputError, ShardDirError, SchemaError, StageUnavailable, StorageError)
 
@@ -174,6 +176,19 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from data_engine.report import ReportError, ReportOptions, write_html_report
+
+    options = ReportOptions(sample_rows=args.sample_rows, rejected_per_reason=args.rejected_per_reason)
+    try:
+        path = write_html_report(args.directories, args.out, title=args.title, options=options)
+    except (ReportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -226,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="calibrate only this stage's thresholds (repeatable; default: every enforced one)")
     calibrate.add_argument("--json", action="store_true")
     calibrate.set_defaults(handler=_cmd_calibrate)
+
+    report = commands.add_parser("report", help="one static HTML report over output directories: stage outputs, "
+                                                "spatial QA, render, rebalance and trainer runs")
+    report.add_argument("directories", nargs="+", type=Path, metavar="DIR",
+                        help="stage output directory or trainer run directory")
+    report.add_argument("--out", required=True, type=Path, help="HTML file to write")
+    report.add_argument("--title", default="Data engine report")
+    report.add_argument("--sample-rows", type=int, default=24, help="images per accepted grid, examples per section")
+    report.add_argument("--rejected-per-reason", type=int, default=6, help="images per reject reason")
+    report.set_defaults(handler=_cmd_report)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The render sections of the HTML report (`python -m data_engine.report`): multi-view collage thumbnails with
+"""The render sections of the HTML report (`python -m pipelines report`): multi-view collage thumbnails with
 their structured captions, and spatial-edit pairs side by side with their instructions. The edit section
 shows the labels that are easiest to get wrong first (camera pitch, symmetric subjects, thin subjects), each
 with the facts its label rests on."""

@@ -1,4 +1,8 @@
-"""Shared expensive fixtures (one local Ray per test session) and the machine named in the report header."""
+"""Shared expensive fixtures (one local Ray per test session) and the machine named in the report header.
+
+The tests exercise every package together, as the composition root does: importing `pipelines.registry`
+adds the client packages' stages, readers and report sections to the engine.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import pipelines.registry  # noqa: F401
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parents[1]

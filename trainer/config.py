@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from data_engine.config_files import apply_override, parse_override, read_yaml_mapping  # as job files do
 from data_engine.job import JobConfigError
-from pipelines.jobfile import apply_override, load_job_data, parse_override  # the --set syntax of data jobs
 from trainer.core import TaskConfig, TrainerError, synthetic_writer, task_class
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
@@ -136,7 +136,7 @@ def load_config_data(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise TrainerError(f"{path}: config file does not exist")
     try:
-        return load_job_data(path)  # the same YAML reading and one-line syntax errors as job files
+        return read_yaml_mapping(path)  # the same YAML reading and one-line syntax errors as job files
     except JobConfigError as exc:
         raise TrainerError(str(exc)) from None
 

@@ -31,12 +31,12 @@ import torch
 from PIL import Image
 from pydantic import Field
 
+from data_engine.model_refs import resolve_model_path
 from data_engine.readers import register_reader
 from data_engine.schemas import CAPTION, EDIT_TRIPLET, MULTIVIEW_SAMPLE
 from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage
 from data_engine.upstream import UpstreamShardsReader
 
-TINY_PREFIX = "tiny:"
 PIXEL_MULTIPLE = 16  # VAE downsamples by 8, the MMDiT patch by 2 more
 
 # ---------------------------------------------------------------- aspect-ratio buckets
@@ -97,15 +97,6 @@ def tensor_from_bytes(data: bytes, shape: Sequence[int]) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- models
-
-
-def resolve_model_path(path: str) -> Path:
-    """A local directory, or `tiny:<name>` for a model built by `make tiny-models`."""
-    if path.startswith(TINY_PREFIX):
-        from trainer.tiny_models import tiny_model_path
-
-        return tiny_model_path(path.removeprefix(TINY_PREFIX))
-    return Path(path)
 
 
 def load_vae(path: str, device: torch.device | str = "cpu") -> Any:

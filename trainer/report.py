@@ -1,4 +1,4 @@
-"""The trainer section of the HTML report (`python -m data_engine.report RUN_DIR`): the loss curve from
+"""The trainer section of the HTML report (`python -m pipelines report RUN_DIR`): the loss curve from
 `train_log.jsonl`, the checkpoints, eval results per sub-task and checkpoint (`python -m trainer eval` writes
 `eval/<tag>.json`, format in trainer/evaluation.py), and the fixed-prompt sample grid of each checkpoint with
 its prompts (`python -m trainer sample` writes `samples/<tag>/grid.png` and `samples.json`).

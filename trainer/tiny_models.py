@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from data_engine.curation import tiny_scorers
+from data_engine.model_refs import (ENV_VAR, MANIFEST_NAME, TinyModelsError, default_root, is_complete,  # the cache
+                                    read_manifest)
 
 MODEL_NAMES: tuple[str, ...] = ("qwen3vl", "qwen3", "wan_vae", *tiny_scorers.TINY_SCORERS)
-ENV_VAR = "JOYAI_TINY_MODELS"
-MANIFEST_NAME = "manifest.json"
 SEED = 0
 # Bump when the build code changes in a way the recipes below do not show, to force a rebuild.
 BUILD_VERSION = 1
@@ -193,10 +193,6 @@ WAN_VAE_RECIPE: dict[str, Any] = {
     "temperal_downsample": [False, True, True],
     "dropout": 0.0,
 }
-
-
-class TinyModelsError(RuntimeError):
-    """A tiny model is missing or incomplete, its tokenizer came out wrong, or a request names no known model."""
 
 
 @dataclass(frozen=True)
@@ -416,20 +412,6 @@ def config_hash(spec: TinyModelSpec) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def default_root() -> Path:
-    configured = os.environ.get(ENV_VAR)
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[1] / ".cache" / "tiny-models"
-
-
-def read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        return {"models": {}}
-    return json.loads(path.read_text())
-
-
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     temporary = root / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
     temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -442,15 +424,6 @@ def describe_files(model_dir: Path) -> dict[str, dict[str, Any]]:
         for path in sorted(model_dir.iterdir())
         if path.is_file()
     }
-
-
-def is_complete(root: Path, entry: dict[str, Any]) -> bool:
-    """Every file the manifest recorded for the model is there with its recorded size."""
-    model_dir = root / entry["path"]
-    return all(
-        (model_dir / name).is_file() and (model_dir / name).stat().st_size == info["bytes"]
-        for name, info in entry["files"].items()
-    )
 
 
 def replace_directory(source: Path, target: Path) -> None:
@@ -512,23 +485,6 @@ def build_tiny_models(out_dir: Path | str, only: Iterable[str] | None = None) ->
     """Build (or keep, when up to date) the tiny models under `out_dir`; returns name -> checkpoint directory."""
     results = ensure_tiny_models(Path(out_dir), list(only) if only is not None else list(MODEL_NAMES))
     return {result.name: result.path for result in results}
-
-
-def tiny_model_path(name: str, root: Path | str | None = None) -> Path:
-    """The checkpoint directory of a built tiny model (root: `$JOYAI_TINY_MODELS` or `<repo>/.cache/tiny-models`).
-
-    Checks that the model is there and whole, not that its recipe is current: callers may run in another
-    environment (the vLLM one pins other library versions) where the recipe hash would differ.
-    """
-    validate_names([name])
-    cache_root = Path(root) if root is not None else default_root()
-    entry = read_manifest(cache_root)["models"].get(name)
-    if entry is None or not is_complete(cache_root, entry):
-        raise TinyModelsError(
-            f"tiny model {name!r} is missing or incomplete under {cache_root}: run `make tiny-models` "
-            f"(or `python -m trainer.tiny_models --out {cache_root}`)"
-        )
-    return cache_root / entry["path"]
 
 
 # ---------------------------------------------------------------- CLI

@@ -20,12 +20,12 @@ import os
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_TINY_PREFIX = "tiny:"
+from data_engine.model_refs import resolve_model_path
+
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
@@ -81,20 +81,12 @@ BackendConfig = Annotated[TransformersBackendConfig | OpenAIBackendConfig | Vllm
                           Field(discriminator="kind")]
 
 
-def resolve_model_path(model: str) -> str:
-    if model.startswith(_TINY_PREFIX):
-        from trainer.tiny_models import tiny_model_path
-
-        return str(tiny_model_path(model.removeprefix(_TINY_PREFIX)))
-    return model
-
-
 def check_backend_available(config: TransformersBackendConfig | OpenAIBackendConfig | VllmBackendConfig) -> str | None:
     """Why this backend cannot run here (None when it can): a local model that is missing, vLLM absent."""
     if isinstance(config, OpenAIBackendConfig):
         return None  # a server that is down is a per-request failure, recorded on the rows
     try:
-        path = Path(resolve_model_path(config.model))
+        path = resolve_model_path(config.model)
     except Exception as exc:  # the tiny-model resolver says what to build
         return str(exc)
     if not path.is_dir():
@@ -266,7 +258,7 @@ class VllmBackend(GenerationBackend):
 
         self.config = config
         self.supports_guided_json = config.guided_json
-        self.llm = LLM(model=resolve_model_path(config.model), **config.engine_args)
+        self.llm = LLM(model=str(resolve_model_path(config.model)), **config.engine_args)
 
     def _sampling(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams

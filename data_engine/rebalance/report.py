@@ -1,5 +1,5 @@
 """The rebalance summary (`rebalance_report.json`, written beside the rebalanced shards) and its section of the
-HTML report (`python -m data_engine.report`): category frequency before and after on log-log axes, head and
+HTML report (`python -m pipelines report`): category frequency before and after on log-log axes, head and
 tail shares, the entropy of the category distribution, and examples per category."""
 
 from __future__ import annotations

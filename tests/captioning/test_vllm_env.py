@@ -21,7 +21,7 @@ from conftest import png_bytes
 
 from data_engine.captioning.backends import GenerationRequest, OpenAIBackend, OpenAIBackendConfig
 from data_engine.captioning.parsing import STRUCTURED_CAPTION_SCHEMA
-from trainer.tiny_models import tiny_model_path
+from data_engine.model_refs import tiny_model_path
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM_ENV = os.environ.get("JOYAI_VLLM_ENV")

@@ -10,7 +10,7 @@ import pytest
 from data_engine.stage_runner import apply_stage
 from data_engine.stages.aesthetic import HEAD_FILE, AestheticConfig, AestheticModelError, AestheticStage
 from tests.curation.images import png_bytes, stage_input
-from trainer.tiny_models import tiny_model_path
+from data_engine.model_refs import tiny_model_path
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from data_engine.stage import Stage
-from data_engine.stages import STAGE_MODULES, stage_class
+from data_engine.registry import STAGE_MODULES, stage_class
 from data_engine.stages.aesthetic import AestheticConfig, AestheticStage
 from data_engine.stages.border_detect import BorderDetectConfig, BorderDetectStage
 from data_engine.stages.dedup import DedupConfig, DedupStage

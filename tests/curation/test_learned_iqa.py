@@ -19,7 +19,7 @@ from data_engine.stage_runner import apply_stage  # noqa: E402
 from data_engine.stages.iqa_cascade import IqaCascadeConfig, IqaCascadeStage, classify_iqa  # noqa: E402
 from data_engine.stages.learned_iqa import LearnedIqaConfig, LearnedIqaStage  # noqa: E402
 from tests.curation.images import grey, png_bytes, stage_input, with_noise  # noqa: E402
-from trainer.tiny_models import tiny_model_path  # noqa: E402
+from data_engine.model_refs import tiny_model_path  # noqa: E402
 
 METRICS = ("musiq", "clipiqa")
 WORKING_SIDE = 128  # the plumbing is the same at any size; small keeps MUSIQ's ResNet stem cheap

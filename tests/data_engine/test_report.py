@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from data_engine.report import (ReportError, ReportOptions, choose_section_kind, compute_histogram, funnel_bars,
-                                load_report_input, main, write_html_report)
+                                load_report_input, write_html_report)
 from tests.browser import open_page
 
 HOSTILE_UPSTREAM_ID = "<script>alert(1)</script>.jpg"
@@ -224,13 +224,15 @@ def test_bad_manifest_raises_report_error_naming_path(tmp_path: Path, manifest_t
 
 def test_cli_writes_report_and_reports_errors(stage_dirs: list[Path], tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from pipelines.cli import main  # `python -m pipelines report`: the composition root knows every section
+
     out = tmp_path / "cli" / "report.html"
-    assert main(["--out", str(out), "--title", "cli", *map(str, stage_dirs)]) == 0
+    assert main(["report", "--out", str(out), "--title", "cli", *map(str, stage_dirs)]) == 0
     assert "<title>cli</title>" in out.read_text()
-    assert main(["--out", str(out), str(tmp_path / "nowhere")]) == 2
+    assert main(["report", "--out", str(out), str(tmp_path / "nowhere")]) == 2
     assert "nowhere: no such directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["--out", str(out), str(tmp_path / "empty")]) == 2
+    assert main(["report", "--out", str(out), str(tmp_path / "empty")]) == 2
     assert "empty/_manifest.json: manifest missing" in capsys.readouterr().err
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from data_engine.config_files import apply_override, parse_override
 from data_engine.job import JobConfigError
 from data_engine.readers import READERS
-from pipelines.jobfile import JOBS_DIR, apply_override, load_job, parse_override
+from pipelines.jobfile import JOBS_DIR, load_job
 
 REPO = Path(__file__).resolve().parents[2]
 

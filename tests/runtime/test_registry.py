@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from data_engine.stages import READER_MODULES, STAGE_MODULES, reader_class, stage_class
+from data_engine.registry import READER_MODULES, STAGE_MODULES, reader_class, stage_class
 
 
 @pytest.mark.parametrize("op", sorted(STAGE_MODULES))

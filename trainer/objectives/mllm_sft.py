@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from data_engine.captioning.prompts import PromptFileError, load_prompt_set
+from data_engine.model_refs import resolve_model_path
 from trainer.captions import caption_sft_messages
 from trainer.core import ExampleError, Sample, StepTotals, Task, TaskConfig, TrainerError, register_task
 from trainer.evaluation import answer_metric, score_answer, summarise
@@ -37,7 +38,6 @@ from trainer.models import qwen_vl
 from trainer.objectives.distillation import layer_kl
 from trainer.packing import block_diagonal_causal_mask, cu_seqlens, plan_packs, restart_positions
 from trainer.synthetic_qa import write_spatial_qa  # noqa: F401  (registers the synthetic QA datasets)
-from trainer.tiny_models import tiny_model_path
 
 
 class MllmSftConfig(TaskConfig):
@@ -54,12 +54,6 @@ class MllmSftConfig(TaskConfig):
     # Caption shards train as "image + caption instruction -> caption": the instruction wording of each
     # drawn caption type and language comes from this prompt set (data_engine/prompts/).
     caption_prompts: str = "caption/v1"
-
-
-def resolve_model_path(model_path: str) -> Path:
-    if model_path.startswith("tiny:"):
-        return tiny_model_path(model_path.removeprefix("tiny:"))
-    return Path(model_path)
 
 
 def check_kd_layers(config: MllmSftConfig, layers: int) -> None:
