@@ -1,5 +1,8 @@
 """Run a job on Ray Data: input listing -> shards -> reader -> stages -> atomic shard writes -> manifest.
 
+The executor builds and runs the dataset; the output directory's lifecycle (claim, clean-up, resume, manifest,
+lineage, summary) is `data_engine/output_dir.py`'s, the shard file protocol `data_engine/shards.py`'s.
+
 How scheduling maps onto Ray:
 - One Ray block is one output shard. Blocks are never split (`target_max_block_size = None`) and every
   operator takes whole blocks (`batch_size=None`), sub-batching inside by the stage's own batch size; the
@@ -30,15 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data_engine.job import JobConfig, StageSpec
+from data_engine.output_dir import build_manifest, job_fingerprint, open_output_dir, summary_lines, write_manifest
 from data_engine.readers import make_reader
 from data_engine.registry import job_registrations, register_json
 from data_engine.schemas import conform_table, get_schema
-from data_engine.shards import (JOB_FINGERPRINT_NAME, MANIFEST_NAME, ShardDirError, atomic_write_json,
-                                completed_shards, read_manifest, read_shard_stats, remove_stale_temps,
-                                shard_file_name, write_shard)
+from data_engine.shards import ShardDirError, completed_shards, read_manifest, shard_file_name, write_shard
 from data_engine.stage import Stage, StageStats
 from data_engine.stage_runner import apply_stage
-from data_engine.storage import Location, StorageConfig, is_storage_uri, resolve
+from data_engine.storage import Location, StorageConfig, resolve
 
 SHARD_COLUMN = "_shard"
 STATS_COLUMN = "_stage_stats"
@@ -209,28 +211,8 @@ def ray_session(job: JobConfig, address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
-def job_fingerprint(job: JobConfig, listing_hash: str) -> dict[str, Any]:
-    """What makes an output directory's shards interchangeable: same rows config, same input, same sharding."""
-    return {"config_hash": job.config_hash(), "listing_hash": listing_hash, "shard_rows": job.reader.shard_rows,
-            "schema": job.schema_name}
 
 
-def _claim_output_dir(out_dir: Location, fingerprint: dict[str, Any]) -> None:
-    """An output directory belongs to one job configuration and input listing; refuse to mix two."""
-    path = out_dir / JOB_FINGERPRINT_NAME
-    if path.exists():
-        try:
-            existing = json.loads(path.read_bytes())
-        except json.JSONDecodeError as exc:
-            raise ShardDirError(f"{path}: malformed ({exc}); delete the output directory to start over") from exc
-        differing = sorted(k for k in fingerprint if existing.get(k) != fingerprint[k])
-        if differing:
-            raise ShardDirError(
-                f"{out_dir} holds shards of a different job ({', '.join(differing)} differ); "
-                "use another --out or delete it"
-            )
-        return
-    atomic_write_json(path, fingerprint)
 
 
 def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage]], pending: list[ShardPlan],
@@ -283,10 +265,7 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
     plans = plan_shards(items, job.reader.shard_rows)
     listing_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()
 
-    out.make_dirs()
-    _claim_output_dir(out, job_fingerprint(job, listing_hash))
-    remove_stale_temps(out)
-    done = completed_shards(out)
+    done = open_output_dir(out, job_fingerprint(job, listing_hash))
     pending = [p for p in plans if p.shard_id not in done]
     _log(f"[{job.name}] {len(items)} items in {len(plans)} shards; {len(done)} already complete, "
          f"{len(pending)} to run -> {out}")
@@ -300,7 +279,7 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
     if missing:
         raise ShardDirError(f"{out}: shards {missing[:10]} were not written; rerun to resume")
 
-    manifest = build_manifest(job, out, plans, items_count=len(items), listing_hash=listing_hash)
+    manifest = build_manifest(job, out, [p.shard_id for p in plans], items_count=len(items), listing_hash=listing_hash)
     manifest["timings"] = {
         "started": datetime.fromtimestamp(started_wall, timezone.utc).isoformat(),
         "finished": datetime.now(timezone.utc).isoformat(),
@@ -308,7 +287,7 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
         "shards_run": len(pending),
         "shards_skipped": len(plans) - len(pending),
     }
-    atomic_write_json(out / MANIFEST_NAME, manifest, crashpoint="manifest_mid_write")
+    write_manifest(out, manifest, crashpoint="manifest_mid_write")
     finalizing = [stage for _, stage in specs_and_stages if type(stage).finalize_output is not Stage.finalize_output]
     for stage in finalizing:
         _log(f"[{job.name}] {stage.name}: pass over all shards")
@@ -321,58 +300,10 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
     return manifest
 
 
-def build_manifest(job: JobConfig, out: Location, plans: list[ShardPlan], *, items_count: int,
-                   listing_hash: str) -> dict[str, Any]:
-    order = ["read"] + [spec.name for spec in job.stages]
-    totals = {name: StageStats(name) for name in order}
-    shards = []
-    shards_per_node: dict[str, int] = {}
-    for plan in plans:
-        shard_stats = read_shard_stats(out, plan.shard_id)
-        shards.append({"file": shard_file_name(plan.shard_id), "rows": shard_stats["rows"]})
-        node = shard_stats.get("node_id") or "unknown"
-        shards_per_node[node] = shards_per_node.get(node, 0) + 1
-        for entry in shard_stats["stages"]:
-            totals[entry["name"]].merge(StageStats.from_json(entry))
-    rejects = {f"{name}:{reason}": count for name in order for reason, count in sorted(totals[name].rejects.items())}
-    rows_written = sum(s["rows"] for s in shards)
-    return {
-        "schema": {"name": job.schema_name, "version": get_schema(job.schema_name).version},
-        "job": job.name,
-        "stage_output": order[-1],
-        "config": job.model_dump(mode="json", by_alias=True),
-        "config_hash": job.config_hash(),
-        "input": {"uri": job.input, "n_items": items_count, "listing_hash": listing_hash,
-                  "upstream": _upstream_lineage(job.input, job.storage)},
-        "rows_in": items_count,
-        "rows_written": rows_written,
-        "rows_accepted": rows_written - sum(rejects.values()),
-        "rejects": rejects,
-        "stages": [totals[name].to_json() for name in order],
-        "shards": shards,
-        "shards_per_node": shards_per_node,  # which Ray node wrote each shard, for cluster runs
-    }
 
 
-def _upstream_lineage(input_uri: str, storage: StorageConfig) -> dict[str, Any] | None:
-    """When the input is another stage's output, record which job and config produced it."""
-    if not is_storage_uri(input_uri):
-        return None
-    manifest_path = resolve(input_uri, storage) / MANIFEST_NAME
-    if not manifest_path.is_file():
-        return None
-    upstream = json.loads(manifest_path.read_bytes())
-    return {"job": upstream.get("job"), "config_hash": upstream.get("config_hash"), "schema": upstream.get("schema")}
 
 
-def summary_lines(manifest: dict[str, Any]) -> list[str]:
-    lines = []
-    for stage in manifest["stages"]:
-        rejects = ", ".join(f"{reason}={count}" for reason, count in stage["rejects"].items()) or "none"
-        rate = f"{stage['rows_per_s']:.1f} rows/s" if stage["rows_per_s"] else "- rows/s"
-        lines.append(f"  {stage['name']}: {stage['rows_in']} in, {stage['rows_out']} out, {rate}; rejects: {rejects}")
-    lines.append(f"  total: {manifest['rows_written']} rows written, {manifest['rows_accepted']} accepted")
-    return lines
 
 
 def _log(message: str) -> None:

@@ -23,10 +23,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from data_engine.executor import ShardPlan, build_manifest, job_fingerprint
 from data_engine.job import JobConfig, JobConfigError, parse_job_config
-from data_engine.shards import (JOB_FINGERPRINT_NAME, MANIFEST_NAME, ShardDirError, atomic_write_json, read_manifest,
-                                read_shard, read_shard_stats, shard_paths, write_shard)
+from data_engine.output_dir import build_manifest, job_fingerprint, replace_fingerprint, write_manifest
+from data_engine.shards import (MANIFEST_NAME, ShardDirError, read_manifest, read_shard, read_shard_stats, shard_paths,
+                                write_shard)
 from data_engine.stage import Stage, StageStats
 
 UNPROCESSED = "unprocessed"
@@ -165,21 +165,20 @@ def redecide(shard_dir: Path, overrides: dict[str, dict[str, Any]]) -> dict[str,
     stages = [spec.build() for spec in job.stages]
     paths = shard_paths(shard_dir)
     decided = global_decisions(lambda: (read_shard(path) for path in paths), stages)
-    plans = []
+    shard_ids = []
     for path in paths:
         shard_id = int(path.name[5:10])
         table = redecide_table(read_shard(path), stages, decided)
         previous = read_shard_stats(shard_dir, shard_id)
         write_shard(shard_dir, shard_id, table, recount_stats(table, stages, previous["stages"]),
                     row_group_rows=job.row_group_rows, node_id=previous.get("node_id"))
-        plans.append(ShardPlan(shard_id, []))
+        shard_ids.append(shard_id)
     input_info = manifest["input"]
-    new_manifest = build_manifest(job, shard_dir, plans, items_count=input_info["n_items"],
+    new_manifest = build_manifest(job, shard_dir, shard_ids, items_count=input_info["n_items"],
                                   listing_hash=input_info["listing_hash"])
     new_manifest["timings"] = manifest.get("timings", {})
     # The configuration that computed the scores: the job's, however many redecides came after it.
     new_manifest["redecided_from"] = manifest.get("redecided_from", manifest["config_hash"])
-    fingerprint_path = shard_dir / JOB_FINGERPRINT_NAME
-    atomic_write_json(fingerprint_path, job_fingerprint(job, input_info["listing_hash"]))
-    atomic_write_json(shard_dir / MANIFEST_NAME, new_manifest)
+    replace_fingerprint(shard_dir, job_fingerprint(job, input_info["listing_hash"]))
+    write_manifest(shard_dir, new_manifest)
     return new_manifest

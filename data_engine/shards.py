@@ -1,4 +1,5 @@
-"""Shard files of one stage output directory: atomic writes, completion, stats sidecars, manifest.
+"""Shard files of one stage output directory: names, the exactly-once write protocol, completion, reading.
+The directory's lifecycle (claim, clean-up, manifest, lineage) is `data_engine/output_dir.py`'s.
 
 Layout of an output directory (a local path or an object-store URI, see `data_engine.storage`):
   _job.json                 fingerprint of the job that owns the directory (config hash, input listing hash)
@@ -39,7 +40,7 @@ ShardFile = Path | Location  # local shard files stay Paths, as before object st
 
 MANIFEST_NAME = "_manifest.json"
 JOB_FINGERPRINT_NAME = "_job.json"
-_TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = ".tmp-"
 # Fault injection for the exactly-once tests: "point:seconds:marker_dir" makes the writer announce that it
 # reached `point` (a marker file) and pause there, so a test can SIGKILL the job at that exact moment.
 CRASHPOINT_ENV = "JOYAI_CRASHPOINT_PAUSE"
@@ -88,7 +89,7 @@ def atomic_write_bytes(path: Path | Location, data: bytes) -> None:
         location.write_bytes(data)  # one put: the old object or the whole new one
         return
     path = location.local_path
-    temp = path.with_name(f"{_TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
     with open(temp, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -104,7 +105,7 @@ def atomic_write_json(path: Path | Location, payload: Any, *, crashpoint: str | 
         atomic_write_bytes(location, data)
         return
     path = location.local_path
-    temp = path.with_name(f"{_TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
     with open(temp, "wb") as handle:
         handle.write(data[: len(data) // 2])
         handle.flush()
@@ -146,7 +147,7 @@ def write_shard(out_dir: ShardDir, shard_id: int, table: pa.Table, stage_stats: 
     directory = out.local_path
     atomic_write_json(directory / stats_file_name(shard_id), stats)
     final = directory / shard_file_name(shard_id)
-    temp = final.with_name(f"{_TEMP_PREFIX}{final.name}.{uuid.uuid4().hex}")
+    temp = final.with_name(f"{TEMP_PREFIX}{final.name}.{uuid.uuid4().hex}")
     _write_parquet(temp, table, row_group_rows, tag)
     with open(temp, "rb+") as handle:
         os.fsync(handle.fileno())
@@ -156,7 +157,7 @@ def write_shard(out_dir: ShardDir, shard_id: int, table: pa.Table, stage_stats: 
     return final
 
 
-def _object_store_shard_files(out: Location) -> dict[str, set[int]]:
+def object_store_shard_files(out: Location) -> dict[str, set[int]]:
     """Shard ids by kind of file ("parquet", "stats.json", "commit") under an object-store prefix."""
     found: dict[str, set[int]] = {"parquet": set(), "stats.json": set(), "commit": set()}
     for name in out.walk_files():
@@ -169,7 +170,7 @@ def _object_store_shard_files(out: Location) -> dict[str, set[int]]:
 def completed_shards(out_dir: ShardDir) -> set[int]:
     out = as_location(out_dir)
     if not out.is_local:
-        files = _object_store_shard_files(out)
+        files = object_store_shard_files(out)
         return files["parquet"] & files["commit"]
     directory = out.local_path
     if not directory.is_dir():
@@ -177,22 +178,6 @@ def completed_shards(out_dir: ShardDir) -> set[int]:
     return {int(p.name[5:10]) for p in directory.glob("part-[0-9][0-9][0-9][0-9][0-9].parquet")}
 
 
-def remove_stale_temps(out_dir: ShardDir) -> int:
-    """Delete what a killed run left half-done: temp files (local) or uncommitted shard files (object
-    stores). They are never read; this only reclaims space. Call it only while no writer is running."""
-    out = as_location(out_dir)
-    if not out.is_local:
-        files = _object_store_shard_files(out)
-        stale = [out / name(shard) for name, kind in ((shard_file_name, "parquet"), (stats_file_name, "stats.json"))
-                 for shard in files[kind] - files["commit"]]
-        for location in stale:
-            location.delete()
-        return len(stale)
-    directory = out.local_path
-    stale = list(directory.glob(f"{_TEMP_PREFIX}*")) if directory.is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
 
 
 def read_shard_stats(out_dir: ShardDir, shard_id: int) -> dict[str, Any]:

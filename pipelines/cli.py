@@ -106,7 +106,7 @@ def _threshold_overrides(texts: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _cmd_redecide(args: argparse.Namespace) -> int:
-    from data_engine.executor import summary_lines
+    from data_engine.output_dir import summary_lines
     from data_engine.redecide import redecide
 
     manifest = redecide(Path(args.shard_dir), _threshold_overrides(args.set))

@@ -341,7 +341,8 @@ def synthetic_caption_rows(rows: int, size: tuple[int, int]) -> pa.Table:
 def write_synthetic_latent_shards(out_dir: Path, rows: int, *, resolution: int = 64, shard_rows: int = 32,
                                   vae: str = "tiny:wan_vae", text_encoder: str = "tiny:qwen3vl") -> None:
     """Drawn-shape images through the real `cache_latents` stage (no Ray) into caption + latent shards."""
-    from data_engine.shards import MANIFEST_NAME, atomic_write_json, write_shard
+    from data_engine.output_dir import standalone_manifest, write_manifest
+    from data_engine.shards import write_shard
     from data_engine.stage_runner import apply_stage
 
     stage = CacheLatentsStage(CacheLatentsConfig(vae=vae, text_encoder=text_encoder, resolution=resolution,
@@ -350,13 +351,11 @@ def write_synthetic_latent_shards(out_dir: Path, rows: int, *, resolution: int =
     schema = CAPTION.arrow(stage.output_fields())
     out_dir.mkdir(parents=True, exist_ok=True)
     table = synthetic_caption_rows(rows, (resolution, resolution))
-    shards = []
+    shard_rows_written = []
     for shard_id, start in enumerate(range(0, rows, shard_rows)):
         processed, stats = apply_stage(stage, table.slice(start, shard_rows), batch_size=8)
         write_shard(out_dir, shard_id, processed.select(schema.names).cast(schema), [stats.to_json()])
-        shards.append({"file": f"part-{shard_id:05d}.parquet", "rows": processed.num_rows})
-    atomic_write_json(out_dir / MANIFEST_NAME, {
-        "schema": {"name": CAPTION.name, "version": CAPTION.version}, "job": "synthetic_t2i_latents",
-        "config": {"rows": rows, "resolution": resolution, "vae": vae, "text_encoder": text_encoder},
-        "rows_written": rows, "shards": shards,
-    })
+        shard_rows_written.append(processed.num_rows)
+    write_manifest(out_dir, standalone_manifest(
+        CAPTION, "synthetic_t2i_latents",
+        {"rows": rows, "resolution": resolution, "vae": vae, "text_encoder": text_encoder}, shard_rows_written))

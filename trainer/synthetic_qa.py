@@ -20,7 +20,8 @@ import pyarrow as pa
 from PIL import Image, ImageDraw
 
 from data_engine.schemas import QA_CONVERSATION
-from data_engine.shards import MANIFEST_NAME, atomic_write_json, write_shard
+from data_engine.output_dir import standalone_manifest, write_manifest
+from data_engine.shards import write_shard
 from trainer.core import register_synthetic_dataset
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
@@ -97,19 +98,16 @@ def write_synthetic_qa(out_dir: Path, flavour: str, rows: int, *, seed: int = 0,
         raise ValueError(f"unknown synthetic flavour {flavour!r}; known: {', '.join(FLAVOURS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     schema = QA_CONVERSATION.arrow()
-    shards = []
+    shard_rows_written = []
     for shard_id, start in enumerate(range(0, rows, shard_rows)):
         records = [synthetic_row(flavour, seed, n) for n in range(start, min(rows, start + shard_rows))]
         write_shard(out_dir, shard_id, pa.Table.from_pylist(records, schema=schema),
                     [{"name": "synthetic", "rows_in": len(records)}])
-        shards.append({"file": f"part-{shard_id:05d}.parquet", "rows": len(records)})
+        shard_rows_written.append(len(records))
     rejected = sum(1 for n in range(rows) if n % 10 == 9)
-    atomic_write_json(out_dir / MANIFEST_NAME, {
-        "schema": {"name": QA_CONVERSATION.name, "version": QA_CONVERSATION.version},
-        "job": f"synthetic_{flavour}", "config": {"flavour": flavour, "rows": rows, "seed": seed},
-        "rows_written": rows, "rows_accepted": rows - rejected,
-        "rejects": {"synthetic:synthetic_holdout": rejected}, "shards": shards,
-    })
+    write_manifest(out_dir, standalone_manifest(QA_CONVERSATION, f"synthetic_{flavour}",
+                                                {"flavour": flavour, "rows": rows, "seed": seed}, shard_rows_written,
+                                                rejects={"synthetic:synthetic_holdout": rejected}))
 
 
 @register_synthetic_dataset("spatial_qa")

@@ -19,10 +19,10 @@ import pyarrow as pa
 import yaml
 from pydantic import ValidationError
 
+from data_engine.output_dir import write_manifest
 from data_engine.rebalance.report import rebalance_summary, write_rebalance_summary
 from data_engine.rebalance.sampling import RebalanceConfig, RebalanceInputError, check_unique_ids, rebalance
-from data_engine.shards import (MANIFEST_NAME, ShardDirError, atomic_write_json, iter_shards,
-                                read_manifest, shard_file_name, write_shard)
+from data_engine.shards import ShardDirError, iter_shards, read_manifest, shard_file_name, write_shard
 from data_engine.stage import StageStats
 
 STAGE_NAME = "rebalance"
@@ -87,7 +87,7 @@ def run_rebalance(input_dir: Path, out_dir: Path, config: RebalanceConfig) -> di
         "rows_accepted": total.rows_out, "rejects": {f"{STAGE_NAME}:{k}": v for k, v in total.rejects.items()},
         "stages": [total.to_json()], "shards": shards,
     }
-    atomic_write_json(out_dir / MANIFEST_NAME, manifest)
+    write_manifest(out_dir, manifest)
     return manifest
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from data_engine.executor import ShardPlan, build_manifest, output_schema
+from data_engine.executor import output_schema
 from data_engine.job import parse_job_config
+from data_engine.output_dir import build_manifest, write_manifest
 from data_engine.redecide import UNPROCESSED, recount_stats, redecide
-from data_engine.shards import MANIFEST_NAME, ShardDirError, atomic_write_json, iter_shards, write_shard
+from data_engine.shards import MANIFEST_NAME, ShardDirError, iter_shards, write_shard
 
 JOB = {"name": "curate_test", "input": "in", "output": "out", "schema": "image_sample",
        "stages": [{"op": "decode_image", "config": {"min_side": 128}},
@@ -58,12 +59,10 @@ def write_output(out: Path, rows: list[dict], job_data: dict = JOB) -> Path:
     schema = output_schema(job, stages)
     base = {"source_dataset": "test", "license": "CC0"}
     out.mkdir(parents=True)
-    plans = []
     for shard_id in range(2):
         table = pa.Table.from_pylist([base | {"upstream_id": r["id"]} | r for r in rows[shard_id::2]], schema=schema)
         write_shard(out, shard_id, table, recount_stats(table, stages))
-        plans.append(ShardPlan(shard_id, []))
-    atomic_write_json(out / MANIFEST_NAME, build_manifest(job, out, plans, items_count=len(rows), listing_hash="x"))
+    write_manifest(out, build_manifest(job, out, [0, 1], items_count=len(rows), listing_hash="x"))
     return out
 
 

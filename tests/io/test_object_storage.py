@@ -34,8 +34,9 @@ from data_engine.io.tar_reader import TarConfig
 from data_engine.io.webdataset_export import export_webdataset
 from data_engine.readers import make_reader
 from data_engine.schemas import IMAGE_SAMPLE
+from data_engine.output_dir import remove_stale_temps
 from data_engine.shards import (CRASHPOINT_ENV, ShardDirError, commit_file_name, completed_shards, iter_shards,
-                                read_manifest, remove_stale_temps, shard_file_name, shard_paths, write_shard)
+                                read_manifest, shard_file_name, shard_paths, write_shard)
 from data_engine.storage import (ALLOW_ENV, GCS_EMULATOR_ENV, StorageConfig, StorageError, check_allowed,
                                  resolve)
 from pipelines.cli import main as cli_main
