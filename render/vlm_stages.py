@@ -24,7 +24,7 @@ from data_engine.captioning.backends import BackendConfig, GenerationRequest
 from data_engine.captioning.parsing import CAPTION_REJECTS, REJECT_REQUEST_FAILED, clean_generation, parse_caption
 from data_engine.captioning.prompts import Language, caption_prompt, check_caption_prompts, load_prompt_set
 from data_engine.stage import Resources, Stage, StageConfig, register_stage
-from data_engine.stages.caption import GenerationStage, downscaled_image
+from data_engine.stages.generation_base import GenerationStage, downscaled_image
 
 _log = logging.getLogger(__name__)
 

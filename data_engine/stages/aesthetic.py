@@ -22,8 +22,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from data_engine.curation.presets import PresetConfig
-from data_engine.curation.scorer_stage import OptionalModelScorer
 from data_engine.stage import Resources, register_stage, stored_threshold
+from data_engine.stages.scorer_base import OptionalModelScorer
 
 HEAD_HIDDEN = (1024, 128, 64, 16)
 HEAD_FILE = "head.safetensors"

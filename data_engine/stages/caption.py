@@ -9,22 +9,20 @@ probabilities over type and language (report 4.1.2), as JSON.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
-from PIL import Image
 from pydantic import Field, model_validator
 
-from data_engine.captioning.backends import (BackendConfig, GenerationBackend, GenerationRequest,
-                                             TransformersBackendConfig, check_backend_available, make_backend)
+from data_engine.captioning.backends import BackendConfig, GenerationRequest, TransformersBackendConfig
 from data_engine.captioning.parsing import (CAPTION_REJECTS, REJECT_REQUEST_FAILED, STRUCTURED_CAPTION_SCHEMA,
                                             parse_caption)
-from data_engine.captioning.prompts import (CAPTION_TYPES, LANGUAGES, CaptionType, Language, PromptSet,
-                                            caption_key, caption_prompt, check_caption_prompts, load_prompt_set)
-from data_engine.stage import Resources, Stage, StageConfig, StageUnavailable, register_stage
+from data_engine.captioning.prompts import (CAPTION_TYPES, LANGUAGES, CaptionType, Language, caption_key,
+                                            caption_prompt, check_caption_prompts, load_prompt_set)
+from data_engine.stage import Resources, Stage, StageConfig, register_stage
+from data_engine.stages.generation_base import GenerationStage, downscaled_image
 
 OCR_LINES_COLUMN = "ocr_lines"  # written by the ocr_text stage: list of {text, score, box}
 
@@ -74,36 +72,12 @@ class CaptionImageConfig(StageConfig):
         return self
 
 
-def downscaled_image(data: bytes, max_side: int) -> bytes:
-    """The image as sent to the model: unchanged when small enough, else resized and re-encoded as PNG."""
-    with Image.open(io.BytesIO(data)) as image:
-        if max(image.size) <= max_side:
-            return data
-        scale = max_side / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        buffer = io.BytesIO()
-        image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buffer, format="PNG")
-        return buffer.getvalue()
 
 
 def ocr_texts(lines: list[dict[str, Any]] | None) -> list[str]:
     return [line["text"] for line in lines or [] if line.get("text")]
 
 
-class GenerationStage(Stage):
-    """A model stage that prompts a generation backend (captioning, prompt rewriting): the backend is checked
-    on the driver before the job starts, and the prompt set and backend load once per actor."""
-
-    uses_model = True
-
-    def preflight(self) -> None:
-        problem = check_backend_available(self.config.backend)
-        if problem:
-            raise StageUnavailable(f"{self.name}: {problem}")
-
-    def setup(self) -> None:
-        self.prompts: PromptSet = load_prompt_set(self.config.prompt_version)
-        self.backend: GenerationBackend = make_backend(self.config.backend)
 
 
 @register_stage

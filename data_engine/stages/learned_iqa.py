@@ -17,7 +17,7 @@ from pydantic import Field
 
 from data_engine.curation.learned_iqa import (LearnedIqaMetric, LearnedIqaModelError, check_model_dir, load_learned_iqa,
                                               pyiqa_available, score_images)
-from data_engine.curation.scorer_stage import OptionalModelScorer
+from data_engine.stages.scorer_base import OptionalModelScorer
 from data_engine.stage import Resources, StageConfig, StageUnavailable, register_stage
 
 

@@ -18,7 +18,7 @@ from data_engine.captioning.backends import BackendConfig, GenerationRequest, Tr
 from data_engine.captioning.parsing import clean_generation
 from data_engine.captioning.prompts import LANGUAGES, load_prompt_set
 from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage
-from data_engine.stages.caption import GenerationStage
+from data_engine.stages.generation_base import GenerationStage
 
 
 class RewritePromptConfig(StageConfig):
