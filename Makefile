@@ -85,11 +85,9 @@ curate: out/demo/raw/labels.json tiny-models
 caption: out/demo/images/_manifest.json tiny-models
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/caption.yaml))
 
-# Rebalancing: embed + tag the captions (a job), then the global Rebalance step over all tagged rows.
+# Rebalancing: one job embeds + tags the captions, then runs the global Rebalance step over all tagged rows.
 rebalance: out/demo/captions/_manifest.json
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/rebalance.yaml))
-	@$(PY) -m data_engine.rebalance --input out/demo/tagged --out out/demo/rebalanced \
-	  --config pipelines/configs/rebalance_demo.yaml
 
 spatial-qa: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/spatial_qa.yaml))
@@ -115,7 +113,7 @@ train-mmdit: out/demo/captions/_manifest.json
 	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
-REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out/demo/spatial_qa out/demo/captions out/demo/tagged \
+REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out/demo/spatial_qa out/demo/captions \
                          out/demo/rebalanced out/demo/latents out/demo/render/* out/demo/train-* \
                          out/spatial_qa out/render/multiview out/render/spatial_edit out/train-mllm-tiny out/train-mmdit-tiny)
 report: setup

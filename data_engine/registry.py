@@ -33,6 +33,7 @@ STAGE_MODULES: dict[str, str] = {
     "rewrite_prompt": "data_engine.stages.rewrite",
     "embed_captions": "data_engine.stages.rebalance_tags",
     "tag_captions": "data_engine.stages.rebalance_tags",
+    "rebalance": "data_engine.stages.rebalance",
 }
 
 READER_MODULES: dict[str, str] = {

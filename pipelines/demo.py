@@ -3,7 +3,8 @@
 1. generate a small corpus (procedural images with known degradations, a few photos);
 2. run every data stage on one local Ray: decode + statistics, the Table 4 curation job once per training-stage
    preset, spatial QA on procedural scenes, captioning (tiny Qwen3-VL), embedding + tagging, multi-view and
-   spatial-edit rendering (Blender), VAE latent + text feature caching; then the global rebalance step;
+   spatial-edit rendering (Blender), VAE latent + text feature caching (the rebalance job ends with its global
+   rebalance step);
 3. train the tiny MLLM on the spatial QA (then evaluate it) and the tiny MMDiT on the cached latents (then
    sample a grid), a few steps each, and print how the loss went;
 4. write one HTML report over every output directory.
@@ -25,14 +26,12 @@ from data_engine.curation.presets import PRESET_DEFAULTS
 from data_engine.demo_corpus import generate_demo_corpus
 from data_engine.executor import PROJECT_ROOT, project_pythonpath, ray_session, run_job
 from data_engine.job import JobConfig
-from data_engine.rebalance.run import RebalanceConfigError, load_rebalance_config, run_rebalance
 from data_engine.report import write_html_report
 from pipelines.cli import USAGE_ERRORS
 from pipelines.jobfile import JOBS_DIR, load_job
 from trainer.report import read_train_log
 
 CURATION_PRESETS = tuple(PRESET_DEFAULTS["decode_image"])  # stage1_208p, stage2_512p, stage3_1024p
-REBALANCE_CONFIG = PROJECT_ROOT / "pipelines" / "configs" / "rebalance_demo.yaml"
 TRAINER_CONFIGS = PROJECT_ROOT / "trainer" / "configs"
 
 
@@ -72,7 +71,7 @@ def demo_jobs(out: Path, raw: Path, size: DemoSize) -> list[JobConfig]:
     runs += [("curate_images.yaml", raw, f"curated_{preset}", [f"preset={preset}"]) for preset in CURATION_PRESETS]
     runs += [("spatial_qa.yaml", f"procedural://{size.n_scenes}?seed=0", "spatial_qa", []),
              ("caption.yaml", out / "images", "captions", []),
-             ("rebalance.yaml", out / "captions", "tagged", []),
+             ("rebalance.yaml", out / "captions", "rebalanced", []),
              ("cache_latents.yaml", out / "captions", "latents", []),
              ("multiview.yaml", "procedural", "render/multiview", [f"reader.count={size.n_assets}"]),
              ("spatial_edit.yaml", "procedural", "render/spatial_edit", [f"reader.count={size.n_assets}"])]
@@ -119,9 +118,8 @@ def run_demo(out: Path, size: DemoSize = DemoSize(), *, address: str | None = No
             job_started = time.perf_counter()
             run_job(job, address=address)
             print(f"[demo] {job.name} -> {job.output}: {time.perf_counter() - job_started:.1f} s", file=sys.stderr)
-    run_rebalance(out / "tagged", out / "rebalanced", load_rebalance_config(REBALANCE_CONFIG))
     losses = [run_trainer(run, out, size.train_steps) for run in TRAINING_RUNS]
-    outputs = [Path(job.output) for job in jobs] + [out / "rebalanced"] + [out / run.out_dir for run in TRAINING_RUNS]
+    outputs = [Path(job.output) for job in jobs] + [out / run.out_dir for run in TRAINING_RUNS]
     report = write_html_report(outputs, out / "report.html", title="JoyAI data engine and trainer demo")
     for line in losses:
         print(f"[demo] {line}", file=sys.stderr)
@@ -143,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     size = DemoSize(args.n_procedural, args.n_scenes, args.n_assets, args.train_steps)
     try:
         run_demo(Path(args.out), size, address=args.address)
-    except (*USAGE_ERRORS, DemoError, RebalanceConfigError) as exc:
+    except (*USAGE_ERRORS, DemoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -3,7 +3,7 @@
 embed_captions writes one unit-length sentence embedding per row (of the first caption key the row has);
 tag_captions retrieves the top-K taxonomy leaves by cosine similarity and keeps `target_tags` of them
 after adaptive diversity sampling. The Rebalance step needs the counts of the whole dataset, so it runs
-over the tagged shards afterwards (`python -m data_engine.rebalance`).
+over the tagged shards afterwards, as the job's last stage (`rebalance`, data_engine/stages/rebalance.py).
 """
 
 from __future__ import annotations

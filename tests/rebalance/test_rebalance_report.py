@@ -7,6 +7,7 @@ import html
 import io
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,8 +16,8 @@ import pytest
 from PIL import Image
 
 from data_engine.rebalance.report import PLOT_NAME, SUMMARY_NAME
-from data_engine.rebalance.run import run_rebalance
-from data_engine.rebalance.sampling import RebalanceConfig, Segment
+from data_engine.rebalance.run import ADDED_FIELDS, REJECT_REASON, decision_columns, write_summary
+from data_engine.rebalance.sampling import RebalanceConfig, RebalanceInputError, Segment
 from data_engine.report import format_number, write_html_report
 from data_engine.schemas import CAPTION
 from data_engine.shards import atomic_write_json, iter_shards, write_shard
@@ -54,10 +55,29 @@ def write_tagged(directory: Path) -> None:
 
 @pytest.fixture(scope="module")
 def rebalanced(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("rebalance-report")
-    write_tagged(root / "tagged")
-    run_rebalance(root / "tagged", root / "rebalanced", CONFIG)
-    return root / "rebalanced"
+    directory = tmp_path_factory.mktemp("rebalance-report") / "rebalanced"
+    write_tagged(directory)
+    # What the rebalance stage's global decision and decide() write, over both shards at once.
+    tables = [table for _, table in iter_shards(directory)]
+    decided = decision_columns(pa.concat_tables(tables).select(["id", "tags"]), CONFIG)
+    start = 0
+    for shard_id, table in enumerate(tables):
+        part = {name: values[start:start + table.num_rows] for name, values in decided.items()}
+        start += table.num_rows
+        for field in ADDED_FIELDS:
+            table = table.append_column(field, pa.array(part[field.name], type=field.type))
+        for name, value in (("reject_reason", REJECT_REASON), ("reject_stage", "rebalance")):
+            column = [None if kept else value for kept in part["rebalance_kept"]]
+            table = table.set_column(table.column_names.index(name), name, pa.array(column, type=pa.string()))
+        write_shard(directory, shard_id, table, [])
+    write_summary(directory, CONFIG)
+    downsampled = decided["rebalance_kept"].count(False)
+    rows = sum(CATEGORY_COUNTS.values())
+    atomic_write_json(directory / "_manifest.json", {
+        "job": "rebalance", "schema": {"name": "caption", "version": CAPTION.version}, "rows_in": rows,
+        "rows_written": rows, "rows_accepted": rows - downsampled,
+        "rejects": {"rebalance:rebalance_downsampled": downsampled}})
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -109,17 +129,9 @@ def test_rebalance_report_renders_in_chromium(report: Path, browser) -> None:
     page.close()
 
 
-def test_a_repeated_row_id_across_shards_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from data_engine.rebalance.run import main
-
-    schema = CAPTION.arrow(TAG_FIELDS)
-    row = {"id": "same", "source_dataset": "t", "upstream_id": "0", "license": "CC0", "captions": [("long/en", "x")],
-           "embedded_caption": "long/en", "tags": ["n001"], "tag_names": ["thing"]}
-    tagged = tmp_path / "tagged"
-    tagged.mkdir()
-    for shard in range(2):  # once accepted, once rejected upstream: still one id for two rows
-        reject = {"reject_reason": "caption_content", "reject_stage": "filter"} if shard else {}
-        write_shard(tagged, shard, pa.Table.from_pylist([row | reject], schema=schema), [])
-    atomic_write_json(tagged / "_manifest.json", {"job": "tag_captions", "schema": {"name": "caption"}})
-    assert main(["--input", str(tagged), "--out", str(tmp_path / "out")]) == 2
-    assert "sample ids must be unique; repeated: ['same']" in capsys.readouterr().err
+def test_a_repeated_row_id_is_an_error() -> None:
+    """A decision is applied by id, so two candidates with one id would share it (redecide also refuses
+    repeated ids across shards before any global decision)."""
+    candidates = pa.table({"id": ["same", "same"], "tags": [["n001"], ["n002"]]})
+    with pytest.raises(RebalanceInputError, match=re.escape("sample ids must be unique; repeated: ['same']")):
+        decision_columns(candidates, CONFIG)

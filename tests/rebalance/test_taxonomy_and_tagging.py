@@ -13,8 +13,6 @@ import pytest
 
 from data_engine.executor import run_job
 from data_engine.readers import row_id
-from data_engine.rebalance.run import run_rebalance
-from data_engine.rebalance.sampling import RebalanceConfig
 from data_engine.rebalance.tagging import diversity_sample, top_k_tags
 from data_engine.rebalance.taxonomy import TaxonomyError, load_taxonomy, wordnet_noun_nodes, write_taxonomy
 from data_engine.schemas import CAPTION
@@ -115,22 +113,22 @@ def test_rebalance_job_tags_with_minilm_and_decides(ray_local, tmp_path: Path) -
                  "captions": [("short/zh", "一只狗。")]})  # no English caption: nothing to embed
     write_shard(captions_dir, 0, pa.Table.from_pylist(rows, schema=CAPTION.arrow()), [])
     atomic_write_json(captions_dir / "_manifest.json", {"job": "synthetic", "schema": {"name": "caption"}})
-    tagged = tmp_path / "tagged"
-    job = load_job(JOBS_DIR / "rebalance.yaml", [f"input={captions_dir}", f"output={tagged}",
+    out = tmp_path / "rebalanced"
+    job = load_job(JOBS_DIR / "rebalance.yaml", [f"input={captions_dir}", f"output={out}",
                                                  f"stages.tag_captions.config.taxonomy=wordnet:{DOG}",
                                                  f"stages.tag_captions.config.cache_dir={tmp_path / 'cache'}",
-                                                 "stages.tag_captions.config.target_tags=3"])
-    manifest = run_job(job, progress=False)
-    assert manifest["rejects"] == {"embed_captions:no_caption_to_embed": 1}
-    table = next(iter_shards(tagged))[1]
+                                                 "stages.tag_captions.config.target_tags=3",
+                                                 "stages.rebalance.config.tail_threshold=2",
+                                                 "stages.rebalance.config.seed=1"])
+    result = run_job(job, progress=False)  # embed, tag, then the global rebalance step: one job does it all
+    assert result["rejects"] == {"embed_captions:no_caption_to_embed": 1}
+    table = next(iter_shards(out))[1]
     tag_names = table.column("tag_names").to_pylist()
     # Tags are leaves: WordNet's only dalmatian leaf is the liver-spotted one; poodles have three leaves.
     assert all("liver-spotted dalmatian" in names for names in tag_names[:3]), tag_names
     assert "poodle" in tag_names[3][0] and tag_names[4][0] == "Siberian husky" and len(tag_names[0]) == 3
     assert list(Path(tmp_path / "cache").glob("tags-*.npy"))  # tag embeddings cached by content hash
 
-    out = tmp_path / "rebalanced"
-    result = run_rebalance(tagged, out, RebalanceConfig(tail_threshold=2, seed=1))
     rebalanced = next(iter_shards(out))[1].to_pylist()
     counts = Counter(tag for r in rebalanced for tag in r["tags"] or [])
     assert counts["02110532"] == 3  # liver-spotted dalmatian, on the three dalmatian captions
