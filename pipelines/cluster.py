@@ -3,8 +3,13 @@
 `submit` validates the job locally first (a bad config fails here, in one line, not on the cluster), ships
 the resolved config in the job's runtime environment (an environment variable, so a job file from anywhere
 works and what ran is visible in the dashboard), uploads the code as the working directory and submits
-`python -m pipelines run env:JOYAI_JOB_CONFIG` with `ray job submit` semantics (JobSubmissionClient). The cluster's `python` must be the project environment:
-start `ray start` from it (its `bin/` first on PATH).
+`python -m pipelines run env:JOYAI_JOB_CONFIG` with `ray job submit` semantics (JobSubmissionClient).
+
+What the job runs with comes from the nodes, never from the submitter: each node is started by
+`scripts/ray_node.sh`, which puts the project environment first on PATH (the entrypoint's `python`) and
+exports where that node's artifacts are (models, NIQE parameters, the render environment). The job's
+driver checks every node before any shard runs (data_engine/nodes.py); `submit` returns once that passed,
+or with the job's one-line error.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ from pathlib import Path
 import yaml
 
 from data_engine.job import JobConfigError
+from data_engine.nodes import NODES_READY
 from pipelines.jobfile import ENV_PREFIX, load_job
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_CONFIG_ENV = "JOYAI_JOB_CONFIG"
-# Uploaded with the job: the code and job files only (Ray's working_dir limit is 500 MiB; Ray also skips
-# what .gitignore lists).
-WORKING_DIR_EXCLUDES = [".git", ".venv", ".venv-*", "out/", ".cache/tiny-models/", "**/__pycache__/",
-                        ".pytest_cache/", "benchmarks/results/"]
+# Uploaded with the job: the code, job files, prompts and rules only (Ray's working_dir limit is 500 MiB;
+# Ray also skips what .gitignore lists). Artifacts are found on each node (scripts/ray_node.sh).
+WORKING_DIR_EXCLUDES = [".git", ".venv", ".venv-*", "out", ".cache", "**/__pycache__/", ".pytest_cache/",
+                        "benchmarks/results/"]
 TERMINAL_STATES = {"SUCCEEDED", "FAILED", "STOPPED"}
 AGENT_WAIT_S = 120
 
@@ -74,12 +80,26 @@ def logs(job_id: str, address: str) -> str:
     return _client(address).get_job_logs(job_id)
 
 
-def wait(job_id: str, address: str, *, timeout_s: float, poll_s: float = 1.0) -> str:
+def wait(job_id: str, address: str, *, timeout_s: float, until_nodes_ready: bool = False,
+         poll_s: float = 1.0) -> str:
+    """The job's final state; with `until_nodes_ready`, "RUNNING" as soon as every node passed its check."""
     deadline = time.monotonic() + timeout_s
     while True:
         state = status(job_id, address)
         if state in TERMINAL_STATES:
             return state
+        if until_nodes_ready and NODES_READY in logs(job_id, address):
+            return state
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {state} after {timeout_s:.0f} s")
         time.sleep(poll_s)
+
+
+def failure_line(log: str) -> str:
+    """Why a failed job failed, in one line: the last `error: ...` line `python -m pipelines` printed, else the
+    log's last line (a command that never reached the CLI: no `python` on the node, a crash)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    if errors:
+        return errors[-1]
+    return f"error: {lines[-1]}" if lines else "error: the job failed without output"
