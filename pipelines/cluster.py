@@ -14,6 +14,8 @@ or with the job's one-line error.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
 
@@ -41,6 +43,9 @@ def _is_remote_safe(location: str) -> bool:
 def _client(address: str):
     from ray.job_submission import JobSubmissionClient
 
+    # Ray's INFO lines about packaging and uploading the working directory are noise here: what the CLI
+    # prints is the job id, the job's state or log, or the job's one-line error.
+    logging.getLogger("ray").setLevel(logging.WARNING)
     try:
         return JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -59,6 +64,9 @@ def submit(job_path: Path, overrides: list[str], address: str, *, out: str | Non
     entrypoint = f"python -m pipelines run {ENV_PREFIX}{JOB_CONFIG_ENV} --no-progress"
     runtime_env = {"working_dir": str(REPO), "excludes": WORKING_DIR_EXCLUDES,
                    "env_vars": {"PYTHONPATH": ".", "HF_HUB_OFFLINE": "1", JOB_CONFIG_ENV: resolved}}
+    # WORKING_DIR_EXCLUDES names Ray's default excludes (.git, .venv, __pycache__) itself; left on, the
+    # defaults make Ray warn about each of them on every submission.
+    os.environ.setdefault("RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES", "")
     client = _client(address)
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:

@@ -60,27 +60,35 @@ def agent_ports() -> list[str]:
             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
 
 
-def start_node(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    # --block keeps each node's processes under one process group we can stop without touching other Rays.
-    return subprocess.Popen([*command, "--block", *agent_ports()], env=env, stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+def start_node(command: list[str], env: dict[str, str], log: Path, gcs_address: str, nodes: int,
+               attempts: int = 3) -> subprocess.Popen:
+    """Start a node and wait until the cluster has `nodes` alive nodes. `ray start` gives a raylet 30 s to
+    register, which a loaded 2-core machine can miss: a node that exited is started again."""
+    for attempt in range(attempts):
+        # --block keeps each node's processes under one process group we can stop without touching other Rays.
+        process = subprocess.Popen([*command, "--block", *agent_ports()], env=env, stdout=open(log, "a"),
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        if wait_for_nodes(gcs_address, nodes, process):
+            return process
+        stop_nodes([process])
+    raise AssertionError(f"node did not join {gcs_address} in {attempts} attempts; see {log}")
 
 
-def wait_for_nodes(gcs_address: str, count: int, timeout: float = 240) -> None:
+def wait_for_nodes(gcs_address: str, count: int, process: subprocess.Popen, timeout: float = 240) -> bool:
     probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
              "print(sum(n['Alive'] for n in ray.nodes()))")
     env = submitter_env()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             result = subprocess.run([sys.executable, "-c", probe, gcs_address], env=env, capture_output=True,
                                     text=True, timeout=120)
         except subprocess.TimeoutExpired:
             continue
         if result.returncode == 0 and result.stdout.strip().splitlines()[-1:] == [str(count)]:
-            return
+            return True
         time.sleep(2)
-    raise AssertionError(f"cluster at {gcs_address} did not reach {count} nodes")
+    return False
 
 
 def stop_nodes(processes: list[subprocess.Popen | None]) -> None:
@@ -108,11 +116,10 @@ def cluster(tmp_path_factory):
     ray_temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     head = worker = None
     try:
+        gcs_address = f"{HEAD_IP}:{gcs_port}"
         head = start_node([str(NODE_SCRIPT), "--head", f"--port={gcs_port}", f"--node-ip-address={HEAD_IP}",
                            "--num-cpus=1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-                           f"--temp-dir={ray_temp}"], login_env(), tmp / "head.log")
-        gcs_address = f"{HEAD_IP}:{gcs_port}"
-        wait_for_nodes(gcs_address, 1)
+                           f"--temp-dir={ray_temp}"], login_env(), tmp / "head.log", gcs_address, 1)
         worker_niqe = tmp / "worker-artifacts" / PARAMS_FILE_NAME
         worker_niqe.parent.mkdir()
         if default_params_path().is_file():
@@ -122,8 +129,7 @@ def cluster(tmp_path_factory):
                              "--num-cpus=1", f"--node-manager-port={free_port()}",
                              f"--object-manager-port={free_port()}", f"--min-worker-port={worker_ports}",
                              f"--max-worker-port={worker_ports + 100}"],
-                            login_env(JOYAI_NIQE_PARAMS=str(worker_niqe)), tmp / "worker.log")
-        wait_for_nodes(gcs_address, 2)
+                            login_env(JOYAI_NIQE_PARAMS=str(worker_niqe)), tmp / "worker.log", gcs_address, 2)
         yield Cluster(gcs_address, f"http://127.0.0.1:{dashboard_port}", worker_niqe)
     finally:
         stop_nodes([worker, head])
@@ -288,8 +294,8 @@ def head_without_project_python(tmp_path_factory):
         head = start_node([str(ENV_BIN / "ray"), "start", "--head", f"--port={gcs_port}",
                            f"--node-ip-address={HEAD_IP}", "--num-cpus=1", "--dashboard-host=127.0.0.1",
                            f"--dashboard-port={dashboard_port}", f"--temp-dir={ray_temp}"],
-                          login_env(PATH=f"{tmp / 'bin'}:/usr/bin:/bin", RAY_AUTH_MODE="disabled"), tmp / "head.log")
-        wait_for_nodes(f"{HEAD_IP}:{gcs_port}", 1)
+                          login_env(PATH=f"{tmp / 'bin'}:/usr/bin:/bin", RAY_AUTH_MODE="disabled"), tmp / "head.log",
+                          f"{HEAD_IP}:{gcs_port}", 1)
         yield Cluster(f"{HEAD_IP}:{gcs_port}", f"http://127.0.0.1:{dashboard_port}", Path())
     finally:
         stop_nodes([head])
