@@ -40,6 +40,21 @@ def _is_remote_safe(location: str) -> bool:
     return "://" in location or Path(location).is_absolute()
 
 
+def _refuse_checkout_paths(job_path: Path, where: str, value: object) -> None:
+    """A stage file named by its place in this checkout (a default computed from `__file__`) would be looked
+    up at that place on the nodes, which have the code at the job's working directory instead."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_checkout_paths(job_path, f"{where}.{key}", item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_checkout_paths(job_path, f"{where}.{index}", item)
+    elif isinstance(value, str) and Path(value).is_absolute() and Path(value).is_relative_to(REPO):
+        raise JobConfigError(f"{job_path}: {where} {value!r} is a path inside the submitting checkout, which the "
+                             "nodes do not have there; name a file every node can read (README: artifacts on "
+                             "the nodes)")
+
+
 def _client(address: str):
     from ray.job_submission import JobSubmissionClient
 
@@ -60,7 +75,10 @@ def submit(job_path: Path, overrides: list[str], address: str, *, out: str | Non
         if not _is_remote_safe(location):
             raise JobConfigError(f"{job_path}: {field} {location!r} must be absolute or a URI when submitting "
                                  "to a cluster (relative paths would resolve inside the job's temp directory)")
-    resolved = yaml.safe_dump(job.model_dump(mode="json", by_alias=True), sort_keys=False)
+    config = job.model_dump(mode="json", by_alias=True)
+    for stage in config["stages"]:
+        _refuse_checkout_paths(job_path, f"stages.{stage['name']}.config", stage["config"])
+    resolved = yaml.safe_dump(config, sort_keys=False)
     entrypoint = f"python -m pipelines run {ENV_PREFIX}{JOB_CONFIG_ENV} --no-progress"
     runtime_env = {"working_dir": str(REPO), "excludes": WORKING_DIR_EXCLUDES,
                    "env_vars": {"PYTHONPATH": ".", "HF_HUB_OFFLINE": "1", JOB_CONFIG_ENV: resolved}}

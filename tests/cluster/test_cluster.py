@@ -319,3 +319,14 @@ def test_submit_refuses_relative_output_in_one_line(cluster, shipped):
     assert result.returncode == 2
     assert "output 'out/demo/images' must be absolute or a URI" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_submit_refuses_a_stage_file_named_inside_the_submitting_checkout(cluster, shipped):
+    rules = REPO / "data_engine" / "rules" / "caption_content.yaml"  # the nodes have it, but not at this path
+    result = pipelines_cli("submit", str(JOBS_DIR / "caption.yaml"), "--address", cluster.dashboard, "--out",
+                           "/tmp/never-written", "--set", f"input={shipped.corpus}",
+                           "--set", f"stages.caption_content_filter.config.rules_path={rules}")
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {JOBS_DIR / 'caption.yaml'}: stages.caption_content_filter.config.rules_path "
+                             f"'{rules}' is a path inside the submitting checkout, which the nodes do not have "
+                             "there; name a file every node can read (README: artifacts on the nodes)\n")
