@@ -60,7 +60,9 @@ def _client(address: str):
 
     # Ray's INFO lines about packaging and uploading the working directory are noise here: what the CLI
     # prints is the job id, the job's state or log, or the job's one-line error.
-    logging.getLogger("ray").setLevel(logging.WARNING)
+    # (the SDK module sets its own logger's level, so it is named as well).
+    for name in ("ray", "ray.dashboard.modules.dashboard_sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -61,7 +61,7 @@ def agent_ports() -> list[str]:
 
 
 def start_node(command: list[str], env: dict[str, str], log: Path, gcs_address: str, nodes: int,
-               attempts: int = 3) -> subprocess.Popen:
+               attempts: int = 5) -> subprocess.Popen:
     """Start a node and wait until the cluster has `nodes` alive nodes. `ray start` gives a raylet 30 s to
     register, which a loaded 2-core machine can miss: a node that exited is started again."""
     for attempt in range(attempts):
