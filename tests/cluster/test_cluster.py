@@ -117,8 +117,10 @@ def cluster(tmp_path_factory):
     head = worker = None
     try:
         gcs_address = f"{HEAD_IP}:{gcs_port}"
+        # Two logical CPUs a node: with one, two half-CPU actors on different nodes leave no node a whole CPU
+        # for the read tasks (curate_images hung that way).
         head = start_node([str(NODE_SCRIPT), "--head", f"--port={gcs_port}", f"--node-ip-address={HEAD_IP}",
-                           "--num-cpus=1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+                           "--num-cpus=2", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
                            f"--temp-dir={ray_temp}"], login_env(), tmp / "head.log", gcs_address, 1)
         worker_niqe = tmp / "worker-artifacts" / PARAMS_FILE_NAME
         worker_niqe.parent.mkdir()
@@ -126,7 +128,7 @@ def cluster(tmp_path_factory):
             shutil.copy(default_params_path(), worker_niqe)
         worker_ports = free_port()
         worker = start_node([str(NODE_SCRIPT), f"--address={gcs_address}", f"--node-ip-address={WORKER_IP}",
-                             "--num-cpus=1", f"--node-manager-port={free_port()}",
+                             "--num-cpus=2", f"--node-manager-port={free_port()}",
                              f"--object-manager-port={free_port()}", f"--min-worker-port={worker_ports}",
                              f"--max-worker-port={worker_ports + 100}"],
                             login_env(JOYAI_NIQE_PARAMS=str(worker_niqe)), tmp / "worker.log", gcs_address, 2)
