@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data_engine.job import JobConfig, StageSpec
+from data_engine.nodes import NODES_READY, check_nodes, setup_failure, stage_setup_failed
 from data_engine.output_dir import build_manifest, job_fingerprint, open_output_dir, summary_lines, write_manifest
 from data_engine.readers import make_reader
 from data_engine.registry import job_registrations, register_json
@@ -72,9 +73,13 @@ def _stage_for_worker(spec_json: str, registrations: str) -> Stage:
     stage = _WORKER_STAGES.get(spec_json)
     if stage is None:
         register_json(registrations)
-        stage = StageSpec.model_validate_json(spec_json).build()
-        _setup_on_node_once(stage, spec_json)
-        stage.setup()
+        spec = StageSpec.model_validate_json(spec_json)
+        try:
+            stage = spec.build()
+            _setup_on_node_once(stage, spec_json)
+            stage.setup()
+        except Exception as exc:  # a configuration problem met on this node: one line naming stage and node
+            raise stage_setup_failed(spec.name, exc) from exc
         _WORKER_STAGES[spec_json] = stage
     return stage
 
@@ -192,6 +197,13 @@ def init_local_ray(num_cpus: int | None = None, object_store_memory: int | None 
              include_dashboard=False, log_to_driver=True)
 
 
+def joins_cluster(job: JobConfig, address: str | None) -> bool:
+    """Whether this run connects to a running Ray (a cluster) rather than starting or reusing a local one."""
+    import ray
+
+    return not ray.is_initialized() and bool(address or os.environ.get("RAY_ADDRESS") or job.ray.address)
+
+
 @contextlib.contextmanager
 def ray_session(job: JobConfig, address: str | None) -> Iterator[None]:
     """Use a running Ray (tests share one), a cluster address, or start a local Ray sized by the job."""
@@ -258,8 +270,10 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
     out = resolve(str(out_dir or job.output), job.storage)
     reader = make_reader(job.reader, job.storage)
     specs_and_stages = [(spec, spec.build()) for spec in job.stages]
-    for _, stage in specs_and_stages:
-        stage.preflight()
+    on_cluster = joins_cluster(job, address)
+    if not on_cluster:  # a local Ray's workers see this process's environment; a cluster's nodes are checked below
+        for _, stage in specs_and_stages:
+            stage.preflight()
     schema = output_schema(job, [stage for _, stage in specs_and_stages])
     items = reader.list_items(job.input)
     plans = plan_shards(items, job.reader.shard_rows)
@@ -271,9 +285,20 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
          f"{len(pending)} to run -> {out}")
     if pending:
         with ray_session(job, address):
+            if on_cluster:
+                registrations = job_registrations(job.reader.kind, [spec.op for spec, _ in specs_and_stages])
+                nodes = check_nodes([spec.model_dump_json() for spec, _ in specs_and_stages], registrations)
+                _log(f"[{job.name}] {NODES_READY} {len(nodes)} ({', '.join(nodes)})")
             dataset = _build_dataset(job, specs_and_stages, pending, out, schema, progress)
-            # The writer emits one row per shard written; consuming them drives the streaming execution.
-            shards_written = sum(batch.num_rows for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+            try:
+                # The writer emits one row per shard written; consuming them drives the streaming execution.
+                shards_written = sum(batch.num_rows
+                                     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+            except Exception as exc:
+                failure = setup_failure(exc)
+                if failure is None:
+                    raise
+                raise failure from None  # the worker's traceback is in its log; the user gets the one line
         _log(f"[{job.name}] wrote {shards_written} shards")
     missing = [p.shard_id for p in plans if p.shard_id not in completed_shards(out)]
     if missing:

@@ -13,6 +13,7 @@ from typing import Any
 
 from data_engine.config_files import parse_override
 from data_engine.job import JobConfigError
+from data_engine.nodes import StageSetupFailed
 from data_engine.readers import InputError
 from data_engine.schemas import SchemaError
 from data_engine.shards import ShardDirError, iter_shards, read_manifest
@@ -20,7 +21,9 @@ from data_engine.stage import StageUnavailable
 from data_engine.storage import Location, StorageError, as_location, resolve
 from pipelines.jobfile import load_job
 
-USAGE_ERRORS = (JobConfigError, InputError, ShardDirError, SchemaError, StageUnavailable, StorageError)
+# Failures a user fixes in a config or on a node, reported in one line (exit 2) instead of a traceback.
+USAGE_ERRORS = (JobConfigError, InputError, ShardDirError, SchemaError, StageUnavailable, StageSetupFailed,
+                StorageError)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -153,9 +156,15 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     address = _dashboard_address(args)
     job_id = cluster.submit(Path(args.job), args.set, address, out=args.out)
-    print(job_id)
+    print(job_id, flush=True)
+    # Without --wait, return once every node passed the job's checks, so a broken node is reported here.
+    state = cluster.wait(job_id, address, timeout_s=args.timeout, until_nodes_ready=not args.wait)
+    if state == "FAILED":
+        print(cluster.failure_line(cluster.logs(job_id, address)), file=sys.stderr)
+        print(f"{job_id}: FAILED; full log (worker tracebacks): python -m pipelines logs {job_id} "
+              f"--address {address}", file=sys.stderr)
+        return 1
     if args.wait:
-        state = cluster.wait(job_id, address, timeout_s=args.timeout)
         print(cluster.logs(job_id, address), end="")
         print(f"{job_id}: {state}")
         return 0 if state == "SUCCEEDED" else 1
@@ -172,7 +181,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_logs(args: argparse.Namespace) -> int:
     from pipelines import cluster
 
-    print(cluster.logs(args.job_id, _dashboard_address(args)), end="")
+    address = _dashboard_address(args)
+    log = cluster.logs(args.job_id, address)
+    if cluster.status(args.job_id, address) == "FAILED":
+        print(cluster.failure_line(log))
+    print(log, end="")
     return 0
 
 

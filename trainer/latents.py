@@ -34,7 +34,8 @@ from pydantic import Field
 from data_engine.model_refs import resolve_model_path
 from data_engine.readers import register_reader
 from data_engine.schemas import CAPTION, EDIT_TRIPLET, MULTIVIEW_SAMPLE
-from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage
+from data_engine.stage import (REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, StageUnavailable,
+                               register_stage)
 from data_engine.upstream import UpstreamShardsReader
 
 PIXEL_MULTIPLE = 16  # VAE downsamples by 8, the MMDiT patch by 2 more
@@ -249,6 +250,17 @@ class CacheLatentsStage(Stage[CacheLatentsConfig]):
             pa.field("source_latent", pa.binary()),  # edits: the source image, fitted to the same bucket
             pa.field("source_latent_shape", pa.list_(pa.int32())),
         )
+
+    def preflight(self) -> None:
+        from trainer.tiny_models import TinyModelsError
+
+        for field in ("vae", "text_encoder"):
+            try:
+                path = resolve_model_path(getattr(self.config, field))
+            except TinyModelsError as exc:
+                raise StageUnavailable(f"{self.name}.{field}: {exc}") from None
+            if not path.is_dir():
+                raise StageUnavailable(f"{self.name}.{field}: {path} is not a directory")
 
     def setup(self) -> None:
         if self.config.torch_threads:

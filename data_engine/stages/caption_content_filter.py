@@ -23,7 +23,9 @@ from data_engine.stage import Resources, Stage, StageConfig, register_stage
 
 
 class CaptionContentFilterConfig(StageConfig):
-    rules_path: str = str(DEFAULT_RULES)
+    # None: the rules shipped with the code (DEFAULT_RULES), found wherever the stage runs; an absolute
+    # default would name the submitting machine's checkout, which cluster nodes do not have.
+    rules_path: str | None = None
     # The rules file's sha256, filled in when the job loads, so the manifest's config (and the config hash
     # that guards a resumed output directory) names the exact rules; a given value must match the file.
     rules_sha256: str | None = None
@@ -68,9 +70,10 @@ class CaptionContentFilterStage(Stage[CaptionContentFilterConfig]):
                 pa.field("content_matches", pa.list_(pa.string())))
 
     def setup(self) -> None:
-        self.rules = load_caption_rules(Path(self.config.rules_path))
+        path = Path(self.config.rules_path or DEFAULT_RULES)
+        self.rules = load_caption_rules(path)
         if self.rules.sha256 != self.config.rules_sha256:
-            raise CaptionRulesError(f"{self.config.rules_path} changed after the job was loaded "
+            raise CaptionRulesError(f"{path} changed after the job was loaded "
                                     f"(sha256 {self.rules.sha256[:12]}, expected {str(self.config.rules_sha256)[:12]})")
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
