@@ -67,7 +67,8 @@ SERIES_COLORS = ("#57606a", "#c62828", "#1f6feb", "#2e7d32")
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 # Modules that register section kinds, asked in this order before the stage section (the fallback).
-SECTION_MODULES = ("trainer.report", "data_engine.rebalance.report", "openspatial.report", "render.report")
+SECTION_MODULES = ("trainer.report", "data_engine.rebalance.report", "data_engine.annotation.report", "openspatial.report",
+                   "render.report")
 
 
 class ReportError(Exception):
