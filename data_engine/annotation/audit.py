@@ -62,7 +62,7 @@ def export_audit(batch_dir: Path, out: Path, *, audit_batch_id: str, fraction: f
                  accept_threshold: float = DEFAULT_ACCEPT_THRESHOLD, seed: int = 0) -> dict[str, Any]:
     """An audit batch of the accepted items of `batch_dir`: the same tasks (image, task key), a subset."""
     accepted = accepted_items(batch_dir, accept_threshold)
-    chosen = set(random.Random(f"{audit_batch_id}\x00{seed}").sample(accepted, audit_sample_size(accepted, fraction)))
+    chosen = set(random.Random(f"{audit_batch_id}\x00{seed}").sample(accepted, audit_sample_size(len(accepted), fraction)))
     key = read_batch_key(batch_dir)
     tasks = [task for task in json.loads((batch_dir / TASKS_FILE).read_text())
              if key[task["data"]["task_key"]]["kind"] == "item" and key[task["data"]["task_key"]]["row_id"] in chosen]

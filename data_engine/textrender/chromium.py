@@ -25,8 +25,9 @@ CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 _CSP = "default-src 'none'; style-src 'unsafe-inline'"
 _JUSTIFY = {"left": "flex-start", "center": "center", "right": "flex-end"}
 
-# Per block: the text's box, its cell's box, and per-character boxes for vertical text.
-_MEASURE_JS = """() => Array.from(document.querySelectorAll('span.t')).map(span => {
+# Once the page's fonts are ready, per block: the text's box, its cell's box, and per-character boxes for
+# vertical text (one round trip to the browser).
+_MEASURE_JS = """async () => { await document.fonts.ready; return Array.from(document.querySelectorAll('span.t')).map(span => {
   const range = document.createRange();
   range.selectNodeContents(span);
   const r = range.getBoundingClientRect();
@@ -44,7 +45,7 @@ _MEASURE_JS = """() => Array.from(document.querySelectorAll('span.t')).map(span 
     }
   }
   return {box: [r.left, r.top, r.right, r.bottom], cell: [c.left, c.top, c.right, c.bottom], chars: chars};
-})"""
+}); }"""
 
 
 def blueprint_html(blueprint: Blueprint) -> str:
@@ -113,10 +114,8 @@ class ChromiumRenderer:
         page = self._page
         page.set_viewport_size({"width": width, "height": height})
         page.set_content(page_html, wait_until="load")
-        page.evaluate("document.fonts.ready.then(() => document.fonts.status)")
         blocks = page.evaluate(_MEASURE_JS)
-        png = page.screenshot(type="png", clip={"x": 0, "y": 0, "width": width, "height": height},
-                              animations="disabled", caret="hide")
+        png = page.screenshot(type="png", clip={"x": 0, "y": 0, "width": width, "height": height})
         return RenderedPage(png, blocks)
 
     def close(self) -> None:

@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-import io
 import unicodedata
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -26,8 +26,11 @@ def hex_rgb(colour: str) -> tuple[int, int, int]:
 
 
 def decode_rgb(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png)) as image:
-        return np.asarray(image.convert("RGB"))
+    """RGB pixels of an encoded image."""
+    bgr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("not a decodable image")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def _pixel_box(box: Sequence[float], shape: tuple[int, ...], pad: float = 0) -> tuple[int, int, int, int]:
@@ -38,10 +41,10 @@ def _pixel_box(box: Sequence[float], shape: tuple[int, ...], pad: float = 0) -> 
 
 def ink_fraction(pixels: np.ndarray, box: Sequence[float], background: str) -> float:
     left, top, right, bottom = _pixel_box(box, pixels.shape)
-    region = pixels[top:bottom, left:right].astype(np.int16)
+    region = pixels[top:bottom, left:right]
     if region.size == 0:
         return 0.0
-    difference = np.abs(region - np.array(hex_rgb(background), dtype=np.int16)).max(axis=2)
+    difference = cv2.absdiff(region, np.full_like(region, hex_rgb(background))).max(axis=2)
     return float((difference > INK_THRESHOLD).mean())
 
 
