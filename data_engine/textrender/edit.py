@@ -24,7 +24,8 @@ from data_engine.textrender.charfreq import BalancedCharacterSampler
 from data_engine.textrender.chromium import CHROMIUM_PATH, RenderedPage
 from data_engine.textrender.procedural import (ProceduralLayoutConfig, english_words, procedural_rng,
                                                sample_blueprint, text_width_em)
-from data_engine.textrender.stages import REJECT_MISSING_GLYPHS, ChromiumStage, page_problem, refonted
+from data_engine.textrender.stages import (REJECT_MISSING_GLYPHS, ChromiumStage, blank_problem, block_ink,
+                                          overflow_problem, refonted)
 from data_engine.textrender.verify import decode_rgb
 
 EDIT_MARGIN_PX = 2
@@ -125,8 +126,11 @@ class RenderTextEditStage(ChromiumStage, Stage[RenderTextEditConfig]):
         target = source.model_copy(update={"blocks": tuple(
             b.model_copy(update={"text": new_text}) if i == number else b for i, b in enumerate(source.blocks))})
         pages = [self.renderer.render(source), self.renderer.render(target)]
-        for blueprint_version, page in zip((source, target), pages):
-            found = page_problem(blueprint_version, page, self.config.min_ink_fraction)
+        pixels = [decode_rgb(page.png) for page in pages]
+        for page, page_pixels in zip(pages, pixels):
+            found = overflow_problem(page) or blank_problem(
+                block_ink(page_pixels, [m["box"] for m in page.blocks], source.canvas.background),
+                self.config.min_ink_fraction)
             if found is not None:
                 return {REJECT_COLUMN: found[0], REJECT_DETAIL_COLUMN: found[1]}
         size = (source.canvas.width, source.canvas.height)
@@ -137,7 +141,7 @@ class RenderTextEditStage(ChromiumStage, Stage[RenderTextEditConfig]):
                                        "new_text": new_text, "language": old_block.language,
                                        "changed_region": region, "blueprint": json.loads(source.to_json())},
                                       ensure_ascii=False)}
-        leaked = pixels_changed_outside(decode_rgb(pages[0].png), decode_rgb(pages[1].png), region)
+        leaked = pixels_changed_outside(pixels[0], pixels[1], region)
         if leaked:
             row[REJECT_COLUMN] = REJECT_EDIT_LEAK
             row[REJECT_DETAIL_COLUMN] = f"{leaked} pixels changed outside the edited block's region {region}"

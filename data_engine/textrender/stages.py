@@ -4,12 +4,14 @@
 - `generate_text_blueprint`: a blueprint per row from one of its captions (the prompt) through the
   captioning backends and the versioned `layout/<version>` prompt; invalid output is `layout_invalid`;
 - `render_text`: glyph coverage first (a block whose font lacks a glyph is re-fonted to a family that has
-  them all, or the row is `missing_glyphs`), then Chromium; a block drawn outside its cell is
-  `text_overflow`, one with no ink `blank_block`; the image columns, the rendered blueprint and each
-  block's measured box are written;
+  them all, or the row is `missing_glyphs`), then Chromium; a block whose measured box leaves its cell is
+  `text_overflow`; the image columns, the rendered blueprint and each block's measured box are written;
 - `caption_rendered_text`: captions quoting every rendered string (`captions.py`);
-- `verify_rendered_text`: OCR per block and its character error rate; `decide()` rejects `ocr_mismatch`
-  when a block of at least `min_size_px` reads with a rate above `max_cer` (both thresholds, re-decidable).
+- `verify_rendered_text`: the pixels after rendering: each block's ink fraction and its OCR character error
+  rate; `decide()` rejects `blank_block` when a block has less ink than `min_ink_fraction` (the font drew
+  nothing), else `ocr_mismatch` when a block of at least `min_size_px` reads with a rate above `max_cer`
+  (all three thresholds, re-decidable). Decoding the image once here keeps the render stage at Chromium's
+  own speed (benchmarks/text_render.py).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from data_engine.captioning.backends import BackendConfig, GenerationRequest, TransformersBackendConfig
 from data_engine.captioning.ocr_engines import OcrEngineName, TesseractConfig, check_tesseract, make_ocr_engine
-from data_engine.captioning.prompts import LANGUAGES
+from data_engine.captioning.prompts import LANGUAGES, load_prompt_set
 from data_engine.stage import (REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, StageUnavailable,
                                register_stage)
 from data_engine.stages.caption import CaptionSampling, GenerationStage
@@ -75,6 +78,14 @@ class GenerateTextBlueprintConfig(StageConfig):
     canvas: tuple[int, int] = (768, 512)
     max_new_tokens: int = Field(default=1024, gt=0)
 
+    @model_validator(mode="after")
+    def _source_language(self) -> GenerateTextBlueprintConfig:
+        language = self.source.rpartition("/")[2]
+        if language not in LANGUAGES:
+            raise ValueError(f"source: {self.source!r} must end in /<language>, one of {list(LANGUAGES)}")
+        load_prompt_set(self.prompt_version).text("template", language)
+        return self
+
 
 @register_stage
 class GenerateTextBlueprintStage(GenerationStage, Stage[GenerateTextBlueprintConfig]):
@@ -87,10 +98,7 @@ class GenerateTextBlueprintStage(GenerationStage, Stage[GenerateTextBlueprintCon
 
     def setup(self) -> None:
         super().setup()
-        language = self.config.source.rpartition("/")[2]
-        if language not in LANGUAGES:
-            raise ValueError(f"{self.name}.source: {self.config.source!r} must end in /<language>")
-        self.template = self.prompts.text("template", language)
+        self.template = self.prompts.text("template", self.config.source.rpartition("/")[2])
 
     def prompt(self, text: str) -> str:
         width, height = self.config.canvas
@@ -119,7 +127,6 @@ class GenerateTextBlueprintStage(GenerationStage, Stage[GenerateTextBlueprintCon
 class RenderTextConfig(StageConfig):
     chromium_path: str = CHROMIUM_PATH
     refont: bool = True  # a block whose family lacks a glyph takes a fallback family that has them all
-    min_ink_fraction: float = Field(default=0.01, ge=0, le=1)  # of a block's text box; below: blank
 
 
 def refonted(blueprint: Blueprint, catalog: FontCatalog, refont: bool) -> tuple[Blueprint | None, str | None]:
@@ -135,17 +142,25 @@ def refonted(blueprint: Blueprint, catalog: FontCatalog, refont: bool) -> tuple[
     return blueprint.model_copy(update={"blocks": tuple(blocks)}), None
 
 
-def page_problem(blueprint: Blueprint, page: RenderedPage, min_ink_fraction: float) -> tuple[str, str] | None:
-    """(reason, detail) when a block overflows its cell or drew nothing; None when the page is good."""
-    pixels = decode_rgb(page.png)
+def overflow_problem(page: RenderedPage) -> tuple[str, str] | None:
+    """(text_overflow, detail) when a block's measured text box leaves its cell; None when every block fits."""
     for number, measured in enumerate(page.blocks):
         box, cell = measured["box"], measured["cell"]
         if (box[0] < cell[0] - _OVERFLOW_TOLERANCE_PX or box[1] < cell[1] - _OVERFLOW_TOLERANCE_PX
                 or box[2] > cell[2] + _OVERFLOW_TOLERANCE_PX or box[3] > cell[3] + _OVERFLOW_TOLERANCE_PX):
             return REJECT_TEXT_OVERFLOW, f"block {number}: text box {_rounded(box)} outside cell {_rounded(cell)}"
-        ink = ink_fraction(pixels, box, blueprint.canvas.background)
-        if ink < min_ink_fraction:
-            return REJECT_BLANK_BLOCK, f"block {number}: ink fraction {ink:.4f} < {min_ink_fraction}"
+    return None
+
+
+def block_ink(pixels: np.ndarray, boxes: Sequence[Sequence[float]], background: str) -> list[float]:
+    return [round(ink_fraction(pixels, box, background), 4) for box in boxes]
+
+
+def blank_problem(ink: Sequence[float], min_ink_fraction: float) -> tuple[str, str] | None:
+    """(blank_block, detail) for the first block with less ink than `min_ink_fraction`; None otherwise."""
+    for number, fraction in enumerate(ink):
+        if fraction < min_ink_fraction:
+            return REJECT_BLANK_BLOCK, f"block {number}: ink fraction {fraction:.4f} < {min_ink_fraction}"
     return None
 
 
@@ -202,7 +217,7 @@ class RenderTextStage(ChromiumStage, Stage[RenderTextConfig]):
         if rendered is None:
             return {REJECT_COLUMN: REJECT_MISSING_GLYPHS, REJECT_DETAIL_COLUMN: problem}
         page = self.renderer.render(rendered)
-        found = page_problem(rendered, page, self.config.min_ink_fraction)
+        found = overflow_problem(page)
         row = {"image_bytes": page.png, "image_format": "png", "width": rendered.canvas.width,
                "height": rendered.canvas.height, "md5": hashlib.md5(page.png).hexdigest(),
                "sha256": hashlib.sha256(page.png).hexdigest(), "blueprint": rendered.to_json(),
@@ -243,6 +258,7 @@ class VerifyRenderedTextConfig(StageConfig):
     tesseract: TesseractConfig = Field(default_factory=TesseractConfig)
     max_cer: float = Field(default=0.05, ge=0)  # threshold
     min_size_px: int = Field(default=32, gt=0)  # threshold: smaller blocks are measured but never reject
+    min_ink_fraction: float = Field(default=0.01, ge=0, le=1)  # threshold: of a block's text box; below: blank
 
 
 @register_stage
@@ -251,11 +267,12 @@ class VerifyRenderedTextStage(Stage[VerifyRenderedTextConfig]):
     Config = VerifyRenderedTextConfig
     default_resources = Resources(num_cpus=1, batch_size=16, concurrency=1)
     uses_model = True
-    decision_reasons = frozenset({REJECT_OCR_MISMATCH})
-    threshold_fields = frozenset({"max_cer", "min_size_px"})
+    decision_reasons = frozenset({REJECT_BLANK_BLOCK, REJECT_OCR_MISMATCH})
+    threshold_fields = frozenset({"max_cer", "min_size_px", "min_ink_fraction"})
 
     def output_fields(self) -> tuple[pa.Field, ...]:
-        return (pa.field("ocr_block_texts", pa.list_(pa.string())), pa.field("block_cer", pa.list_(pa.float64())))
+        return (pa.field("block_ink", pa.list_(pa.float64())), pa.field("ocr_block_texts", pa.list_(pa.string())),
+                pa.field("block_cer", pa.list_(pa.float64())))
 
     def preflight(self) -> None:
         if self.config.engine == "tesseract":
@@ -265,25 +282,28 @@ class VerifyRenderedTextStage(Stage[VerifyRenderedTextConfig]):
         self.engine = make_ocr_engine(self.config.engine, self.config.tesseract)
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
-        texts, rates = [], []
+        inks, texts, rates = [], [], []
         for image, blueprint, blocks in zip(batch.column("image_bytes").to_pylist(),
                                             batch.column("blueprint").to_pylist(),
                                             batch.column(TEXT_BLOCKS_COLUMN).to_pylist()):
             background = Blueprint.from_json(blueprint).canvas.background
             pixels = decode_rgb(image)
             measured = json.loads(blocks)
+            inks.append(block_ink(pixels, [block["box"] for block in measured], background))
             crops = [ocr_crop(pixels, block, background, block["size_px"]) for block in measured]
             read = [ocr_text(lines) for lines in self.engine.read_lines(crops)]
             texts.append(read)
             rates.append([round(character_error_rate(block["text"], text), 4) for block, text in zip(measured, read)])
-        return {"ocr_block_texts": texts, "block_cer": rates}
+        return {"block_ink": inks, "ocr_block_texts": texts, "block_cer": rates}
 
     def decide(self, scores: pa.Table) -> list[str | None]:
         decisions: list[str | None] = []
-        for blocks, rates in zip(scores.column(TEXT_BLOCKS_COLUMN).to_pylist(), scores.column("block_cer").to_pylist()):
+        for blocks, ink, rates in zip(scores.column(TEXT_BLOCKS_COLUMN).to_pylist(),
+                                      scores.column("block_ink").to_pylist(), scores.column("block_cer").to_pylist()):
             sizes = [block["size_px"] for block in json.loads(blocks)]
             failed = any(size >= self.config.min_size_px and rate > self.config.max_cer
                          for size, rate in zip(sizes, rates or []))
-            decisions.append(REJECT_OCR_MISMATCH if failed else None)
+            blank = blank_problem(ink or [], self.config.min_ink_fraction)
+            decisions.append(blank[0] if blank else REJECT_OCR_MISMATCH if failed else None)
         return decisions
 

@@ -16,7 +16,8 @@ from data_engine.textrender.chromium import CHROMIUM_PATH, ChromiumRenderer
 from data_engine.textrender.edit import RenderTextEditConfig, RenderTextEditStage, pixels_changed_outside
 from data_engine.textrender.fonts import FontCatalog
 from data_engine.textrender.procedural import ProceduralLayoutConfig, sample_blueprint
-from data_engine.textrender.stages import (REJECT_BLANK_BLOCK, REJECT_TEXT_OVERFLOW, page_problem, refonted)
+from data_engine.textrender.stages import (REJECT_BLANK_BLOCK, REJECT_TEXT_OVERFLOW, blank_problem, block_ink,
+                                           overflow_problem, refonted)
 from data_engine.textrender.verify import (INK_THRESHOLD, character_error_rate, decode_rgb, hex_rgb, ocr_crop,
                                            ocr_text)
 
@@ -81,13 +82,20 @@ def test_missing_glyphs_refont_or_reject(catalog):
     assert rejected is None and "\\ue000" in problem
 
 
+def _ink(renderer, page_blueprint: Blueprint) -> list[float]:
+    page = renderer.render(page_blueprint)
+    return block_ink(decode_rgb(page.png), [m["box"] for m in page.blocks], page_blueprint.canvas.background)
+
+
 def test_blank_and_overflowing_blocks_are_rejected(renderer):
-    invisible = blueprint(block("Hidden", color="#fefefe"))  # drawn in the background colour
-    assert page_problem(invisible, renderer.render(invisible), 0.01)[0] == REJECT_BLANK_BLOCK
+    invisible = blueprint(block("Hidden", color="#fefefe"), block("Shown", row=1))  # first in the background colour
+    ink = _ink(renderer, invisible)
+    assert ink[0] == 0 and ink[1] > 0.05
+    assert blank_problem(ink, 0.01)[0] == REJECT_BLANK_BLOCK
     too_big = blueprint(block("Overflowing headline text", size_px=200))
-    assert page_problem(too_big, renderer.render(too_big), 0.01)[0] == REJECT_TEXT_OVERFLOW
+    assert overflow_problem(renderer.render(too_big))[0] == REJECT_TEXT_OVERFLOW
     fine = blueprint(block("Fits"))
-    assert page_problem(fine, renderer.render(fine), 0.01) is None
+    assert overflow_problem(renderer.render(fine)) is None and blank_problem(_ink(renderer, fine), 0.01) is None
 
 
 def test_captions_quote_every_rendered_string_verbatim(renderer):
