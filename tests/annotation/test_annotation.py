@@ -179,3 +179,17 @@ def test_audit_samples_5_percent_of_the_accepted_items(tmp_path):
     audited = [key[k] for k in read_batch_key(tmp_path / "batches" / "a1")]
     scores = {r["row_id"]: r["weighted_score"] for r in pq.read_table(batch / "annotations.parquet").to_pylist()}
     assert all(entry["kind"] == "item" and scores[entry["row_id"]] == 3.7 for entry in audited)
+
+
+def test_report_section_shows_sentinels_distributions_and_audits(tmp_path):
+    from data_engine.report import main as report_main
+
+    batch = _annotated_batch(tmp_path, lambda kind, n, known: [(1, known if kind == "sentinel" else (5, 4, 0))])
+    append_ledger(tmp_path / "batches" / "ledger", {"batch_id": "b1", "audit_batch_id": "a1", "audited": 2,
+                                                    "low_quality_passes": 1, "low_quality_rate": 0.5,
+                                                    "max_low_quality_rate": 0.05, "status": "returned",
+                                                    "decided_at": "2026-12-01T00:00:00+00:00"})
+    assert report_main(["--out", str(tmp_path / "report.html"), str(batch)]) == 0
+    html = (tmp_path / "report.html").read_text()
+    for expected in ("Sentinel accuracy", "ann1@example.com", "4-5 (target 10%-30%)", "Krippendorff", "returned"):
+        assert expected in html, expected
