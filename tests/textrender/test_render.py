@@ -107,6 +107,7 @@ def test_captions_quote_every_rendered_string_verbatim(renderer):
         assert sorted(quoted_spans(captions[key])) == texts, key
 
 
+@pytest.mark.timeout(1200)  # ~50 OCR crops: about a minute on 2 idle cores, ten on an oversubscribed one
 def test_ocr_round_trip_in_english_and_chinese(renderer):
     """CER <= 0.05 on at least 90% of the blocks of 32 px and larger, per language."""
     engine = RapidOcrEngine()
