@@ -9,22 +9,25 @@ env_key = $(shell cat $(1) scripts/env_common.sh | sha256sum | cut -c1-12)
 ENV_DIR := $(ENV_CACHE)/main-$(call env_key,constraints/dev.txt constraints/requirements-main.txt scripts/setup_env.sh)
 RENDER_ENV_DIR := $(ENV_CACHE)/render-$(call env_key,constraints/requirements-render.txt scripts/setup_render_env.sh)
 VLLM_ENV_DIR := $(ENV_CACHE)/vllm-$(call env_key,constraints/requirements-vllm.txt scripts/setup_vllm_env.sh)
+LABELSTUDIO_ENV_DIR := $(ENV_CACHE)/labelstudio-$(call env_key,constraints/requirements-labelstudio.txt scripts/setup_labelstudio_env.sh)
 PY := $(ENV_DIR)/bin/python
 export JOYAI_RENDER_PYTHON ?= $(RENDER_ENV_DIR)/bin/python
 # VLLM_TESTS=0 skips building the vLLM environment (3.5 GB) and the tests that run the vLLM engine on CPU.
 VLLM_TESTS ?= 1
+# LABELSTUDIO_TESTS=0 skips building the Label Studio environment and the test against its server.
+LABELSTUDIO_TESTS ?= 1
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export JOYAI_TINY_MODELS ?= $(CURDIR)/.cache/tiny-models
 RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps render-env vllm-env demo test bench tiny-models \
-        curate caption rebalance spatial-qa render-multiview render-edit train-mllm train-mmdit report
+.PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
+        curate caption rebalance spatial-qa render-multiview render-edit text-render train-mllm train-mmdit report
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance spatial-qa render-multiview render-edit train-mllm train-mmdit"
+	@echo "stages:  curate caption rebalance spatial-qa render-multiview render-edit text-render train-mllm train-mmdit"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -39,6 +42,9 @@ $(RENDER_ENV_DIR)/.complete: constraints/requirements-render.txt scripts/setup_r
 $(VLLM_ENV_DIR)/.complete: constraints/requirements-vllm.txt scripts/setup_vllm_env.sh scripts/env_common.sh
 	@scripts/setup_vllm_env.sh $(VLLM_ENV_DIR)
 
+$(LABELSTUDIO_ENV_DIR)/.complete: constraints/requirements-labelstudio.txt scripts/setup_labelstudio_env.sh scripts/env_common.sh
+	@scripts/setup_labelstudio_env.sh $(LABELSTUDIO_ENV_DIR)
+
 # The links are conveniences for people; make itself always uses the keyed paths.
 .venv: $(ENV_DIR)/.complete
 	@ln -sfn $(ENV_DIR) .venv
@@ -49,8 +55,12 @@ $(VLLM_ENV_DIR)/.complete: constraints/requirements-vllm.txt scripts/setup_vllm_
 .venv-vllm: $(VLLM_ENV_DIR)/.complete
 	@ln -sfn $(VLLM_ENV_DIR) .venv-vllm
 
+.venv-labelstudio: $(LABELSTUDIO_ENV_DIR)/.complete
+	@ln -sfn $(LABELSTUDIO_ENV_DIR) .venv-labelstudio
+
 render-env: .venv-render
 vllm-env: .venv-vllm
+labelstudio-env: .venv-labelstudio
 
 setup: system-deps .venv .venv-render
 
@@ -61,8 +71,9 @@ tiny-models: setup
 demo: setup tiny-models
 	@$(PY) -m pipelines.demo --out out/demo
 
-test: setup tiny-models $(if $(filter 1,$(VLLM_TESTS)),vllm-env)
-	@$(if $(filter 1,$(VLLM_TESTS)),JOYAI_VLLM_ENV=$(VLLM_ENV_DIR)) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+test: setup tiny-models $(if $(filter 1,$(VLLM_TESTS)),vllm-env) $(if $(filter 1,$(LABELSTUDIO_TESTS)),labelstudio-env)
+	@$(if $(filter 1,$(VLLM_TESTS)),JOYAI_VLLM_ENV=$(VLLM_ENV_DIR)) \
+	  $(if $(filter 1,$(LABELSTUDIO_TESTS)),JOYAI_LABELSTUDIO_ENV=$(LABELSTUDIO_ENV_DIR)) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 bench: setup tiny-models
@@ -98,6 +109,11 @@ render-multiview: setup
 render-edit: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/spatial_edit.yaml))
 
+# Text rendering in Chromium: captioned text images (OCR-verified), then text-edit pairs.
+text-render: setup
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/text_render.yaml))
+	@$(if $(CONFIG),,$(call RUN_JOB,pipelines/jobs/text_edit.yaml))
+
 # The MLLM trains on the demo's spatial QA (the shards `make demo` writes, or this rule when it has not run).
 out/demo/spatial_qa/_manifest.json: | setup
 	@$(call RUN_JOB,pipelines/jobs/spatial_qa.yaml --set 'input=procedural://4?seed=0' --out out/demo/spatial_qa)
@@ -115,6 +131,7 @@ train-mmdit: out/demo/captions/_manifest.json
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
 REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out/demo/spatial_qa out/demo/captions \
                          out/demo/rebalanced out/demo/latents out/demo/render/* out/demo/train-* \
-                         out/spatial_qa out/render/multiview out/render/spatial_edit out/train-mllm-tiny out/train-mmdit-tiny)
+                         out/spatial_qa out/render/multiview out/render/spatial_edit out/text_render/images out/text_render/edits \
+                         out/train-mllm-tiny out/train-mmdit-tiny)
 report: setup
 	@$(if $(REPORT_DIRS),$(PY) -m pipelines report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")

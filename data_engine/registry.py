@@ -34,6 +34,12 @@ STAGE_MODULES: dict[str, str] = {
     "embed_captions": "data_engine.stages.rebalance_tags",
     "tag_captions": "data_engine.stages.rebalance_tags",
     "rebalance": "data_engine.stages.rebalance",
+    "sample_text_blueprint": "data_engine.textrender.stages",
+    "generate_text_blueprint": "data_engine.textrender.stages",
+    "render_text": "data_engine.textrender.stages",
+    "caption_rendered_text": "data_engine.textrender.stages",
+    "verify_rendered_text": "data_engine.textrender.stages",
+    "render_text_edit": "data_engine.textrender.edit",
 }
 
 READER_MODULES: dict[str, str] = {
@@ -41,10 +47,12 @@ READER_MODULES: dict[str, str] = {
     "tar": "data_engine.io",
     "parquet_images": "data_engine.io",
     "image_shards": "data_engine.captioning.reader",
+    "text_seeds": "data_engine.textrender.reader",
+    "text_edit_seeds": "data_engine.textrender.reader",
 }
 
 # Modules that register report section kinds, asked in this order before the stage section (the fallback).
-REPORT_SECTION_MODULES: list[str] = ["data_engine.rebalance.report"]
+REPORT_SECTION_MODULES: list[str] = ["data_engine.rebalance.report", "data_engine.annotation.report"]
 
 
 def register_modules(*, stages: Mapping[str, str] | None = None, readers: Mapping[str, str] | None = None,

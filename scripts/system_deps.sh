@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the project needs: libusb for open3d's import, chromium for the report tests, WordNet
-# (the taxonomy rebalancing tags against), tesseract with English and Chinese data (the second OCR engine).
+# (the taxonomy rebalancing tags against), tesseract with English and Chinese data (the second OCR engine),
+# and the fonts text rendering may use (Noto CJK for Chinese, Liberation and DejaVu for Latin text).
 # As root they are installed; otherwise the exact command is printed and the script fails.
 set -euo pipefail
-packages=(libusb-1.0-0 chromium wordnet-base tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim)
+packages=(libusb-1.0-0 chromium wordnet-base tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-noto-cjk
+          fonts-liberation2 fonts-dejavu-core fontconfig)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

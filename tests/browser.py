@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Flags for a closed network: without the background-networking ones Chromium keeps dialling out.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from data_engine.textrender.chromium import CHROMIUM_ARGS as _ARGS
+from data_engine.textrender.chromium import CHROMIUM_PATH
+
+CHROMIUM = Path(CHROMIUM_PATH)
+CHROMIUM_ARGS = list(_ARGS)  # one definition of how Chromium runs in a closed network: the text renderer's
 
 
 def open_page(browser, path: Path):

@@ -1,0 +1,62 @@
+"""Seed readers of the text-rendering jobs: `procedural://N?seed=S` lists N items, one row each.
+
+The rows hold provenance only (`upstream_id` = `procedural/<S>/<index>`); the stages derive everything from
+it (`sample_text_blueprint` in the caption-schema job, `render_text_edit` in the edit-triplet job), so a
+rerun reproduces every row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from data_engine.readers import InputError, Reader, ReaderConfig, register_reader, row_id
+from data_engine.schemas import CAPTION, EDIT_TRIPLET
+
+_PROCEDURAL_URI = re.compile(r"^procedural://(?P<count>\d+)(\?seed=(?P<seed>\d+))?$")
+
+
+class TextSeedsConfig(ReaderConfig):
+    kind: Literal["text_seeds"] = "text_seeds"
+    shard_rows: int = Field(default=64, gt=0)
+    source_dataset: str = "textrender_procedural"
+    license: str = "generated"
+
+
+class TextEditSeedsConfig(TextSeedsConfig):
+    kind: Literal["text_edit_seeds"] = "text_edit_seeds"  # type: ignore[assignment]
+    source_dataset: str = "textrender_edit_procedural"
+
+
+class _SeedsReader(Reader):
+    input_schemes = ("procedural",)
+
+    def list_items(self, input_uri: str) -> list[str]:
+        match = _PROCEDURAL_URI.match(input_uri)
+        if not match:
+            raise InputError(f"input {input_uri!r}: {self.kind} reads procedural://N or procedural://N?seed=S")
+        seed = int(match["seed"] or 0)
+        return [f"procedural/{seed}/{index:06d}" for index in range(int(match["count"]))]
+
+    def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
+        rows = [{"id": row_id(self.config.source_dataset, item), "source_dataset": self.config.source_dataset,
+                 "upstream_id": item, "license": self.config.license} for item in items]
+        return pa.Table.from_pylist(rows, schema=self.schema.arrow())
+
+
+@register_reader
+class TextSeedsReader(_SeedsReader):
+    kind = "text_seeds"
+    Config = TextSeedsConfig
+    schema = CAPTION
+
+
+@register_reader
+class TextEditSeedsReader(_SeedsReader):
+    kind = "text_edit_seeds"
+    Config = TextEditSeedsConfig
+    schema = EDIT_TRIPLET
