@@ -84,13 +84,15 @@ CAPTION = ShardSchema(
 
 QA_CONVERSATION = ShardSchema(
     "qa_conversation",
-    1,
+    2,
     PROVENANCE_FIELDS
     + (
         pa.field("images", pa.list_(IMAGE_REF)),
         pa.field("messages", pa.list_(MESSAGE)),
         pa.field("task", pa.string()),
         pa.field("metadata", pa.string()),  # JSON
+        # "train" or "eval", from a hash of the scene id (held-out scenes); null: not split (general-domain rows)
+        pa.field("split", pa.string()),
     )
     + DECISION_FIELDS,
 )
@@ -124,8 +126,30 @@ MULTIVIEW_SAMPLE = ShardSchema(
     + DECISION_FIELDS,
 )
 
+# One row per object track lifted from an RGB-D sequence (openspatial lifting), accepted or rejected with its
+# reason; a sequence that cannot be lifted at all is one row without a track. Accepted rows of one `scene_id`
+# are that sequence's lifted scene: its objects, and through `observations` the per-frame masks they came from.
+OBB = pa.struct([("center", pa.list_(pa.float64())), ("extents", pa.list_(pa.float64())),
+                 ("rotation", pa.list_(pa.float64()))])  # rotation row-major 3x3; conventions.OrientedBox
+TRACK_OBSERVATION = pa.struct([("frame_id", pa.string()), ("instance_id", pa.int32()), ("mask_iou", pa.float64())])
+LIFTED_OBJECT = ShardSchema(
+    "lifted_object",
+    1,
+    PROVENANCE_FIELDS
+    + (
+        pa.field("scene_id", pa.string()),
+        pa.field("sequence", pa.string()),  # the reader's item key: where the frames are read again
+        pa.field("track_id", pa.int32()),
+        pa.field("category", pa.string()),
+        pa.field("box", OBB),
+        pa.field("observations", pa.list_(TRACK_OBSERVATION)),  # per frame: its own instance id, projected-box IoU
+        pa.field("consistent_views", pa.int32()),
+    )
+    + DECISION_FIELDS,
+)
+
 SCHEMAS: dict[str, ShardSchema] = {
-    s.name: s for s in (IMAGE_SAMPLE, CAPTION, QA_CONVERSATION, EDIT_TRIPLET, MULTIVIEW_SAMPLE)
+    s.name: s for s in (IMAGE_SAMPLE, CAPTION, QA_CONVERSATION, EDIT_TRIPLET, MULTIVIEW_SAMPLE, LIFTED_OBJECT)
 }
 
 

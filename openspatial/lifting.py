@@ -4,7 +4,8 @@ Input contract (what upstream video models provide, one `Frame` per sampled vide
 - `depth`: metric depth in metres (0 = unknown), from a depth model or sensor, aligned with the image;
 - `intrinsics`, `pose`: pinhole K and camera-to-world pose (OpenCV camera, Z-up world) from SfM/SLAM;
 - `instances`: (H, W) int map of track ids (0 = background), i.e. 2D instance masks with ids consistent
-  across frames from a video tracker; `categories` maps each track id to its label.
+  across frames (a video tracker's, or per-frame masks after `openspatial.association`); `categories` maps
+  each track id to its label.
 
 Per frame: median-filter depth inside each mask (never across its edge) and mark the pixels to trust: not
 on a mask edge and not on the far side of a depth jump (`trusted_pixels`). Per track: back-project the trusted
@@ -305,43 +306,48 @@ def gravity_aligned_iou(a: OrientedBox, b: OrientedBox) -> float:
     return float(intersection / (a.volume + b.volume - intersection))
 
 
-class ObservationNoise(BaseModel):
-    """Realistic upstream errors for measuring lifting: depth-model scale noise, mask boundary errors, SLAM drift."""
+def suppress_duplicates(lifted: list[LiftedBox], min_iou: float) -> list[LiftedBox]:
+    """Reject a kept box that overlaps a kept box of the same category with better support (more consistent
+    views) by 3D IoU >= `min_iou`: one object split into two tracks (a missed association) must not become two
+    objects of the scene."""
+    def support(result: LiftedBox) -> tuple[int, float]:
+        return len(result.view_ious), float(np.mean(list(result.view_ious.values())))
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    kept: list[LiftedBox] = []
+    for result in sorted((r for r in lifted if r.reject_reason is None), key=support, reverse=True):
+        overlap = max(((gravity_aligned_iou(result.box, other.box), other) for other in kept
+                       if other.category == result.category), key=lambda pair: pair[0], default=(0.0, None))
+        if overlap[0] >= min_iou:
+            result.reject_reason = "duplicate_track"
+            result.reject_detail = f"3D IoU {overlap[0]:.2f} with track {overlap[1].track_id}"
+        else:
+            kept.append(result)
+    return lifted
 
-    # Defaults: a structured-light sensor's noise at 3-4 m (about 1%), a 1% per-frame scale error of a
-    # metric depth model, segmentation boundaries off by up to 2 px, SLAM drift of 0.5 degrees and 2 cm.
-    depth_relative_sigma: float = Field(default=0.01, ge=0)  # per-pixel Gaussian, relative to depth
-    depth_scale_sigma: float = Field(default=0.01, ge=0)  # per-frame global scale error
-    mask_boundary_pixels: int = Field(default=2, ge=0)  # masks randomly grown or shrunk by up to this much
-    pose_rotation_deg: float = Field(default=0.5, ge=0)
-    pose_translation_m: float = Field(default=0.02, ge=0)
+
+@dataclass
+class LiftingScore:
+    """Lifted boxes against every ground-truth object (unseen ones included: they count as misses)."""
+
+    truth: int
+    kept: int
+    matched_ious: list[float]  # IoU of each one-to-one match (same category, IoU > 0)
+
+    def recall(self, threshold: float) -> float:
+        return sum(iou >= threshold for iou in self.matched_ious) / self.truth if self.truth else 0.0
+
+    def precision(self, threshold: float) -> float:
+        return sum(iou >= threshold for iou in self.matched_ious) / self.kept if self.kept else 0.0
+
+    def merged(self, other: LiftingScore) -> LiftingScore:
+        return LiftingScore(self.truth + other.truth, self.kept + other.kept, self.matched_ious + other.matched_ious)
 
 
-def noisy_observations(frames: list[Frame], noise: ObservationNoise, seed: int) -> list[Frame]:
-    """Copies of rendered frames with noise applied to depth, instance masks and poses."""
-    rng = np.random.default_rng(seed)
-    noisy = []
-    for frame in frames:
-        depth = frame.depth * rng.normal(1.0, noise.depth_scale_sigma)
-        depth = np.where(frame.depth > 0, depth * rng.normal(1.0, noise.depth_relative_sigma, depth.shape), 0.0)
-        instances = frame.instances.copy()
-        for track_id in np.unique(frame.instances[frame.instances > 0]):
-            radius = int(rng.integers(-noise.mask_boundary_pixels, noise.mask_boundary_pixels + 1))
-            if radius == 0:
-                continue
-            mask = (frame.instances == track_id).astype(np.uint8)
-            kernel = np.ones((2 * abs(radius) + 1,) * 2, np.uint8)
-            changed = cv2.dilate(mask, kernel) if radius > 0 else cv2.erode(mask, kernel)
-            instances[(mask == 1) & (changed == 0)] = 0
-            instances[(changed == 1) & (instances == 0)] = track_id
-        axis = rng.normal(size=3)
-        angle = np.radians(rng.normal(0.0, noise.pose_rotation_deg))
-        rotation, _ = cv2.Rodrigues(axis / np.linalg.norm(axis) * angle)
-        pose = frame.pose.copy()
-        pose[:3, :3] = rotation @ pose[:3, :3]
-        pose[:3, 3] += rng.normal(0.0, noise.pose_translation_m, 3)
-        noisy.append(Frame(frame.frame_id, frame.width, frame.height, frame.intrinsics, pose, frame.image,
-                           depth.astype(np.float32), instances))
-    return noisy
+def score_lifted_boxes(kept: list[tuple[str, OrientedBox]], truth: list[tuple[str, OrientedBox]]) -> LiftingScore:
+    """One-to-one matching of kept boxes to ground truth of the same category maximising total 3D IoU."""
+    from scipy.optimize import linear_sum_assignment
+
+    ious = np.array([[gravity_aligned_iou(box, true_box) if category == true_category else 0.0
+                      for true_category, true_box in truth] for category, box in kept]).reshape(len(kept), len(truth))
+    rows, cols = linear_sum_assignment(ious, maximize=True)
+    return LiftingScore(len(truth), len(kept), [float(ious[r, c]) for r, c in zip(rows, cols) if ious[r, c] > 0])

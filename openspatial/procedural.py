@@ -8,6 +8,7 @@ Every scene is a pure function of (seed, index).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,6 +209,17 @@ def render_frames(objects: list[SceneObject], room: np.ndarray, room_height: flo
 
 
 CATEGORY_COLOURS = {c.name: c.colour for c in FLOOR_CATEGORIES + TOP_CATEGORIES}
+
+
+PROCEDURAL_URI = re.compile(r"^procedural://(?P<count>\d+)(\?seed=(?P<seed>\d+))?$")
+
+
+def procedural_stream(input_uri: str) -> tuple[int, int] | None:
+    """(count, seed) of a `procedural://N?seed=S` job input; None for any other input."""
+    match = PROCEDURAL_URI.match(input_uri)
+    if not match:
+        return None
+    return int(match["count"]), int(match["seed"] or 0)
 
 
 def generate_scene(seed: int, index: int, config: ProceduralConfig = ProceduralConfig(), *,

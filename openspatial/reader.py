@@ -3,15 +3,19 @@
 Input forms:
 - `procedural://N?seed=S`: N procedural scenes of stream S (the embedded default; no files needed);
 - a directory: every sub-directory holding a canonical `scene.json` is one item; or, with `adapter` set, a
-  dataset root in that dataset's own layout (`openspatial.adapters`).
+  dataset root in that dataset's own layout (`openspatial.adapters`);
+- the output directory of a `lift_video` job (`lifted_object` shards): every sequence with accepted objects is
+  one lifted scene (`openspatial.video_reader.LiftedScenes`).
 A scene that fails validation yields one rejected row whose detail names the file and the field; a scene with
 too few frames for some sub-tasks (multi-view ones need two) yields one `too_few_frames` row naming them beside
 its QA rows.
+
+Every row carries `split`: `eval` for the scenes whose id hashes below `eval_fraction` (`scene_split`), `train`
+for the others, so a model is evaluated on scenes it never trained on (`trainer eval` reads `eval` rows only).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -23,12 +27,14 @@ from data_engine.readers import InputError, Reader, ReaderConfig, list_input_fil
 from data_engine.schemas import QA_CONVERSATION
 from openspatial.adapters import ADAPTERS, ScanConfig
 from openspatial.frame_index import IndexConfig, build_object_frame_index
-from openspatial.procedural import ProceduralConfig, generate_scene
-from openspatial.qa.rows import sample_images, sample_messages, sample_metadata
+from openspatial.procedural import ProceduralConfig, generate_scene, procedural_stream
+from openspatial.qa.rows import sample_images, sample_messages, sample_metadata, scene_split
 from openspatial.qa.tasks import QAConfig, generate_scene_qa, unavailable_tasks
 from openspatial.scene import SCENE_FILE, Scene, SceneFormatError, load_scene
+from openspatial.sequences import SequenceError
+from openspatial.video_reader import LiftedScenes, is_lifted_objects_dir
 
-PROCEDURAL_URI = re.compile(r"^procedural://(?P<count>\d+)(\?seed=(?P<seed>\d+))?$")
+LIFTED_ITEM_PREFIX = "lifted:"
 
 
 class SpatialScenesConfig(ReaderConfig, ScanConfig):
@@ -44,13 +50,7 @@ class SpatialScenesConfig(ReaderConfig, ScanConfig):
     qa: QAConfig = QAConfig()
     jpeg_quality: int = Field(default=90, ge=1, le=100)
     adapter: Literal["canonical", "scannet", "arkitscenes", "matterport3d", "scannetpp", "hypersim"] = "canonical"
-
-
-def _procedural_stream(input_uri: str) -> tuple[int, int] | None:
-    match = PROCEDURAL_URI.match(input_uri)
-    if not match:
-        return None
-    return int(match["count"]), int(match["seed"] or 0)
+    eval_fraction: float = Field(default=0.1, ge=0, le=1)  # share of scenes (by id hash) held out for evaluation
 
 
 @register_reader
@@ -60,8 +60,10 @@ class SpatialScenesReader(Reader):
     schema = QA_CONVERSATION
     input_schemes = ("procedural",)
 
+    _lifted: LiftedScenes | None = None  # read once per worker when the input is a lift_video output
+
     def list_items(self, input_uri: str) -> list[str]:
-        stream = _procedural_stream(input_uri)
+        stream = procedural_stream(input_uri)
         if stream:
             count, seed = stream
             return [f"procedural/{seed}/{index:06d}" for index in range(count)]
@@ -74,6 +76,8 @@ class SpatialScenesReader(Reader):
             if not root.is_dir():
                 raise InputError(f"input {root}: not a directory")
             return ADAPTERS[self.config.adapter].list_scenes(root.local_path)
+        if is_lifted_objects_dir(root):
+            return [LIFTED_ITEM_PREFIX + sequence for sequence in LiftedScenes(root).sequences()]
         scene_files = list_input_files(root, lambda name: PurePosixPath(name).name == SCENE_FILE)
         return sorted(PurePosixPath(name).parent.as_posix() for name in scene_files)
 
@@ -81,6 +85,10 @@ class SpatialScenesReader(Reader):
         if item.startswith("procedural/"):
             _, seed, index = item.split("/")
             return generate_scene(int(seed), int(index), self.config.procedural)
+        if item.startswith(LIFTED_ITEM_PREFIX):
+            if self._lifted is None:
+                self._lifted = LiftedScenes(self.location(input_uri))
+            return self._lifted.scene(item.removeprefix(LIFTED_ITEM_PREFIX))
         root = Path(input_uri.removeprefix("file://"))
         if self.config.adapter != "canonical":
             return ADAPTERS[self.config.adapter].load_scene(root, item, self.config)
@@ -93,6 +101,9 @@ class SpatialScenesReader(Reader):
                 scene = self._scene(input_uri, item)
             except SceneFormatError as exc:
                 rows.append(self._row(f"{item}#invalid", None, reject=("invalid_scene", str(exc))))
+                continue
+            except SequenceError as exc:  # a lifted scene's frames can no longer be read
+                rows.append(self._row(f"{item}#invalid", None, reject=(exc.reason, str(exc))))
                 continue
             index = build_object_frame_index(scene, self.config.index)
             skipped = unavailable_tasks(index, self.config.qa)
@@ -109,6 +120,7 @@ class SpatialScenesReader(Reader):
         license_ = scene.license if scene and scene.license != "unknown" else self.config.license
         row = {"id": row_id(source, upstream_id), "source_dataset": source, "upstream_id": upstream_id,
                "license": license_, "images": [], "messages": [], "task": task, "metadata": None,
+               "split": scene_split(scene.scene_id, self.config.eval_fraction) if scene else None,
                "reject_reason": None, "reject_stage": None, "reject_detail": None}
         if reject:
             row.update(reject_reason=reject[0], reject_stage="read", reject_detail=reject[1])

@@ -19,6 +19,7 @@ CLIENT_STAGES: dict[str, str] = {
 
 CLIENT_READERS: dict[str, str] = {
     "spatial_scenes": "openspatial.reader",
+    "rgbd_sequences": "openspatial.video_reader",
     "multiview_assets": "render.pipeline_stages",
     "edit_assets": "render.pipeline_stages",
     "caption_shards": "trainer.latents",

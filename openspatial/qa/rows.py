@@ -37,6 +37,13 @@ def encode_image(image: np.ndarray, quality: int) -> dict:
             "sha256": hashlib.sha256(payload).hexdigest()}
 
 
+def scene_split(scene_id: str, eval_fraction: float) -> str:
+    """`eval` for the scenes whose id hashes into the lowest `eval_fraction` of the hash range, else `train`:
+    a scene's rows all land on one side, whichever job, shard or worker writes them."""
+    position = int.from_bytes(hashlib.sha256(scene_id.encode()).digest()[:8], "big") / 2 ** 64
+    return "eval" if position < eval_fraction else "train"
+
+
 def sample_images(scene: Scene, sample: QASample, quality: int) -> list[dict]:
     return [encode_image(draw_anchors(scene.frames[frame].image, sample, slot), quality)
             for slot, frame in enumerate(sample.frames)]
