@@ -23,11 +23,11 @@ RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRES
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
-        curate caption rebalance spatial-qa render-multiview render-edit text-render train-mllm train-mmdit report
+        curate caption rebalance spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit report
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance spatial-qa render-multiview render-edit text-render train-mllm train-mmdit"
+	@echo "stages:  curate caption rebalance spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -103,6 +103,11 @@ rebalance: out/demo/captions/_manifest.json
 spatial-qa: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/spatial_qa.yaml))
 
+# RGB-D video -> lifted objects (accepted and rejected tracks) -> spatial QA on the lifted scenes.
+lift-video: setup
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/lift_video.yaml) --out out/lift_video/lifted_objects)
+	@$(call RUN_JOB,pipelines/jobs/spatial_qa.yaml --set input=out/lift_video/lifted_objects --out out/lift_video/spatial_qa)
+
 render-multiview: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/multiview.yaml))
 
@@ -130,8 +135,8 @@ train-mmdit: out/demo/captions/_manifest.json
 
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
 REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out/demo/spatial_qa out/demo/captions \
-                         out/demo/rebalanced out/demo/latents out/demo/render/* out/demo/train-* \
-                         out/spatial_qa out/render/multiview out/render/spatial_edit out/text_render/images out/text_render/edits \
+                         out/demo/rebalanced out/demo/latents out/demo/render/* out/demo/train-* out/demo/lift_video/* \
+                         out/spatial_qa out/lift_video/* out/render/multiview out/render/spatial_edit out/text_render/images out/text_render/edits \
                          out/train-mllm-tiny out/train-mmdit-tiny)
 report: setup
 	@$(if $(REPORT_DIRS),$(PY) -m pipelines report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")

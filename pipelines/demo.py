@@ -2,10 +2,12 @@
 
 1. generate a small corpus (procedural images with known degradations, a few photos);
 2. run every data stage on one local Ray: decode + statistics, the Table 4 curation job once per training-stage
-   preset, spatial QA on procedural scenes, captioning (tiny Qwen3-VL), embedding + tagging, multi-view and
+   preset, spatial QA on procedural scenes, 3D lifting of noisy procedural RGB-D sequences and spatial QA on
+   the lifted scenes, captioning (tiny Qwen3-VL), embedding + tagging, multi-view and
    spatial-edit rendering (Blender), VAE latent + text feature caching (the rebalance job ends with its global
    rebalance step);
-3. train the tiny MLLM on the spatial QA (then evaluate it) and the tiny MMDiT on the cached latents (then
+3. train the tiny MLLM on the spatial QA (then evaluate it on the held-out scenes: `split=eval` rows) and the
+   tiny MMDiT on the cached latents (then
    sample a grid), a few steps each, and print how the loss went;
 4. write one HTML report over every output directory.
 
@@ -43,6 +45,7 @@ class DemoError(RuntimeError):
 class DemoSize:
     n_procedural: int = 24  # procedural images in the corpus (besides the fixed photos and broken files)
     n_scenes: int = 4  # procedural 3D scenes for spatial QA
+    n_sequences: int = 2  # procedural RGB-D sequences for 3D lifting
     n_assets: int = 6  # procedural assets per rendering job
     train_steps: int | None = None  # None: the trainer configs' own run.max_steps
 
@@ -70,6 +73,8 @@ def demo_jobs(out: Path, raw: Path, size: DemoSize) -> list[JobConfig]:
     runs = [("demo.yaml", raw, "images", [])]
     runs += [("curate_images.yaml", raw, f"curated_{preset}", [f"preset={preset}"]) for preset in CURATION_PRESETS]
     runs += [("spatial_qa.yaml", f"procedural://{size.n_scenes}?seed=0", "spatial_qa", []),
+             ("lift_video.yaml", f"procedural://{size.n_sequences}?seed=0", "lift_video/lifted_objects", []),
+             ("spatial_qa.yaml", out / "lift_video" / "lifted_objects", "lift_video/spatial_qa", []),
              ("caption.yaml", out / "images", "captions", []),
              ("rebalance.yaml", out / "captions", "rebalanced", []),
              ("cache_latents.yaml", out / "captions", "latents", []),
@@ -134,11 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out/demo", help="output root (corpus, shards, checkpoints, report)")
     parser.add_argument("--n-procedural", type=int, default=DemoSize.n_procedural, help="procedural images")
     parser.add_argument("--n-scenes", type=int, default=DemoSize.n_scenes, help="procedural 3D scenes for spatial QA")
+    parser.add_argument("--n-sequences", type=int, default=DemoSize.n_sequences,
+                        help="procedural RGB-D sequences for 3D lifting")
     parser.add_argument("--n-assets", type=int, default=DemoSize.n_assets, help="procedural assets per render job")
     parser.add_argument("--train-steps", type=int, help="optimizer steps per model (default: the trainer configs')")
     parser.add_argument("--address", help="Ray cluster address (default: a local Ray)")
     args = parser.parse_args(argv)
-    size = DemoSize(args.n_procedural, args.n_scenes, args.n_assets, args.train_steps)
+    size = DemoSize(args.n_procedural, args.n_scenes, args.n_sequences, args.n_assets, args.train_steps)
     try:
         run_demo(Path(args.out), size, address=args.address)
     except (*USAGE_ERRORS, DemoError) as exc:

@@ -4,6 +4,8 @@
     python -m trainer train  --config CONFIG --dry-run [--world-size N] [--samples-per-micro-batch S]
         -> the model built on the meta device (parameters per group), the data mix per epoch and the step count
     python -m trainer eval   --config CONFIG [--checkpoint latest|TAG|base] [--data DIR] [--out FILE] [--limit N]
+                             [--split eval|all]   (default eval: the held-out scenes' rows only; stops when
+                                                   they share scene ids with the config's training rows)
         -> <run.out_dir>/eval/<tag>.json: {"checkpoint", "step", "samples", "overall",
            "per_subtask": {name: {"n", "metric", "score"}}, "predictions"} (trainer/evaluation.py)
     python -m trainer export --config CONFIG [--checkpoint latest|TAG] --out DIR
@@ -83,16 +85,47 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_datasets(args: argparse.Namespace, config: TrainConfig, schemas: tuple[str, ...]) -> list[Any]:
+    """The datasets eval reads, each with rows in the split; held-out rows must not share a scene with training."""
+    from trainer.data import index_dataset, scene_ids
+
+    datasets = []
+    for spec in config.data.datasets:
+        try:
+            index_dataset(spec.path, schemas, args.split)
+        except TrainerError:
+            continue  # e.g. general-domain rows: never held out, nothing to evaluate there
+        datasets.append(spec)
+    if not datasets:
+        raise TrainerError(f"no accepted split={args.split} rows in {', '.join(str(s.path) for s in config.data.datasets)}"
+                           " (QA jobs hold out reader.eval_fraction of the scenes)")
+    if args.split == "eval":
+        training = _load(argparse.Namespace(config=args.config, set=args.set, data=None)).data.datasets
+        held_out = set().union(*(scene_ids(spec, schemas, "eval") for spec in datasets))
+        for spec in training:
+            try:
+                shared = held_out & scene_ids(spec, schemas, "train")
+            except TrainerError:
+                continue  # not written yet, or no training rows: nothing to leak
+            if shared:
+                raise TrainerError(f"eval shards share {len(shared)} scene ids with the training data {spec.path} "
+                                   f"(e.g. {sorted(shared)[0]}): not a held-out evaluation")
+    return datasets
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from trainer import checkpoint
     from trainer.data import iter_accepted
     from trainer.evaluation import eval_result_path
 
+    from trainer.core import task_class
+
     config = _load(args)
+    datasets = _eval_datasets(args, config, task_class(config.task.name).schemas())
     tag = "base" if args.checkpoint == "base" else checkpoint.resolve_tag(
         checkpoint.checkpoint_root(config.run.out_dir), args.checkpoint)
     task, model = _trained_model(config, tag)
-    samples = (sample for spec in config.data.datasets for sample in iter_accepted(spec, task.schemas()))
+    samples = (sample for spec in datasets for sample in iter_accepted(spec, task.schemas(), args.split))
     scores = task.evaluate(model, islice(samples, args.limit) if args.limit else samples)
     results = {"checkpoint": tag, "step": 0 if tag == "base" else checkpoint.tag_step(tag), **scores}
     out = Path(args.out) if args.out else eval_result_path(config.run.out_dir, tag)
@@ -158,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--out", help="result JSON (default: <run.out_dir>/eval/<checkpoint tag>.json; "
                                                "format in trainer/evaluation.py)")
             command.add_argument("--limit", type=int, default=0, help="evaluate at most N samples")
+            command.add_argument("--split", choices=("eval", "all"), default="eval",
+                                 help="eval (default): rows of held-out scenes only; all: every accepted row")
         if name == "export":
             command.add_argument("--out", required=True)
         if name == "sample":

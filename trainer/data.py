@@ -1,5 +1,9 @@
 """Streaming shard reader for training: accepted rows, a deterministic shuffle, rank sharding, a mixture.
 
+Rows are split by the shards' `split` column (held-out scenes, written by the QA jobs): training reads every
+row but `split=eval`, evaluation only `split=eval` rows. Shards of a schema without the column (captions,
+latents) are not split: both read all their rows.
+
 Order of one dataset in epoch e: its shards in a shuffled order, and within each shard its accepted rows
 (null `reject_reason`) in a shuffled order, both seeded by (data seed, dataset, epoch[, shard]). Rank r of
 W takes every W-th row of that sequence; every rank gets the same count per epoch (the remainder of an epoch
@@ -28,12 +32,12 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from data_engine.shards import MANIFEST_NAME, ShardDirError, read_shard, shard_paths
+from data_engine.shards import MANIFEST_NAME, ShardDirError, open_parquet, read_shard, shard_paths
 from trainer.config import DatasetSpec
 from trainer.core import ExampleError, Sample, Task, TrainerError, synthetic_writer
 
@@ -56,7 +60,21 @@ class ShardIndex:
         return int(sum(len(rows) for rows in self.accepted))
 
 
-def index_dataset(path: Path, schemas: tuple[str, ...]) -> ShardIndex:
+Split = Literal["train", "eval", "all"]
+
+
+def _in_split(table: pa.Table, split: Split) -> np.ndarray:
+    """Which rows of a shard (read with `reject_reason` and, if it has one, `split`) belong to `split`."""
+    accepted = table.column("reject_reason").is_null().to_numpy(zero_copy_only=False)
+    if split == "all":
+        return accepted
+    if "split" not in table.column_names:
+        return accepted
+    held_out = np.array([value == "eval" for value in table.column("split").to_pylist()], dtype=bool)
+    return accepted & (held_out if split == "eval" else ~held_out)
+
+
+def index_dataset(path: Path, schemas: tuple[str, ...], split: Split = "train") -> ShardIndex:
     try:
         paths = shard_paths(path)
     except ShardDirError as exc:
@@ -72,14 +90,37 @@ def index_dataset(path: Path, schemas: tuple[str, ...]) -> ShardIndex:
     accepted = []
     for shard in paths:
         try:
-            reasons = read_shard(shard, columns=["reject_reason"]).column("reject_reason")
+            table = read_shard(shard, columns=[c for c in ("reject_reason", "split") if c in open_columns(shard)])
         except ShardDirError as exc:
             raise TrainerError(str(exc)) from None
-        accepted.append(np.flatnonzero(reasons.is_null().to_numpy(zero_copy_only=False)))
+        accepted.append(np.flatnonzero(_in_split(table, split)))
     index = ShardIndex(paths, accepted)
     if index.total == 0:
-        raise TrainerError(f"{path}: no accepted rows (every row has a reject_reason)")
+        which = "" if split == "all" else f" in split={split}"
+        raise TrainerError(f"{path}: no accepted rows{which}")
     return index
+
+
+def open_columns(shard: Path) -> list[str]:
+    try:
+        return open_parquet(shard).schema_arrow.names
+    except ShardDirError as exc:
+        raise TrainerError(str(exc)) from None
+
+
+def scene_ids(spec: DatasetSpec, schemas: tuple[str, ...], split: Split) -> set[str]:
+    """Scene ids (row metadata `scene_id`) of a dataset's accepted rows in `split`; empty for rows without one."""
+    index = index_dataset(spec.path, schemas, split)
+    found = set()
+    for path, rows in zip(index.paths, index.accepted):
+        if "metadata" not in open_columns(path):
+            continue
+        metadata = read_shard(path, columns=["metadata"]).column("metadata").to_pylist()
+        for row in rows:
+            scene = json.loads(metadata[int(row)] or "{}").get("scene_id")
+            if scene:
+                found.add(scene)
+    return found
 
 
 class DatasetStream:
@@ -135,9 +176,9 @@ def ensure_synthetic_datasets(datasets: list[DatasetSpec]) -> None:
             synthetic_writer(spec.synthetic)(spec.path, spec.synthetic_rows)
 
 
-def iter_accepted(spec: DatasetSpec, schemas: tuple[str, ...]) -> Iterator[Sample]:
-    """Every accepted row of one dataset once, in file order (evaluation)."""
-    index = index_dataset(spec.path, schemas)
+def iter_accepted(spec: DatasetSpec, schemas: tuple[str, ...], split: Split = "eval") -> Iterator[Sample]:
+    """Every accepted row of one dataset in `split` once, in file order (evaluation)."""
+    index = index_dataset(spec.path, schemas, split)
     for path, rows in zip(index.paths, index.accepted):
         table = read_shard(path)
         for row in rows:

@@ -73,6 +73,8 @@ def synthetic_row(flavour: str, seed: int, number: int) -> dict[str, Any]:
     squares, task, question, answer, answer_type = _question(flavour, rng)
     image = _png(_draw(squares))
     rejected = number % 10 == 9
+    # Each row is its own scene; spatial rows 2, 7, 12, ... are held out for evaluation (general rows never are).
+    split = ("eval" if number % 5 == 2 else "train") if flavour == "spatial_qa" else None
     return {
         "id": f"{flavour}-{seed}-{number:06d}",
         "source_dataset": f"synthetic_{flavour}",
@@ -86,7 +88,9 @@ def synthetic_row(flavour: str, seed: int, number: int) -> dict[str, Any]:
             {"role": "assistant", "content": [{"type": "text", "text": answer, "image_index": None}]},
         ],
         "task": task,
-        "metadata": json.dumps({"answer_type": answer_type, "answer": answer}),
+        "metadata": json.dumps({"answer_type": answer_type, "answer": answer,
+                                "scene_id": f"{flavour}-{seed}-{number:06d}"}),
+        "split": split,
         "reject_reason": "synthetic_holdout" if rejected else None,
         "reject_stage": "synthetic" if rejected else None,
         "reject_detail": "every tenth synthetic row is rejected so readers must filter" if rejected else None,
