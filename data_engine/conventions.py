@@ -12,6 +12,12 @@ Canonical conventions (every other module assumes them):
   whose columns are the box's local axes in world coordinates. An object's front, when it has one, is its
   local +x axis.
 
+- camera heading and motion: a camera's heading is the horizontal direction it faces (`camera_heading`); how a
+  camera moved between two views is expressed in the gravity-aligned frame of the FIRST camera
+  (`gravity_aligned_camera_frame`): origin at its centre, x its heading, y to its left, z up. A move is
+  classified by its horizontal components there (a pitched camera's own z axis mixes in vertical motion), a turn
+  by the signed angle between the two headings (counter-clockwise seen from above = left).
+
 Sources use other conventions; each converter below names the one it reads, and each has a round-trip test
 (tests/data_engine/test_conventions.py). Blender's camera is the OpenGL one (`pose_to_opengl`).
 
@@ -146,6 +152,33 @@ def rotation_from_quaternion_wxyz(qw: float, qx: float, qy: float, qz: float) ->
     return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
                      [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def camera_heading(camera_to_world: np.ndarray) -> np.ndarray:
+    """Unit (2,) ground-plane direction a camera faces.
+
+    Within 45 degrees of level it is the horizontal part of the optical axis (z). A steeper view uses the
+    horizontal part of the image's "up" axis instead (-y looking down, +y looking up): for a camera without roll
+    both are the same direction, and the image axis keeps its full length where the optical axis shrinks to
+    nothing, so a near-vertical view still has a well-defined heading (straight down: the top of the image)."""
+    rotation = np.asarray(camera_to_world, dtype=float)[:3, :3]
+    forward, down = rotation[:, 2], rotation[:, 1]
+    if abs(forward[2]) <= np.sqrt(0.5):
+        direction = forward[:2]
+    else:
+        direction = -down[:2] if forward[2] < 0 else down[:2]
+    return direction / np.linalg.norm(direction)
+
+
+def gravity_aligned_camera_frame(camera_to_world: np.ndarray) -> np.ndarray:
+    """4x4 frame-to-world transform of a camera's gravity-aligned frame: origin at the camera centre, x its
+    heading, y to its left, z up (world +Z)."""
+    heading = camera_heading(camera_to_world)
+    frame = np.eye(4)
+    frame[:2, 0] = heading
+    frame[:2, 1] = [-heading[1], heading[0]]
+    frame[:3, 3] = np.asarray(camera_to_world, dtype=float)[:3, 3]
+    return frame
 
 
 def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:

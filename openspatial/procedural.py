@@ -8,6 +8,7 @@ Every scene is a pure function of (seed, index).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -60,6 +61,9 @@ class ProceduralConfig(BaseModel):
     room_size: tuple[float, float] = (4.0, 7.0)
     room_height: float = 2.7
     horizontal_fov_deg: tuple[float, float] = (60.0, 75.0)
+    # Share of scenes filmed looking steeply down: pitch from 50-70 degrees below the horizon at the first frame
+    # to 75-89 (near vertical) at the last, as a handheld scan of a table top or the floor is.
+    steep_view_fraction: float = Field(default=0.25, ge=0, le=1)
 
 
 def _sample_size(rng: np.random.Generator, category: Category) -> np.ndarray:
@@ -123,6 +127,18 @@ def look_at_pose(position: np.ndarray, target: np.ndarray) -> np.ndarray:
     return pose
 
 
+def pose_from_heading(position: np.ndarray, yaw: float, pitch_down: float) -> np.ndarray:
+    """Camera-to-world pose of an OpenCV camera at `position` heading `yaw` (radians about +Z from +x) and looking
+    `pitch_down` radians below the horizon, without roll: defined up to straight down (image top = heading)."""
+    heading = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+    forward = np.cos(pitch_down) * heading - np.array([0.0, 0.0, np.sin(pitch_down)])
+    right = np.cross(heading, [0.0, 0.0, 1.0])
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, np.cross(forward, right), forward], axis=1)
+    pose[:3, 3] = position
+    return pose
+
+
 def _camera_poses(rng, config: ProceduralConfig, room: np.ndarray, boxes: list[OrientedBox]) -> list[np.ndarray]:
     def free_position() -> np.ndarray:
         for _ in range(200):
@@ -131,13 +147,24 @@ def _camera_poses(rng, config: ProceduralConfig, room: np.ndarray, boxes: list[O
                 return position
         raise RuntimeError("no free camera position")  # cannot happen for the configured room sizes
 
-    start, end = free_position(), free_position()
+    fractions = np.linspace(0.0, 1.0, config.frames)
+    for _ in range(50):  # a path that passes through furniture would film the inside of a box
+        start, end = free_position(), free_position()
+        path = start + fractions[:, None] * (end - start)
+        if not any(box.contains(path, margin=0.3).any() for box in boxes):
+            break
+    if rng.random() < config.steep_view_fraction:
+        direction = end - start
+        yaw = np.arctan2(direction[1], direction[0]) + rng.uniform(-1.0, 1.0)
+        turn = rng.uniform(-0.8, 0.8)
+        pitches = np.radians(np.linspace(rng.uniform(50.0, 70.0), rng.uniform(75.0, 89.0), config.frames))
+        return [pose_from_heading(position, yaw + fraction * turn, pitch)
+                for position, fraction, pitch in zip(path, fractions, pitches)]
     centres = np.array([box.center for box in boxes])
     look_from = centres[rng.integers(len(centres))] if len(centres) else np.array([*room / 2, 0.8])
     look_to = centres[rng.integers(len(centres))] if len(centres) else np.array([*room / 2, 0.8])
     poses = []
-    for fraction in np.linspace(0.0, 1.0, config.frames):
-        position = start + fraction * (end - start)
+    for fraction, position in zip(fractions, path):
         target = look_from + fraction * (look_to - look_from)
         if np.linalg.norm((target - position)[:2]) < 0.5:  # keep the view direction away from vertical
             centre = np.array([*room / 2, 0.8])
@@ -182,7 +209,7 @@ def render_frames(objects: list[SceneObject], room: np.ndarray, room_height: flo
     for obj in objects:
         geometry_id = raycaster.add_triangles(*_box_triangles(obj.box))
         geometry_instance[geometry_id] = obj.instance_id
-        geometry_colour[geometry_id] = np.array(CATEGORY_COLOURS[obj.category]) * (0.85 + 0.03 * (obj.instance_id % 6))
+        geometry_colour[geometry_id] = category_colour(obj.category) * (0.85 + 0.03 * (obj.instance_id % 6))
     lookup_size = max(geometry_instance) + 1
     instance_lookup = np.zeros(lookup_size + 1, dtype=np.int32)
     colour_lookup = np.zeros((lookup_size + 1, 3))
@@ -209,6 +236,15 @@ def render_frames(objects: list[SceneObject], room: np.ndarray, room_height: flo
 
 
 CATEGORY_COLOURS = {c.name: c.colour for c in FLOOR_CATEGORIES + TOP_CATEGORIES}
+
+
+def category_colour(category: str) -> np.ndarray:
+    """The generator's colour of a category; any other category (a scene from an adapter, a lifted scene) gets a
+    mid-range colour fixed by its name, so every scene renders."""
+    if category in CATEGORY_COLOURS:
+        return np.array(CATEGORY_COLOURS[category], dtype=float)
+    digest = hashlib.sha256(category.encode()).digest()
+    return 60.0 + np.frombuffer(digest[:3], np.uint8).astype(float) * (160.0 / 255.0)
 
 
 PROCEDURAL_URI = re.compile(r"^procedural://(?P<count>\d+)(\?seed=(?P<seed>\d+))?$")

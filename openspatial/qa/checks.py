@@ -146,15 +146,30 @@ def _forward(scene: Scene, frame: int) -> np.ndarray:
     return (scene.frames[frame].pose @ np.array([0.0, 0.0, 1.0, 0.0]))[:3]
 
 
+def _heading_angle(scene: Scene, frame: int) -> float:
+    """Heading about +Z (radians) as written in data_engine.conventions, from angles: the optical axis's azimuth
+    while it is within 45 degrees of level, else the azimuth of the image's top (-y looking down, +y up)."""
+    rotation = scene.frames[frame].pose[:3, :3]
+    forward = rotation[:, 2]
+    if abs(math.atan2(forward[2], math.hypot(forward[0], forward[1]))) <= math.pi / 4:
+        return math.atan2(forward[1], forward[0])
+    top = -rotation[:, 1] if forward[2] < 0 else rotation[:, 1]
+    return math.atan2(top[1], top[0])
+
+
 def _turn_degrees(scene: Scene, first: int, second: int) -> float:
-    f1, f2 = _forward(scene, first)[:2], _forward(scene, second)[:2]
-    return math.degrees(np.angle(complex(*f2) / complex(*f1)))
+    turn = math.degrees(_heading_angle(scene, second) - _heading_angle(scene, first))
+    return (turn + 180.0) % 360.0 - 180.0
 
 
 def check_camera_motion(scene: Scene, sample: QASample, thresholds: dict) -> str | None:
     first, second = sample.frames
-    offset = _camera_coordinates(scene, first, scene.frames[second].pose[:3, 3][None])[0]
-    moves = {"move_right": offset[0], "move_left": -offset[0], "forward": offset[2], "backward": -offset[2]}
+    heading = _heading_angle(scene, first)
+    moved = scene.frames[second].pose[:3, 3] - scene.frames[first].pose[:3, 3]
+    # Horizontal components along camera 1's heading and its left; the vertical part is not a move option.
+    ahead = moved[0] * math.cos(heading) + moved[1] * math.sin(heading)
+    left = -moved[0] * math.sin(heading) + moved[1] * math.cos(heading)
+    moves = {"move_right": -left, "move_left": left, "forward": ahead, "backward": -ahead}
     move = max(moves, key=moves.get)
     turn_degrees = _turn_degrees(scene, first, second)
     turn = "no_turn" if abs(turn_degrees) < thresholds["turn_threshold_deg"] else \
@@ -232,7 +247,8 @@ def check_unseen_pair_distance(scene: Scene, sample: QASample, thresholds: dict)
 
 def check_birdseye_position(scene: Scene, sample: QASample, _: dict) -> str | None:
     a, b = _objects(scene, sample)
-    local = _ground_frame(_forward(scene, sample.frames[0])) @ (b.box.center - a.box.center)[:2]
+    heading = _heading_angle(scene, sample.frames[0])
+    local = _ground_frame(np.array([math.cos(heading), math.sin(heading)])) @ (b.box.center - a.box.center)[:2]
     labels = {(1, 1): "front_left", (1, -1): "front_right", (-1, 1): "back_left", (-1, -1): "back_right"}
     return _equal(sample.value, _quadrant(local, labels), "direction") or _check_letter(sample)
 

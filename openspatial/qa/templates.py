@@ -6,10 +6,25 @@ Placeholders: [A], [B], [C] are object references (category, or category plus th
 
 from __future__ import annotations
 
+# English and Chinese name of every category the procedural generator and the adapters' label maps (NYU40:
+# Hypersim, ScanNet sequences) produce; tests/openspatial/test_qa.py checks that none is missing. A category
+# outside this table (free-text labels of ScanNet or Matterport3D) is named as is in English, and a Chinese
+# sample that would name it is generated in English instead (`UntranslatedCategory`).
 CATEGORY_NAMES = {
     "table": ("table", "桌子"), "chair": ("chair", "椅子"), "sofa": ("sofa", "沙发"), "bed": ("bed", "床"),
     "cabinet": ("cabinet", "柜子"), "bookshelf": ("bookshelf", "书架"), "lamp": ("floor lamp", "落地灯"),
     "plant": ("potted plant", "盆栽"), "tv": ("TV", "电视"), "box": ("cardboard box", "纸箱"), "vase": ("vase", "花瓶"),
+    "wall": ("wall", "墙"), "floor": ("floor", "地板"), "door": ("door", "门"), "window": ("window", "窗户"),
+    "picture": ("picture", "画"), "counter": ("counter", "台面"), "blinds": ("blinds", "百叶窗"),
+    "desk": ("desk", "书桌"), "shelves": ("shelves", "置物架"), "curtain": ("curtain", "窗帘"),
+    "dresser": ("dresser", "五斗柜"), "pillow": ("pillow", "枕头"), "mirror": ("mirror", "镜子"),
+    "floor mat": ("floor mat", "地垫"), "clothes": ("clothes", "衣服"), "ceiling": ("ceiling", "天花板"),
+    "books": ("books", "书"), "refrigerator": ("refrigerator", "冰箱"), "television": ("television", "电视机"),
+    "paper": ("paper", "纸"), "towel": ("towel", "毛巾"), "shower curtain": ("shower curtain", "浴帘"),
+    "whiteboard": ("whiteboard", "白板"), "person": ("person", "人"), "night stand": ("night stand", "床头柜"),
+    "toilet": ("toilet", "马桶"), "sink": ("sink", "水槽"), "bathtub": ("bathtub", "浴缸"), "bag": ("bag", "包"),
+    "otherstructure": ("other structure", "其他结构"), "otherfurniture": ("other furniture", "其他家具"),
+    "otherprop": ("other object", "其他物品"),
 }
 COLOUR_NAMES = {"red": ("red", "红色"), "green": ("green", "绿色"), "blue": ("blue", "蓝色"),
                 "yellow": ("yellow", "黄色"), "magenta": ("magenta", "品红色"), "cyan": ("cyan", "青色")}

@@ -18,7 +18,8 @@ from openspatial.qa.tasks import relationship  # noqa: F401
 from openspatial.qa.tasks import camera  # noqa: F401
 from openspatial.qa.tasks import multiview  # noqa: F401
 from openspatial.qa.tasks import scene_reasoning  # noqa: F401
-from openspatial.qa.tasks.base import TASKS, AnswerType, QAConfig, QASample, QATaskSpec, SceneMeasures, TaskContext
+from openspatial.qa.tasks.base import (TASKS, AnswerType, QAConfig, QASample, QATaskSpec, SceneMeasures, TaskContext,
+                                       UntranslatedCategory)
 
 __all__ = ["TASKS", "AnswerType", "QAConfig", "QASample", "QATaskSpec", "generate_scene_qa", "unavailable_tasks"]
 
@@ -48,7 +49,14 @@ def generate_scene_qa(index: ObjectFrameIndex, config: QAConfig, seed: int) -> l
         for attempt in range(config.samples_per_task):
             rng = random.Random(f"{seed}/{task_number}/{attempt}")  # Python's generator: cheap to seed
             language = config.languages[rng.randrange(len(config.languages))]
-            sample = TASKS[name].generate(TaskContext(index, config, rng, language, measures))
+            state = rng.getstate()
+            try:
+                sample = TASKS[name].generate(TaskContext(index, config, rng, language, measures))
+            except UntranslatedCategory:
+                if "en" not in config.languages:
+                    continue
+                rng.setstate(state)  # the same draw in English: no Chinese row carries an English category
+                sample = TASKS[name].generate(TaskContext(index, config, rng, "en", measures))
             if sample is not None:
                 samples.append(sample)
     return samples

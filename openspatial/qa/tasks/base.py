@@ -91,6 +91,10 @@ class SceneMeasures:
         return self._support
 
 
+class UntranslatedCategory(KeyError):
+    """A sample would name a category that has no name in its language (`templates.CATEGORY_NAMES`)."""
+
+
 @dataclass
 class TaskContext:
     index: ObjectFrameIndex
@@ -111,7 +115,12 @@ class TaskContext:
         return WORDS[key][self.lang]
 
     def category_name(self, category: str) -> str:
-        return CATEGORY_NAMES.get(category, (category, category))[self.lang]
+        names = CATEGORY_NAMES.get(category)
+        if names is None:
+            if self.language != "en":
+                raise UntranslatedCategory(category)
+            return category
+        return names[self.lang]
 
     def is_unique(self, obj: SceneObject) -> bool:
         return self.measures.category_counts[obj.category] == 1
@@ -161,13 +170,16 @@ def fill(ctx: TaskContext, task: str, references: list[str], **params: Any) -> s
     template = QUESTIONS[task][ctx.language][ctx.rng.randrange(len(QUESTIONS[task][ctx.language]))]
     for placeholder, reference in zip("ABC", references):
         template = template.replace(f"[{placeholder}]", reference)
-    text = template.format(**params)
-    return text[0].upper() + text[1:]
+    return _sentence_case(ctx, template.format(**params))
 
 
 def answer_text(ctx: TaskContext, kind: str, answer: str) -> str:
-    text = ANSWERS[kind][ctx.lang].format(answer=answer)
-    return text[0].upper() + text[1:]
+    return _sentence_case(ctx, ANSWERS[kind][ctx.lang].format(answer=answer))
+
+
+def _sentence_case(ctx: TaskContext, text: str) -> str:
+    """English sentences start with a capital; Chinese has none (an upper-cased Latin word there is an error)."""
+    return text[0].upper() + text[1:] if ctx.language == "en" else text
 
 
 def multiple_choice(ctx: TaskContext, correct: str, pool: tuple[str, ...], render: Callable[[str], str]):

@@ -1,7 +1,11 @@
 """Camera perception sub-tasks: how the camera moved between two views, and which view is closer to an object.
 
-- camera motion: camera-2 centre in camera-1 coordinates (dominant of x, z) and the heading change about +Z;
-- relative pose: yaw, pitch (degrees) and translation (metres) from view 1 to view 2;
+- camera motion: camera-2 centre in the gravity-aligned frame of camera 1 (`data_engine.conventions`:
+  x = camera 1's heading, y = its left, z = up); the move is the dominant horizontal component (forward /
+  backward / left / right), asked only when the horizontal move is at least `min_translation_m`, one component
+  is at least twice the other and the vertical part is smaller than the horizontal one; the turn is the signed
+  change of heading (`camera_heading`, defined for steep and near-vertical views too);
+- relative pose: yaw (the same heading change), pitch (degrees) and translation (metres) from view 1 to view 2;
 - object-camera distance: closest-point distance from each camera centre, asked only with a gap of
   `min_camera_distance_gap_m`.
 """
@@ -12,8 +16,9 @@ import math
 
 import numpy as np
 
+from data_engine.conventions import camera_heading, gravity_aligned_camera_frame, invert_pose
 from openspatial.geometry import point_box_distance
-from openspatial.qa.tasks.base import (QASample, References, TaskContext, answer_text, fill, ground_angle, make_sample,
+from openspatial.qa.tasks.base import (QASample, References, TaskContext, answer_text, fill, make_sample,
                                        multiple_choice, register_qa_task)
 
 
@@ -22,12 +27,10 @@ def _frame_pair(ctx: TaskContext) -> tuple[int, int]:
     return first, second
 
 
-def _heading(pose: np.ndarray) -> float:
-    return ground_angle(pose[:3, 2])
-
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
+def heading_change_deg(pose_1: np.ndarray, pose_2: np.ndarray) -> float:
+    """Signed turn from camera 1's heading to camera 2's, degrees, counter-clockwise (left) positive."""
+    (x1, y1), (x2, y2) = camera_heading(pose_1), camera_heading(pose_2)
+    return math.degrees(math.atan2(x1 * y2 - y1 * x2, x1 * x2 + y1 * y2))
 
 
 MOTIONS = tuple(f"{move}+{turn}" for move in ("forward", "backward", "move_left", "move_right")
@@ -38,14 +41,14 @@ MOTIONS = tuple(f"{move}+{turn}" for move in ("forward", "backward", "move_left"
 def camera_motion(ctx: TaskContext) -> QASample | None:
     first, second = _frame_pair(ctx)
     pose_1, pose_2 = ctx.scene.frames[first].pose, ctx.scene.frames[second].pose
-    offset = pose_1[:3, :3].T @ (pose_2[:3, 3] - pose_1[:3, 3])
-    sideways, ahead = offset[0], offset[2]
-    if math.hypot(sideways, ahead) < ctx.config.min_translation_m or \
-            max(abs(sideways), abs(ahead)) < 2 * min(abs(sideways), abs(ahead)):
+    ahead, left, up = (invert_pose(gravity_aligned_camera_frame(pose_1)) @ np.append(pose_2[:3, 3], 1.0))[:3]
+    horizontal = math.hypot(ahead, left)
+    if horizontal < ctx.config.min_translation_m or abs(up) >= horizontal or \
+            max(abs(left), abs(ahead)) < 2 * min(abs(left), abs(ahead)):
         return None
-    move = ("forward" if ahead > 0 else "backward") if abs(ahead) > abs(sideways) else \
-        ("move_right" if sideways > 0 else "move_left")
-    yaw = math.degrees(_wrap(_heading(pose_2) - _heading(pose_1)))
+    move = ("forward" if ahead > 0 else "backward") if abs(ahead) > abs(left) else \
+        ("move_left" if left > 0 else "move_right")
+    yaw = heading_change_deg(pose_1, pose_2)
     if abs(yaw) >= ctx.config.turn_threshold_deg:
         turn = "turn_left" if yaw > 0 else "turn_right"
     elif abs(yaw) <= ctx.config.no_turn_deg:
@@ -73,7 +76,7 @@ def _pitch(pose: np.ndarray) -> float:
 def relative_pose(ctx: TaskContext) -> QASample | None:
     first, second = _frame_pair(ctx)
     pose_1, pose_2 = ctx.scene.frames[first].pose, ctx.scene.frames[second].pose
-    value = {"yaw_deg": math.degrees(_wrap(_heading(pose_2) - _heading(pose_1))),
+    value = {"yaw_deg": heading_change_deg(pose_1, pose_2),
              "pitch_deg": math.degrees(_pitch(pose_2) - _pitch(pose_1)),
              "translation_m": float(np.linalg.norm(pose_2[:3, 3] - pose_1[:3, 3]))}
     yaw, pitch = (f"{round(value[key]):+d}" for key in ("yaw_deg", "pitch_deg"))

@@ -2,7 +2,8 @@
 
 - visibility (counting, correspondence): an object is seen in a frame when at least `min_visible_pixels` of
   its pixels are visible; objects near that threshold make the sample ambiguous;
-- bird's-eye directions: angles in the ground plane between box centres, asked only when the angle is
+- bird's-eye directions: angles in the ground plane between box centres, relative to camera 1's heading
+  (`data_engine.conventions.camera_heading`, defined for near-vertical views too), asked only when the angle is
   `angle_margin_deg` away from every sector boundary.
 Multi-view sub-tasks refer to objects by scene-unique categories.
 """
@@ -13,6 +14,7 @@ import math
 
 import numpy as np
 
+from data_engine.conventions import camera_heading
 from openspatial.qa.templates import COLOUR_NAMES
 from openspatial.qa.tasks.base import (ANCHOR_COLOURS, LETTERS, Anchor, QASample, References, TaskContext,
                                        answer_text, fill, ground_angle, make_sample, metres, multiple_choice, plural,
@@ -100,8 +102,7 @@ def birdseye_position(ctx: TaskContext) -> QASample | None:
     offset = (b.box.center - a.box.center)[:2]
     if np.linalg.norm(offset) < 0.5:
         return None
-    forward = ctx.scene.frames[frame_a].pose[:3, 2]
-    relative = ground_angle(offset) - ground_angle(forward)
+    relative = ground_angle(offset) - ground_angle(camera_heading(ctx.scene.frames[frame_a].pose))
     truth = sector(relative, math.radians(ctx.config.angle_margin_deg), BIRDSEYE_SECTORS, 0.0)
     if truth is None:
         return None
