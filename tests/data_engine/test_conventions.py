@@ -188,3 +188,25 @@ def test_clockwise_quarter_turn_moves_projections_with_the_image():
         k, turned = rotate_camera_clockwise(k, turned, (height, width)[turn % 2])
     np.testing.assert_allclose(k, intrinsics, atol=1e-12)
     np.testing.assert_allclose(turned, pose, atol=1e-12)
+
+
+@pytest.mark.parametrize("pitch_deg", [0.0, 30.0, 44.0, 46.0, 60.0, 89.0, 89.99, 90.0, -60.0])
+@pytest.mark.parametrize("yaw_deg", [0.0, 100.0, -135.0])
+def test_camera_heading_is_the_heading_from_level_to_straight_down(yaw_deg, pitch_deg):
+    """A roll-free camera heading `yaw` keeps that heading at every pitch, straight down (where the optical
+    axis has no horizontal part) and looking up included; the gravity-aligned frame has it as x, left as y."""
+    from data_engine.conventions import camera_heading, gravity_aligned_camera_frame
+
+    yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
+    right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])  # the heading turned 90 degrees clockwise
+    forward = np.array([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), -np.sin(pitch)])
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, np.cross(forward, right), forward], axis=1)
+    pose[:3, 3] = [1.0, 2.0, 1.5]
+    expected = [np.cos(yaw), np.sin(yaw)]
+    np.testing.assert_allclose(camera_heading(pose), expected, atol=1e-9)
+    frame = gravity_aligned_camera_frame(pose)
+    np.testing.assert_allclose(frame[:3, 2], [0, 0, 1])
+    np.testing.assert_allclose(frame[:2, 1], [-expected[1], expected[0]], atol=1e-9)  # left
+    np.testing.assert_allclose(frame[:3, 3], [1.0, 2.0, 1.5])
+    assert rotation_error(frame[:3, :3]) < 1e-9

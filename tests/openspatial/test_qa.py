@@ -209,3 +209,108 @@ def test_answer_type_tells_evaluation_how_to_score(checked_samples):
         assert metadata["answer_type"] == TASKS[sample.task].answer_type
         metric = answer_metric(metadata, sample.task)
         assert (metric == MEAN_RELATIVE_ACCURACY) == (metadata["answer_type"] == "number")
+
+
+def test_steep_and_near_vertical_cameras_are_in_the_checked_scenes(checked_samples):
+    """The procedural scenes the checks run on include cameras pitched 50-70 degrees down and near vertical,
+    and camera_motion / relative_pose / birdseye samples from them (which the checks above agree with)."""
+    def pitch(scene_number: int, frame: int) -> float:
+        forward = generate_scene(11, scene_number, FAST, render=False).frames[frame].pose[:3, 2]
+        return np.degrees(np.arcsin(-forward[2]))
+
+    camera_samples = [(n, s) for n, s, _ in checked_samples
+                      if s.task in ("camera_motion", "relative_pose", "birdseye_position")]
+    pitches = [[pitch(n, frame) for frame in s.frames] for n, s in camera_samples]
+    assert sum(any(50 <= p <= 70 for p in pair) for pair in pitches) >= 5
+    assert sum(any(p >= 75 for p in pair) for pair in pitches) >= 5
+
+
+def _two_camera_scene(poses: list[np.ndarray]) -> Scene:
+    frames = [Frame(f"{i}", 64, 48, np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]]), pose)
+              for i, pose in enumerate(poses)]
+    return Scene("cameras", [], frames)
+
+
+def _camera(position, yaw_deg: float, pitch_down_deg: float) -> np.ndarray:
+    from openspatial.procedural import pose_from_heading
+
+    return pose_from_heading(np.array(position, float), np.radians(yaw_deg), np.radians(pitch_down_deg))
+
+
+@pytest.mark.parametrize(("second", "expected"), [
+    # Pitched 60 degrees down, then 0.6 m back and 0.4 m down: in camera 1's own axes the vertical drop shows up
+    # as "forward" (z = -0.6 cos 60 + 0.4 sin 60 > 0); in its gravity-aligned frame it is a step backward.
+    (([0.0, -0.6, 1.1], 90.0, 60.0), "backward+no_turn"),
+    # Straight down, then 0.8 m to the camera's right (-x when heading +y) and turned to head -x... right turn.
+    (([0.8, 0.0, 1.5], 0.0, 90.0), "move_right+turn_right"),
+    # Near vertical (89.5 degrees), 0.7 m ahead and turned 30 degrees left.
+    (([0.0, 0.7, 1.5], 120.0, 89.5), "forward+turn_left"),
+])
+def test_camera_motion_in_the_gravity_aligned_frame_of_the_first_camera(second, expected):
+    import random
+
+    from openspatial.qa.tasks import SceneMeasures, TaskContext
+
+    first = _camera([0.0, 0.0, 1.5], 90.0, 60.0 if second[2] == 60.0 else second[2])
+    scene = _two_camera_scene([first, _camera(*second)])
+    index = build_object_frame_index(scene, INDEX)
+    sample = TASKS["camera_motion"].generate(TaskContext(index, QA, random.Random(0), "en", SceneMeasures(scene)))
+    assert sample is not None and sample.value == expected
+    assert check_sample(scene, sample, QA.model_dump()) is None
+
+
+def test_a_mostly_vertical_camera_move_is_not_asked():
+    import random
+
+    from openspatial.qa.tasks import SceneMeasures, TaskContext
+
+    scene = _two_camera_scene([_camera([0, 0, 1.5], 90.0, 60.0), _camera([0, 0.3, 0.9], 90.0, 60.0)])
+    sample = TASKS["camera_motion"].generate(TaskContext(build_object_frame_index(scene, INDEX), QA, random.Random(0),
+                                                         "en", SceneMeasures(scene)))
+    assert sample is None
+
+
+def test_every_label_map_category_has_a_chinese_name():
+    from openspatial.adapters import NYU40_LABELS
+    from openspatial.procedural import FLOOR_CATEGORIES, TOP_CATEGORIES
+    from openspatial.qa.templates import CATEGORY_NAMES
+
+    categories = set(NYU40_LABELS) | {c.name for c in FLOOR_CATEGORIES + TOP_CATEGORIES}
+    missing = sorted(c for c in categories if c not in CATEGORY_NAMES)
+    assert not missing
+    for category in categories:
+        english, chinese = CATEGORY_NAMES[category]
+        assert english and chinese and not any("a" <= ch.lower() <= "z" for ch in chinese), category
+
+
+def test_chinese_rows_carry_no_english_category_and_no_capitals(checked_samples):
+    """Over the checked procedural samples and a scene of NYU40 and free-text categories: no ZH question or
+    answer holds a Latin letter other than an option letter / image number mark, and an untranslatable
+    category turns its sample English."""
+    import re
+
+    from openspatial.qa.templates import CATEGORY_NAMES
+
+    english_words = {name for english, _ in CATEGORY_NAMES.values() for name in english.lower().split()}
+    scene = generate_scene(11, 3, FAST)
+    for obj, category in zip(scene.objects, ("night stand", "desk", "office chair", "television")):
+        obj.category = category
+    samples = [s for _, s, _ in checked_samples] + generate_scene_qa(build_object_frame_index(scene, INDEX), QA, 3)
+    zh = [s for s in samples if s.language == "zh"]
+    assert zh
+    for sample in zh:
+        for text in (sample.question, sample.answer):
+            words = set(re.findall(r"[A-Za-z]{2,}", text))
+            assert not {w.lower() for w in words} & english_words and "office" not in text, text
+            assert not re.search(r"[A-Z][a-z]+。", text), text
+    assert any("office chair" in s.question or "office chair" in s.answer for s in samples if s.language == "en")
+
+
+def test_render_frames_colours_every_category():
+    scene = generate_scene(11, 0, FAST, render=False)
+    for obj in scene.objects:
+        obj.category = "office chair"
+    from openspatial.procedural import render_frames
+
+    render_frames(scene.objects, np.array(scene.metadata["room_size"]), scene.metadata["room_height"], scene.frames)
+    assert all(frame.image is not None and frame.image.any() for frame in scene.frames)
