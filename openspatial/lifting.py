@@ -53,6 +53,11 @@ class LiftingConfig(BaseModel):
     min_view_iou: float = Field(default=0.4, ge=0, le=1)
     min_consistent_views: int = Field(default=2, ge=1)
     min_consistent_fraction: float = Field(default=0.6, ge=0, le=1)
+    # An object cut by the left or right image side in every view was never seen whole: its horizontal extent
+    # is unknown (a bed filmed from beside it comes out a fraction of its size), so it is rejected. Cuts at the
+    # bottom are what `extend_hidden_bottoms` completes; the top of a tall object is rarely where boxes go wrong.
+    require_whole_view: bool = False
+    border_pixels: int = Field(default=2, ge=1)  # a mask this close to an image side is cut by it
     near: float = Field(default=0.05, gt=0)
 
 
@@ -199,6 +204,9 @@ def _lift_track(observations: list[_Observation], track_id: int, category: str, 
                          f"observed in {len(observing)} frames < {config.min_consistent_views}")
     if len(points) < config.min_points:
         return LiftedBox(track_id, category, None, {}, "too_few_points", f"{len(points)} points < {config.min_points}")
+    if config.require_whole_view and all(_cut_sideways(observations[i], track_id, config) for i in observing):
+        return LiftedBox(track_id, category, None, {}, "never_seen_whole",
+                         f"cut by the left or right image side in all {len(observing)} views")
     box = fit_gravity_aligned_box(points, config.extent_percentile)
     if floor_z is not None and not any(_bottom_seen(observations[i], track_id, config) for i in observing):
         box = _down_to(box, floor_z)
@@ -239,6 +247,13 @@ def _floor_height(observations: list[_Observation], stride: int = 17) -> float |
         heights.append(back_project_pixels(frame, rows, cols, observation.depth)[:, 2])
     heights = np.concatenate(heights)
     return float(np.percentile(heights, 1)) if len(heights) >= 100 else None
+
+
+def _cut_sideways(observation: _Observation, track_id: int, config: LiftingConfig) -> bool:
+    """Whether the track's mask reaches the left or right image side (within `border_pixels`)."""
+    frame = observation.frame
+    cols = observation.pixels[track_id] % frame.width
+    return bool(cols.min() < config.border_pixels or cols.max() >= frame.width - config.border_pixels)
 
 
 def _bottom_seen(observation: _Observation, track_id: int, config: LiftingConfig) -> bool:

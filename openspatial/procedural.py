@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,6 +65,10 @@ class ProceduralConfig(BaseModel):
     # Share of scenes filmed looking steeply down: pitch from 50-70 degrees below the horizon at the first frame
     # to 75-89 (near vertical) at the last, as a handheld scan of a table top or the floor is.
     steep_view_fraction: float = Field(default=0.25, ge=0, le=1)
+    # "segment": a straight walk between two free points looking from one object to another (the QA default);
+    # "room_scan": a handheld scan as RGB-D video records one, walking once around the room near the walls and
+    # looking across it, so most objects are filmed from several sides.
+    trajectory: Literal["segment", "room_scan"] = "segment"
 
 
 def _sample_size(rng: np.random.Generator, category: Category) -> np.ndarray:
@@ -148,6 +153,8 @@ def _camera_poses(rng, config: ProceduralConfig, room: np.ndarray, boxes: list[O
         raise RuntimeError("no free camera position")  # cannot happen for the configured room sizes
 
     fractions = np.linspace(0.0, 1.0, config.frames)
+    if config.trajectory == "room_scan":
+        return _room_scan_poses(rng, config, room, boxes)
     for _ in range(50):  # a path that passes through furniture would film the inside of a box
         start, end = free_position(), free_position()
         path = start + fractions[:, None] * (end - start)
@@ -169,6 +176,27 @@ def _camera_poses(rng, config: ProceduralConfig, room: np.ndarray, boxes: list[O
         if np.linalg.norm((target - position)[:2]) < 0.5:  # keep the view direction away from vertical
             centre = np.array([*room / 2, 0.8])
             target = centre if np.linalg.norm(centre[:2] - position[:2]) > 0.5 else position + [1, 0, -0.5]
+        poses.append(look_at_pose(position, target))
+    return poses
+
+
+def _room_scan_poses(rng, config: ProceduralConfig, room: np.ndarray, boxes: list[OrientedBox]) -> list[np.ndarray]:
+    """One loop around the room on an ellipse inset from the walls (frame k at angle start + 2 pi k / frames, in
+    a random direction), each frame looking slightly down at a jittered point near the room's middle; a position
+    inside furniture is pushed outwards until it is free."""
+    centre = np.array([*room / 2, 0.0])
+    start, direction = rng.uniform(0, 2 * np.pi), rng.choice([-1.0, 1.0])
+    radii = np.array([*np.maximum(room / 2 - 0.5, 0.3), 0.0])
+    poses = []
+    for k in range(config.frames):
+        angle = start + direction * 2 * np.pi * k / config.frames
+        outward = np.array([np.cos(angle), np.sin(angle), 0.0])
+        position = centre + outward * radii + [0.0, 0.0, rng.uniform(1.2, 1.6)]
+        for _ in range(10):
+            if not any(box.contains(position[None], margin=0.25)[0] for box in boxes):
+                break
+            position[:2] = np.clip(position[:2] + 0.15 * outward[:2], 0.2, room - 0.2)
+        target = centre + np.array([*rng.normal(0.0, 0.4, 2), rng.uniform(0.3, 0.8)])
         poses.append(look_at_pose(position, target))
     return poses
 

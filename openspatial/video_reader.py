@@ -44,7 +44,7 @@ class RgbdSequencesConfig(ReaderConfig):
     license: str = "generated"
     layout: Literal["documented", "scannet"] = "documented"
     max_frames: int = Field(default=12, ge=2)  # frames sampled evenly per ScanNet sequence
-    procedural: ProceduralConfig = ProceduralConfig(frames=10)
+    procedural: ProceduralConfig = ProceduralConfig(frames=12, trajectory="room_scan")
     noise: ObservationNoise = ObservationNoise()  # procedural input only
     lifting: VideoLiftingConfig = VideoLiftingConfig()
 
