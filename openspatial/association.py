@@ -8,11 +8,18 @@ gets a cost from two cues:
   the frame's own depth (an occluded object must not claim the occluder's mask), splatted and closed into a
   mask, against the detection's mask;
 - 3D centroid distance: median of the track's points against the median of the detection's back-projected
-  points (medians: a mask that bled into a neighbour drags a mean, not a median).
-`cost = iou_weight * (1 - IoU) + distance / max_centroid_distance_m`; pairs above `max_cost`, or further apart
-than `max_centroid_distance_m` while their reprojected IoU is below `min_iou`, cannot match. The Hungarian
+  points (medians: a mask that bled into a neighbour drags a mean, not a median), over a reach of
+  `max_centroid_distance_m` or half the larger 3D diagonal of the two point sets, whichever is larger: the
+  visible surface of a bed or a bookshelf seen from its other side has its centre up to a metre away.
+`cost = iou_weight * (1 - IoU) + distance / reach`; pairs above `max_cost`, or further apart than the reach
+while their reprojected IoU is below `min_iou`, cannot match. The Hungarian
 assignment (`scipy.optimize.linear_sum_assignment`) picks one detection per track with the least total cost;
 unmatched detections start new tracks. Detections smaller than `min_mask_pixels` or without depth are ignored.
+
+Frame-to-frame matching splits an object whose next view shows other faces (a loop around a room turns tens of
+degrees between frames); afterwards two tracks of one category that never share a frame are merged when at
+least `min_fragment_overlap` of the smaller one's points lie within `fragment_distance_m` of the other's (the
+faces meet at the object's edges).
 
 The result relabels every frame's instance map with track ids (0 elsewhere), the form `lifting.lift_tracks`
 takes, and keeps which per-frame id became which track, so every lifted box traces back to its masks.
@@ -43,9 +50,11 @@ class AssociationConfig(BaseModel):
     max_centroid_distance_m: float = Field(default=0.6, gt=0)
     min_iou: float = Field(default=0.2, ge=0, le=1)  # a far pair still matches when its masks agree this well
     iou_weight: float = Field(default=1.0, ge=0)
-    max_cost: float = Field(default=1.5, gt=0)
+    max_cost: float = Field(default=1.75, gt=0)
     occlusion_margin: float = Field(default=0.1, ge=0)  # relative depth a reprojected point may lie behind a surface
     splat_pixels: int = Field(default=2, ge=0)  # reprojected points are grown by this much (their spacing)
+    fragment_distance_m: float = Field(default=0.1, ge=0)
+    min_fragment_overlap: float = Field(default=0.2, gt=0, le=1)
 
 
 @dataclass
@@ -124,15 +133,54 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
+def _half_diagonal(points: np.ndarray) -> float:
+    """Half the diagonal of the points' bounding box (2nd-98th percentile against strays)."""
+    low, high = np.percentile(points, [2, 98], axis=0)
+    return float(np.linalg.norm(high - low) / 2)
+
+
 def association_cost(track: Track, detection: Detection, frame: Frame, config: AssociationConfig) -> float:
     if track.category != detection.category:
         return _INFEASIBLE
     iou = _iou(reprojected_mask(frame, track.points, config), detection.mask)
     distance = float(np.linalg.norm(track.centroid - detection.centroid))
-    if distance > config.max_centroid_distance_m and iou < config.min_iou:
+    reach = max(config.max_centroid_distance_m, _half_diagonal(track.points), _half_diagonal(detection.points))
+    if distance > reach and iou < config.min_iou:
         return _INFEASIBLE
-    cost = config.iou_weight * (1.0 - iou) + distance / config.max_centroid_distance_m
+    cost = config.iou_weight * (1.0 - iou) + distance / reach
     return cost if cost <= config.max_cost else _INFEASIBLE
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, distance: float) -> float:
+    """Share of the smaller point set lying within `distance` of the other set."""
+    from scipy.spatial import cKDTree
+
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    nearest, _ = cKDTree(large).query(small, distance_upper_bound=distance)
+    return float(np.mean(np.isfinite(nearest)))
+
+
+def _merge_fragments(tracks: list[Track], config: AssociationConfig, rng: np.random.Generator) -> list[Track]:
+    merged = True
+    while merged:
+        merged = False
+        for i, a in enumerate(tracks):
+            for b in tracks[i + 1:]:
+                if a.category != b.category or set(a.members) & set(b.members):
+                    continue
+                if _overlap(a.points, b.points, config.fragment_distance_m) >= config.min_fragment_overlap:
+                    a.members.update(b.members)
+                    a.categories.update(b.categories)
+                    points = np.concatenate([a.points, b.points])
+                    if len(points) > config.points_per_track:
+                        points = points[rng.choice(len(points), config.points_per_track, replace=False)]
+                    a.points = points
+                    tracks.remove(b)
+                    merged = True
+                    break
+            if merged:
+                break
+    return tracks
 
 
 def associate(frames: list[Frame], labels: list[dict[int, str]], config: AssociationConfig = AssociationConfig(),
@@ -160,6 +208,7 @@ def associate(frames: list[Frame], labels: list[dict[int, str]], config: Associa
             if len(points) > config.points_per_track:
                 points = points[rng.choice(len(points), config.points_per_track, replace=False)]
             track.points = points
+    tracks = _merge_fragments(tracks, config, rng)
     relabelled = []
     for frame_index, frame in enumerate(frames):
         lookup = {t.members[frame_index]: t.track_id for t in tracks if frame_index in t.members}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -28,7 +29,7 @@ from openspatial.qa.tasks import QAConfig, generate_scene_qa
 from data_engine.storage import resolve
 from pipelines.jobfile import JOBS_DIR, load_job
 
-SMALL = ProceduralConfig(width=192, height=144, frames=8)
+SMALL = ProceduralConfig(width=192, height=144, frames=10, trajectory="room_scan")
 
 
 def _rows(out):
@@ -47,8 +48,8 @@ def _truth_of_tracks(clean_frames, association) -> dict[int, set[int]]:
 
 
 def test_association_recovers_objects_from_shuffled_per_frame_ids():
-    """Exact masks whose ids are redrawn in every frame: every track holds one object, every object seen in
-    enough pixels is one track (an id-consistent association would be trivially right; shuffled ids are not)."""
+    """Exact masks whose ids are redrawn in every frame (a loop around the room: 36 degrees between frames):
+    every track holds one object, every object seen in enough pixels has a track, and most have exactly one."""
     scene = generate_scene(3, 1, SMALL)
     categories = {o.instance_id: o.category for o in scene.objects}
     shuffled = ObservationNoise.none().model_copy(update={"shuffle_ids": True})
@@ -59,7 +60,9 @@ def test_association_recovers_objects_from_shuffled_per_frame_ids():
     assert all(len(objects) == 1 for objects in truth.values()), truth
     seen = {i for frame in scene.frames for i, n in zip(*np.unique(frame.instances, return_counts=True))
             if i and n >= 50}
-    assert sorted(next(iter(objects)) for objects in truth.values()) == sorted(seen)
+    tracked = Counter(next(iter(objects)) for objects in truth.values())
+    assert set(tracked) == seen
+    assert sum(count == 1 for count in tracked.values()) >= 0.7 * len(seen), tracked
     assert all(association.categories[t] == categories[next(iter(o))] for t, o in truth.items())
 
 
@@ -74,9 +77,9 @@ def test_association_under_noise_keeps_tracks_pure():
 
 
 def test_noisy_procedural_sequences_lift_with_recall_and_precision():
-    """Every ground-truth object counts (unseen ones are misses). Floors sit below what the pipeline reaches on
-    these seeds (recall@0.25 0.7, precision@0.5 0.7) and well above what lifting with the per-frame ids taken
-    as tracks reaches (each frame its own track: nothing is seen twice, so nothing is kept)."""
+    """Every ground-truth object counts (unseen ones are misses). The floors sit a little below what the pipeline
+    reaches on these seeds at this small size (recall@0.25 0.78, precision@0.5 0.74, mean IoU 0.61); the
+    full-size figures are the benchmark's (benchmarks/lifting.py)."""
     score = None
     for index in range(3):
         sequence = procedural_sequence(5, index, SMALL, ObservationNoise())
@@ -85,8 +88,8 @@ def test_noisy_procedural_sequences_lift_with_recall_and_precision():
                                     [(o.category, o.box) for o in sequence.ground_truth])
         score = result if score is None else score.merged(result)
     assert score.truth >= 15
-    assert score.recall(0.25) >= 0.5 and score.precision(0.5) >= 0.5, (score.recall(0.25), score.precision(0.5))
-    assert np.mean(score.matched_ious) >= 0.45
+    assert score.recall(0.25) >= 0.65 and score.precision(0.5) >= 0.6, (score.recall(0.25), score.precision(0.5))
+    assert np.mean(score.matched_ious) >= 0.5
 
 
 def test_lifted_box_scoring_hand_cases():
@@ -201,7 +204,7 @@ def test_scannet_sequence_layout(tmp_path):
 
 def test_lift_video_job_then_spatial_qa_on_lifted_scenes(ray_local, tmp_path):
     lifted_dir, qa_dir = tmp_path / "lifted_objects", tmp_path / "qa"
-    small = ["reader.procedural.width=192", "reader.procedural.height=144", "reader.procedural.frames=8"]
+    small = ["reader.procedural.width=192", "reader.procedural.height=144", "reader.procedural.frames=10"]
     manifest = run_job(load_job(JOBS_DIR / "lift_video.yaml", ["input=procedural://3?seed=5", f"output={lifted_dir}",
                                                                *small]), progress=False)
     rows = _rows(lifted_dir)
@@ -218,7 +221,7 @@ def test_lift_video_job_then_spatial_qa_on_lifted_scenes(ray_local, tmp_path):
                 for r in rows if r["sequence"] == f"procedural/5/{index:06d}" and r["reject_reason"] is None]
         result = score_lifted_boxes(kept, [(o.category, o.box) for o in truth])
         score = result if score is None else score.merged(result)
-    assert score.recall(0.25) >= 0.5 and score.precision(0.5) >= 0.5
+    assert score.recall(0.25) >= 0.65 and score.precision(0.5) >= 0.6  # the same sequences as the test above
 
     qa_manifest = run_job(load_job(JOBS_DIR / "spatial_qa.yaml", [f"input={lifted_dir}", f"output={qa_dir}",
                                                                   "reader.eval_fraction=0.5"]), progress=False)
