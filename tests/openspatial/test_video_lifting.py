@@ -209,10 +209,13 @@ def test_lift_video_job_then_spatial_qa_on_lifted_scenes(ray_local, tmp_path):
                                                                *small]), progress=False)
     rows = _rows(lifted_dir)
     assert manifest["schema"]["name"] == "lifted_object" and manifest["rows_written"] == len(rows)
-    assert all((r["reject_reason"] is None) == (r["box"] is not None and r["consistent_views"] >= 2)
-               or r["reject_reason"] != "cycle_inconsistent" for r in rows)
+    accepted = [r for r in rows if r["reject_reason"] is None]
+    assert accepted and all(r["box"] and r["consistent_views"] >= 2 and r["scene_id"] for r in accepted)
+    assert all(r["box"] and r["reject_detail"] for r in rows if r["reject_reason"] == "cycle_inconsistent")
     assert {r["reject_reason"] for r in rows} - {None} <= {"too_few_views", "too_few_points", "cycle_inconsistent",
-                                                           "duplicate_track"}
+                                                           "duplicate_track", "never_seen_whole"}
+    # Every observation names a frame of the sequence and that frame's own (shuffled) id.
+    assert all(o["frame_id"] and o["instance_id"] > 0 for r in accepted for o in r["observations"])
     score = None
     for index in range(3):
         truth = generate_scene(5, index, SMALL).objects
