@@ -1,12 +1,18 @@
-"""3D lifting on one core: frames per second at 640x480 (target >= 20 per core) and the 3D IoU of the kept
-boxes to ground truth under the default `ObservationNoise` (1% depth noise, 1% per-frame depth scale error,
-mask boundaries off by up to 2 px, 0.5 degree / 2 cm pose error), on procedural scenes.
+"""3D lifting from RGB-D video on one core: speed, and boxes against EVERY ground-truth object.
 
-Procedural camera paths see many objects from one side only, so boxes are partial; `mean_iou_3d_orbit` adds
-the same measurement on orbit views (four cameras around the objects) where every box is seen from several sides,
-and `mean_iou_3d_clean` the path measurement without noise: its gap to 1 is what partial views (occlusion, image
-borders, one-sided paths) cost. (Noise also changes which boxes pass cycle consistency, so clean and noisy means
-are over slightly different boxes.)
+Input: procedural room scans (`trajectory: room_scan`, 640x480, 12 frames per sequence) through the default
+noise model of `openspatial/noise.py` (depth noise growing with distance, depth holes, masks grown into their
+neighbours or shrunk, 10% missed detections, 0.5 degree / 2 cm pose jitter, per-frame ids shuffled). The
+whole video path runs: association of per-frame masks without ground-truth ids, lifting with multi-view cycle
+consistency, duplicate suppression (`openspatial.video.lift_sequence`, the `lift_video` job's defaults).
+
+Figures: `recall_at_iou25/50` = ground-truth objects matched one-to-one (same category) by a kept box with 3D
+IoU >= 0.25/0.5, over ALL ground-truth objects (objects no frame shows enough of are misses);
+`precision_at_iou50` = kept boxes so matched over all kept boxes; `mean_iou_matched` over the one-to-one
+matches; `frames_per_s_per_core` = frames through association + lifting per second with OpenCV, open3d and BLAS
+limited to one thread (rendering and noise are not timed). `recall_at_iou50_clean` runs the same sequences
+without noise (ids still shuffled): its gap to the noisy figure is what the noise model costs.
+Goals (issue #15): recall_at_iou50 >= 0.6 and precision_at_iou50 >= 0.8 under the default noise.
 """
 
 from __future__ import annotations
@@ -17,65 +23,58 @@ import time
 import numpy as np
 
 from benchmarks.common import write_result
-from openspatial.lifting import LiftingConfig, ObservationNoise, gravity_aligned_iou, lift_tracks, noisy_observations
-from openspatial.procedural import ProceduralConfig, generate_scene, look_at_pose
+from openspatial.lifting import LiftingScore, score_lifted_boxes
+from openspatial.noise import ObservationNoise
+from openspatial.procedural import ProceduralConfig
+from openspatial.sequences import procedural_sequence
+from openspatial.video import VideoLiftingConfig, lift_sequence
 
 NAME = "lifting"
+SEED = 30  # the lifting defaults were chosen on other seeds (7, 5, 3)
 
 
-def orbit_frames(scene, count: int = 4):
-    """The scene re-rendered from cameras on a circle around its objects, looking at their centroid."""
-    from openspatial.procedural import render_frames
-    from openspatial.scene import Frame
-
-    centre = np.mean([o.box.center for o in scene.objects], axis=0)
-    room = np.array(scene.metadata["room_size"])
-    radius = 0.45 * room.min()
-    frames = []
-    for k in range(count):
-        angle = 2 * np.pi * (k + 0.5) / count
-        position = np.array([*(room / 2 + radius * np.array([np.cos(angle), np.sin(angle)])), 1.8])
-        base = scene.frames[0]
-        frames.append(Frame(f"orbit{k}", base.width, base.height, base.intrinsics, look_at_pose(position, centre)))
-    render_frames(scene.objects, room, scene.metadata["room_height"], frames)
-    return frames
-
-
-def measure(scenes, frames_of, noise: ObservationNoise, config: LiftingConfig):
-    ious, seconds, frame_count, kept, total = [], 0.0, 0, 0, 0
-    for number, scene in enumerate(scenes):
-        frames = noisy_observations(frames_of(scene), noise, seed=number)
+def measure(config: ProceduralConfig, noise: ObservationNoise, lifting: VideoLiftingConfig,
+            sequences: int) -> tuple[LiftingScore, float]:
+    score, seconds, frames = LiftingScore(0, 0, []), 0.0, 0
+    for index in range(sequences):
+        sequence = procedural_sequence(SEED, index, config, noise)
         started = time.perf_counter()
-        results = lift_tracks(frames, {o.instance_id: o.category for o in scene.objects}, config)
+        lifted = lift_sequence(sequence, lifting)
         seconds += time.perf_counter() - started
-        frame_count += len(frames)
-        truth = {o.instance_id: o.box for o in scene.objects}
-        for result in results:
-            total += 1
-            if result.reject_reason is None:
-                kept += 1
-                ious.append(gravity_aligned_iou(result.box, truth[result.track_id]))
-    return frame_count / seconds, float(np.mean(ious)), kept / max(total, 1)
+        frames += len(sequence.frames)
+        score = score.merged(score_lifted_boxes([(r.category, r.box) for r in lifted.accepted()],
+                                                [(o.category, o.box) for o in sequence.ground_truth]))
+    return score, frames / seconds
 
 
 def main(argv: list[str] | None = None) -> None:
+    import cv2
+    import open3d as o3d
+    from threadpoolctl import threadpool_limits
+
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenes", type=int, default=20)
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--sequences", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=12)
     args = parser.parse_args(argv)
-    scenes = [generate_scene(30, n, ProceduralConfig(width=640, height=480, frames=args.frames)) for n in range(args.scenes)]
-    noise, config = ObservationNoise(), LiftingConfig()
-    fps, iou, kept = measure(scenes, lambda scene: scene.frames, noise, config)
-    _, orbit_iou, orbit_kept = measure(scenes, orbit_frames, noise, config)
-    no_noise = ObservationNoise(depth_relative_sigma=0, depth_scale_sigma=0, mask_boundary_pixels=0,
-                                pose_rotation_deg=0, pose_translation_m=0)
-    _, clean_iou, _ = measure(scenes, lambda scene: scene.frames, no_noise, config)
-    write_result(NAME, {"frames_per_s_per_core": round(fps, 2), "mean_iou_3d": round(iou, 3),
-                        "kept_fraction": round(kept, 3), "mean_iou_3d_orbit": round(orbit_iou, 3),
-                        "kept_fraction_orbit": round(orbit_kept, 3), "mean_iou_3d_clean": round(clean_iou, 3)},
-                 baseline="issue target: >= 20 frames/s per core at 640x480",
-                 command=f"python -m benchmarks.lifting --scenes {args.scenes} --frames {args.frames}",
-                 notes={"noise": noise.model_dump(), "lifting": config.model_dump(), "resolution": "640x480"})
+    cv2.setNumThreads(1)
+    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+    config = ProceduralConfig(width=640, height=480, frames=args.frames, trajectory="room_scan")
+    noise, lifting = ObservationNoise(), VideoLiftingConfig()
+    with threadpool_limits(1):
+        score, fps = measure(config, noise, lifting, args.sequences)
+        clean, _ = measure(config, ObservationNoise.none().model_copy(update={"shuffle_ids": True}), lifting,
+                           args.sequences)
+    write_result(NAME, {"frames_per_s_per_core": round(fps, 2), "recall_at_iou25": round(score.recall(0.25), 3),
+                        "recall_at_iou50": round(score.recall(0.5), 3),
+                        "precision_at_iou50": round(score.precision(0.5), 3),
+                        "mean_iou_matched": round(float(np.mean(score.matched_ious)), 3),
+                        "recall_at_iou50_clean": round(clean.recall(0.5), 3)},
+                 baseline="issue #15 goals: recall_at_iou50 >= 0.6, precision_at_iou50 >= 0.8 (default noise); "
+                          "earlier target >= 20 frames/s per core at 640x480 (lifting with tracker ids only)",
+                 command=f"python -m benchmarks.lifting --sequences {args.sequences} --frames {args.frames}",
+                 notes={"ground_truth_objects": score.truth, "kept_boxes": score.kept, "noise": noise.model_dump(),
+                        "lifting": lifting.model_dump(), "resolution": "640x480", "trajectory": "room_scan",
+                        "threads": 1})
 
 
 if __name__ == "__main__":

@@ -9,11 +9,20 @@ import numpy as np
 import pytest
 
 from data_engine.conventions import box_from_yaw, yaw_of
-from openspatial.lifting import (LiftingConfig, ObservationNoise, denoised_depth, fit_gravity_aligned_box,
-                                 gravity_aligned_iou, lift_tracks, noisy_observations, trusted_pixels)
+from openspatial.lifting import (LiftingConfig, denoised_depth, fit_gravity_aligned_box, gravity_aligned_iou,
+                                 lift_tracks, trusted_pixels)
+from openspatial.noise import ObservationNoise, noisy_frames
 from openspatial.procedural import ProceduralConfig, generate_scene
 
 from tests.openspatial.conftest import hand_scene
+
+# A video tracker's errors: the default noise model with ids kept across frames and no missed detections.
+TRACKER_NOISE = ObservationNoise(shuffle_ids=False, missed_detection_rate=0.0)
+
+
+def noisy_observations(frames, seed: int):
+    categories = {int(i): "object" for frame in frames for i in np.unique(frame.instances) if i}
+    return noisy_frames(frames, categories, TRACKER_NOISE, seed)[0]
 
 
 def test_gravity_aligned_iou_hand_cases():
@@ -78,7 +87,7 @@ def test_lifting_is_exact_on_clean_views_and_accurate_under_noise():
     assert all(r.reject_reason is None for r in clean)
     # One mask-edge pixel is 4-5 cm at this resolution: the clean boxes lose about that much per side.
     assert min(gravity_aligned_iou(r.box, truth[r.track_id]) for r in clean) > 0.9
-    noisy = [r for seed in range(4) for r in lift_tracks(noisy_observations(scene.frames, ObservationNoise(), seed),
+    noisy = [r for seed in range(4) for r in lift_tracks(noisy_observations(scene.frames, seed),
                                                           categories)]
     assert sum(r.reject_reason is not None for r in noisy) <= 2
     assert np.mean([gravity_aligned_iou(r.box, truth[r.track_id]) for r in noisy]) > 0.65  # was 0.63, now 0.67
@@ -116,10 +125,13 @@ def test_lifting_on_procedural_scenes_under_noise():
     """Ordinary camera paths see most objects from one side only; the partial boxes still overlap the truth."""
     ious = []
     for number in range(4):
-        scene = generate_scene(21, number, ProceduralConfig(width=320, height=240, frames=6))
-        frames = noisy_observations(scene.frames, ObservationNoise(), seed=number)
+        scene = generate_scene(21, number, ProceduralConfig(width=320, height=240, frames=6, steep_view_fraction=0))
+        frames = noisy_observations(scene.frames, seed=number)
         truth = {o.instance_id: o.box for o in scene.objects}
         for result in lift_tracks(frames, {o.instance_id: o.category for o in scene.objects}):
             if result.reject_reason is None:
                 ious.append(gravity_aligned_iou(result.box, truth[result.track_id]))
-    assert len(ious) >= 10 and np.mean(ious) > 0.47 and np.median(ious) > 0.45  # was 0.37 / 0.40, now 0.53 / 0.49
+    # Mean / median were 0.37 / 0.40 in the first version, 0.53 / 0.49 after it under masks that grew into the
+    # background only; masks that grow into NEIGHBOURING objects (the noise model of openspatial/noise.py) take
+    # them to 0.41 / 0.39 (0.53 / 0.63 with exact mask boundaries on the same paths).
+    assert len(ious) >= 10 and np.mean(ious) > 0.38 and np.median(ious) > 0.35
