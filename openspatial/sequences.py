@@ -41,15 +41,15 @@ import cv2
 import numpy as np
 
 from data_engine.conventions import ORTHONORMAL_TOLERANCE, rotation_error
-from openspatial.adapters import HYPERSIM_SKIPPED_LABELS, NYU40_LABELS, ScanNetAdapter
+from openspatial.adapters import NYU40_CATCH_ALL_LABELS, NYU40_LABELS, STRUCTURAL_CLASSES, ScanNetAdapter
 from openspatial.noise import ObservationNoise, noisy_frames
 from openspatial.procedural import ProceduralConfig, generate_scene
-from openspatial.scene import DEPTH_PNG_SCALE, Frame, SceneObject
+from openspatial.scene import DEPTH_PNG_SCALE, Frame, SceneFormatError, SceneObject
 
 SEQUENCE_FORMAT = "openspatial.rgbd_sequence/1"
 SEQUENCE_FILE = "sequence.json"
 # NYU40 classes that are room structure or catch-alls: not objects a question can name.
-SCANNET_NON_OBJECTS = HYPERSIM_SKIPPED_LABELS
+SCANNET_NON_OBJECTS = frozenset(STRUCTURAL_CLASSES) | NYU40_CATCH_ALL_LABELS
 
 
 class SequenceError(ValueError):
@@ -229,7 +229,10 @@ def load_scannet_sequence(directory: Path, max_frames: int) -> RgbdSequence:
     source = str(directory)
     scene_name = directory.name
     meta = directory / f"{scene_name}.txt"
-    alignment = ScanNetAdapter()._axis_alignment(meta) if meta.is_file() else np.eye(4)
+    try:
+        alignment = ScanNetAdapter._axis_alignment(ScanNetAdapter._header(meta), meta) if meta.is_file() else np.eye(4)
+    except SceneFormatError as exc:
+        raise SequenceError("invalid_sequence", source, str(exc)) from None
     try:
         intrinsics = np.loadtxt(directory / "intrinsic" / "intrinsic_depth.txt")[:3, :3]
     except (OSError, ValueError, IndexError) as exc:
