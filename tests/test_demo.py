@@ -18,7 +18,8 @@ TRAIN_STEPS = 3
 
 def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser, tmp_path):
     out = tmp_path / "demo"
-    report = run_demo(out, DemoSize(n_procedural=6, n_scenes=1, n_assets=2, train_steps=TRAIN_STEPS))
+    # Three scenes: procedural-0-000002 hashes into the default 10% held out, so the MLLM is evaluated on it.
+    report = run_demo(out, DemoSize(n_procedural=6, n_scenes=3, n_sequences=1, n_assets=2, train_steps=TRAIN_STEPS))
     manifest = read_manifest(out / "images")
     labels = json.loads((out / "raw" / "labels.json").read_text())
     assert manifest["rows_written"] == len(labels["files"])
@@ -37,18 +38,23 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     assert 0 < rebalanced["rows_accepted"] <= manifest["rows_accepted"]
     for directory in ("render/multiview", "render/spatial_edit"):
         assert read_manifest(out / directory)["rows_written"] == 2, directory
+    # RGB-D video: lifted objects of one sequence, then spatial QA on its lifted scene
+    assert read_manifest(out / "lift_video/lifted_objects")["rows_accepted"] > 0
+    assert read_manifest(out / "lift_video/spatial_qa")["rows_accepted"] > 0
 
     for run, follow_up in (("train-mllm", "eval/step-00000003.json"), ("train-mmdit", "samples/step-00000003/grid.png")):
         steps = [record for record in read_train_log(out / run / "train_log.jsonl") if record["event"] == "step"]
         assert steps[-1]["step"] == TRAIN_STEPS and all(record["loss"] > 0 for record in steps)
         assert (out / run / follow_up).is_file()
+    evaluated = json.loads((out / "train-mllm" / "eval/step-00000003.json").read_text())["predictions"]
+    assert evaluated and all(p["id"] in held_out_ids(out / "spatial_qa") for p in evaluated)
 
     page, problems, dialogs = open_page(browser, report)
     widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
     assert widths and all(width > 0 for width in widths)
     kinds = {kind: page.locator(f"section.kind-{kind}").count()
              for kind in ("stage", "spatial_qa", "multiview", "spatial_edit", "rebalance", "trainer")}
-    assert kinds == {"stage": 6, "spatial_qa": 1, "multiview": 1, "spatial_edit": 1, "rebalance": 1, "trainer": 2}
+    assert kinds == {"stage": 7, "spatial_qa": 2, "multiview": 1, "spatial_edit": 1, "rebalance": 1, "trainer": 2}
     body = page.inner_text("body")
     assert "decode_image:truncated" in body and str(manifest["rows_written"]) in body
     for preset, preset_manifest in curated.items():
@@ -62,6 +68,14 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     assert qa.locator("h4").count() > 0 and qa.locator(".card img").count() >= qa.locator("h4").count()
     assert problems == [] and dialogs == []
     page.close()
+
+
+def held_out_ids(directory) -> set[str]:
+    import pyarrow.parquet as pq
+
+    rows = [row for path in sorted(directory.glob("part-*.parquet"))
+            for row in pq.read_table(path, columns=["id", "split"]).to_pylist()]
+    return {row["id"] for row in rows if row["split"] == "eval"}
 
 
 def test_a_failing_training_step_stops_the_demo_with_one_line(tmp_path, capfd):
