@@ -363,6 +363,7 @@ def score_lifted_boxes(kept: list[tuple[str, OrientedBox]], truth: list[tuple[st
     from scipy.optimize import linear_sum_assignment
 
     ious = np.array([[gravity_aligned_iou(box, true_box) if category == true_category else 0.0
-                      for true_category, true_box in truth] for category, box in kept]).reshape(len(kept), len(truth))
+                      for true_category, true_box in truth] for category, box in kept])
+    ious = ious.reshape(len(kept), len(truth))
     rows, cols = linear_sum_assignment(ious, maximize=True)
     return LiftingScore(len(truth), len(kept), [float(ious[r, c]) for r, c in zip(rows, cols) if ious[r, c] > 0])

@@ -57,7 +57,8 @@ def depth_sigma(depth: np.ndarray, noise: ObservationNoise) -> np.ndarray:
 
 def _noisy_depth(depth: np.ndarray, noise: ObservationNoise, rng: np.random.Generator) -> np.ndarray:
     known = (depth > 0) & (depth <= noise.depth_max_m)
-    noisy = (depth + rng.normal(0.0, 1.0, depth.shape) * depth_sigma(depth, noise)) * rng.normal(1.0, noise.depth_scale_sigma)
+    scale = rng.normal(1.0, noise.depth_scale_sigma)
+    noisy = (depth + rng.normal(0.0, 1.0, depth.shape) * depth_sigma(depth, noise)) * scale
     noisy = np.where(known & (noisy > 0), noisy, 0.0).astype(np.float32)
     if noise.hole_fraction:
         height, width = depth.shape

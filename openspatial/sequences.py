@@ -230,14 +230,16 @@ def load_scannet_sequence(directory: Path, max_frames: int) -> RgbdSequence:
     scene_name = directory.name
     meta = directory / f"{scene_name}.txt"
     try:
-        alignment = ScanNetAdapter._axis_alignment(ScanNetAdapter._header(meta), meta) if meta.is_file() else np.eye(4)
+        header = ScanNetAdapter._header(meta) if meta.is_file() else {}
+        alignment = ScanNetAdapter._axis_alignment(header, meta)
     except SceneFormatError as exc:
         raise SequenceError("invalid_sequence", source, str(exc)) from None
     try:
         intrinsics = np.loadtxt(directory / "intrinsic" / "intrinsic_depth.txt")[:3, :3]
     except (OSError, ValueError, IndexError) as exc:
         raise SequenceError("invalid_sequence", source, f"intrinsic/intrinsic_depth.txt: {exc}") from None
-    colour_files = sorted((directory / "color").glob("*.jpg"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
+    colour_files = sorted((directory / "color").glob("*.jpg"),
+                          key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
     usable, invalid_poses = [], 0
     for colour_path in colour_files:
         stem = colour_path.stem
@@ -262,9 +264,9 @@ def load_scannet_sequence(directory: Path, max_frames: int) -> RgbdSequence:
         height, width = depth.shape[:2]
         colour = cv2.resize(_read(directory, f"color/{stem}.jpg", cv2.IMREAD_COLOR, source, f"color/{stem}.jpg"),
                             (width, height), interpolation=cv2.INTER_AREA)
-        ids = [cv2.resize(_read(directory, f"{kind}/{stem}.png", cv2.IMREAD_UNCHANGED, source, f"{kind}/{stem}.png"),
-                          (width, height), interpolation=cv2.INTER_NEAREST).astype(np.int32)
-               for kind in ("instance-filt", "label-filt")]
+        ids = [cv2.resize(_read(directory, name, cv2.IMREAD_UNCHANGED, source, name), (width, height),
+                          interpolation=cv2.INTER_NEAREST).astype(np.int32)
+               for name in (f"instance-filt/{stem}.png", f"label-filt/{stem}.png")]
         instances, frame_labels = _scannet_labels(*ids)
         frames.append(Frame(stem, width, height, intrinsics.copy(), alignment @ pose if pose.shape == (4, 4) else pose,
                             cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), depth.astype(np.float32) / DEPTH_PNG_SCALE,

@@ -122,7 +122,9 @@ class RgbdSequencesReader(Reader):
 def is_lifted_objects_dir(root: Location) -> bool:
     """Whether a job input is the output of a `lift_video` job (its manifest names the `lifted_object` schema)."""
     manifest = root / MANIFEST_NAME
-    return manifest.is_file() and json.loads(manifest.read_bytes()).get("schema", {}).get("name") == LIFTED_OBJECT.name
+    if not manifest.is_file():
+        return False
+    return json.loads(manifest.read_bytes()).get("schema", {}).get("name") == LIFTED_OBJECT.name
 
 
 class LiftedScenes:

@@ -97,8 +97,9 @@ def _eval_datasets(args: argparse.Namespace, config: TrainConfig, schemas: tuple
             continue  # e.g. general-domain rows: never held out, nothing to evaluate there
         datasets.append(spec)
     if not datasets:
-        raise TrainerError(f"no accepted split={args.split} rows in {', '.join(str(s.path) for s in config.data.datasets)}"
-                           " (QA jobs hold out reader.eval_fraction of the scenes)")
+        searched = ", ".join(str(spec.path) for spec in config.data.datasets)
+        raise TrainerError(f"no accepted split={args.split} rows in {searched} "
+                           "(QA jobs hold out reader.eval_fraction of the scenes)")
     if args.split == "eval":
         training = _load(argparse.Namespace(config=args.config, set=args.set, data=None)).data.datasets
         held_out = set().union(*(scene_ids(spec, schemas, "eval") for spec in datasets))
