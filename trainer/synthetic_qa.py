@@ -68,13 +68,15 @@ def _question(flavour: str, rng: random.Random) -> tuple[list[tuple[str, int, in
     return squares, task, question, str(distance), "number"
 
 
-def synthetic_row(flavour: str, seed: int, number: int) -> dict[str, Any]:
+def synthetic_row(flavour: str, seed: int, number: int, held_out_every: int = 5) -> dict[str, Any]:
     rng = random.Random(f"{flavour}/{seed}/{number}")
     squares, task, question, answer, answer_type = _question(flavour, rng)
     image = _png(_draw(squares))
     rejected = number % 10 == 9
-    # Each row is its own scene; spatial rows 2, 7, 12, ... are held out for evaluation (general rows never are).
-    split = ("eval" if number % 5 == 2 else "train") if flavour == "spatial_qa" else None
+    # Each row is its own scene; with held_out_every=5, spatial rows 2, 7, 12, ... are held out for evaluation
+    # (general rows never are; 0 holds none out).
+    held_out = flavour == "spatial_qa" and held_out_every and number % held_out_every == 2 % held_out_every
+    split = ("eval" if held_out else "train") if flavour == "spatial_qa" else None
     return {
         "id": f"{flavour}-{seed}-{number:06d}",
         "source_dataset": f"synthetic_{flavour}",
@@ -97,14 +99,16 @@ def synthetic_row(flavour: str, seed: int, number: int) -> dict[str, Any]:
     }
 
 
-def write_synthetic_qa(out_dir: Path, flavour: str, rows: int, *, seed: int = 0, shard_rows: int = 32) -> None:
+def write_synthetic_qa(out_dir: Path, flavour: str, rows: int, *, seed: int = 0, shard_rows: int = 32,
+                       held_out_every: int = 5) -> None:
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown synthetic flavour {flavour!r}; known: {', '.join(FLAVOURS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     schema = QA_CONVERSATION.arrow()
     shard_rows_written = []
     for shard_id, start in enumerate(range(0, rows, shard_rows)):
-        records = [synthetic_row(flavour, seed, n) for n in range(start, min(rows, start + shard_rows))]
+        records = [synthetic_row(flavour, seed, n, held_out_every)
+                   for n in range(start, min(rows, start + shard_rows))]
         write_shard(out_dir, shard_id, pa.Table.from_pylist(records, schema=schema),
                     [{"name": "synthetic", "rows_in": len(records)}])
         shard_rows_written.append(len(records))

@@ -24,6 +24,10 @@ def spatial(tmp_path):
 
 
 def test_eval_and_training_rows_are_disjoint_by_scene(spatial):
+    every = [s.row["id"] for s in iter_accepted(spatial, SCHEMAS, "all")]
+    held_out_ids = [s.row["id"] for s in iter_accepted(spatial, SCHEMAS, "eval")]
+    assert len(every) == 27 and len(held_out_ids) == 6  # rows 2, 7, ..., 27 held out; 9, 19, 29 rejected
+    assert all(int(row_id[-2:]) % 5 == 2 for row_id in held_out_ids)
     held_out = {s.row["id"] for s in iter_accepted(spatial, SCHEMAS, "eval")}
     training = {s.row["id"] for s in iter_accepted(spatial, SCHEMAS, "train")}
     assert held_out and training and not held_out & training
