@@ -32,6 +32,7 @@ from pipelines.jobfile import JOBS_DIR, load_job
 from trainer.report import read_train_log
 
 CURATION_PRESETS = tuple(PRESET_DEFAULTS["decode_image"])  # stage1_208p, stage2_512p, stage3_1024p
+CAPTIONED_PRESET = "stage2_512p"  # the preset whose accepted images the caption job reads
 TRAINER_CONFIGS = PROJECT_ROOT / "trainer" / "configs"
 
 
@@ -70,9 +71,9 @@ def demo_jobs(out: Path, raw: Path, size: DemoSize) -> list[JobConfig]:
     runs = [("demo.yaml", raw, "images", [])]
     runs += [("curate_images.yaml", raw, f"curated_{preset}", [f"preset={preset}"]) for preset in CURATION_PRESETS]
     runs += [("spatial_qa.yaml", f"procedural://{size.n_scenes}?seed=0", "spatial_qa", []),
-             ("caption.yaml", out / "images", "captions", []),
+             ("caption.yaml", out / f"curated_{CAPTIONED_PRESET}", "captions", []),
              ("rebalance.yaml", out / "captions", "rebalanced", []),
-             ("cache_latents.yaml", out / "captions", "latents", []),
+             ("cache_latents.yaml", out / "rebalanced", "latents", []),
              ("multiview.yaml", "procedural", "render/multiview", [f"reader.count={size.n_assets}"]),
              ("spatial_edit.yaml", "procedural", "render/spatial_edit", [f"reader.count={size.n_assets}"])]
     return [load_job(JOBS_DIR / job_file, [f"input={source}", f"output={out / target}", *overrides])
