@@ -14,7 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SET_EXAMPLE = re.compile(r"""--set\s+(?:'([^']*)'|"([^"]*)"|([^\s`'"]+))""")
 OUT_OPTION = re.compile(r"--out\s+([^\s`]+)")
 JOB_FILE = re.compile(r"\b([a-z0-9_]+\.yaml)\b")
-PLACEHOLDER = "key=value"  # the README's description of the syntax, not an example
+# The README's descriptions of the syntax, not examples.
+PLACEHOLDERS = {"key=value", "stages.STAGE.config.FIELD=VALUE"}
 
 
 def logical_lines(lines: list[str]) -> list[tuple[int, str]]:
@@ -48,7 +49,7 @@ def examples_in(source: Path, lines: list[str], own_job: str | None) -> list[tup
     found = []
     for number, text in logical_lines(lines):
         values = [next(group for group in match.groups() if group is not None) for match in SET_EXAMPLE.finditer(text)]
-        values = [value for value in values if value.rstrip("]") != PLACEHOLDER]
+        values = [value for value in values if value.rstrip("]") not in PLACEHOLDERS]
         if not values:
             continue
         out = [f"output={match}" for match in OUT_OPTION.findall(text)]
