@@ -5,6 +5,7 @@ back to the raw input, `flow_funnel` reads the report's image-flow steps from th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,15 @@ def test_inspect_lineage_prints_the_chain(chain_dirs: dict[str, Path], capsys: p
     assert main(["inspect", str(chain_dirs["latents"]), "--lineage", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert [entry["rows_accepted"] for entry in printed] == [9, 9, 11, 14]
+
+
+def test_the_report_draws_the_longest_chain_among_its_directories(chain_dirs: dict[str, Path]) -> None:
+    from data_engine.flow_report import render_flow_section
+
+    section = render_flow_section([chain_dirs["captions"], chain_dirs["latents"], chain_dirs["curated"]])
+    assert section is not None and section.kind == "flow" and section.directory == chain_dirs["latents"]
+    titles = re.findall(r"<title>([^<]*)</title>", section.body)
+    assert [title.split(" (")[0] for title in titles] == [
+        "raw files: 48", "decoded: 40", "curated: 14", "captioned: 13", "caption-filtered: 11",
+        "selected by rebalancing: 9", "latents: 9"]
+    assert render_flow_section([chain_dirs["curated"]]) is None  # one job is no flow
