@@ -103,7 +103,7 @@ def test_inspect_lineage_prints_the_chain(chain_dirs: dict[str, Path], capsys: p
 
 
 def test_the_report_draws_the_longest_chain_among_its_directories(chain_dirs: dict[str, Path]) -> None:
-    from data_engine.flow_report import render_flow_section
+    from data_engine.report.flow_section import render_flow_section
 
     section = render_flow_section([chain_dirs["captions"], chain_dirs["latents"], chain_dirs["curated"]])
     assert section is not None and section.kind == "flow" and section.directory == chain_dirs["latents"]
