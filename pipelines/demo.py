@@ -1,10 +1,11 @@
 """`make demo`: the main job of ../shared/ARCHITECTURE.md on one machine, in minutes on 2 cores.
 
 1. generate a small corpus (procedural images with known degradations, a few photos);
-2. run every data stage on one local Ray: decode + statistics, the Table 4 curation job once per training-stage
-   preset, spatial QA on procedural scenes, captioning (tiny Qwen3-VL), embedding + tagging, multi-view and
-   spatial-edit rendering (Blender), VAE latent + text feature caching (the rebalance job ends with its global
-   rebalance step);
+2. run every data stage on one local Ray: decode + statistics, spatial QA on procedural scenes, multi-view and
+   spatial-edit rendering (Blender), and the report's image flow as one chain of jobs, each reading the accepted
+   rows of the one before: raw -> the Table 4 curation job once per training-stage preset -> OCR-aware captions
+   of the 512p preset's accepted images (tiny Qwen3-VL) and caption filters -> embedding + tagging and the
+   global rebalance step (one job) -> VAE latent + text feature caching of the rebalanced selection;
 3. train the tiny MLLM on the spatial QA (then evaluate it) and the tiny MMDiT on the cached latents (then
    sample a grid), a few steps each, and print how the loss went;
 4. write one HTML report over every output directory.
