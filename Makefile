@@ -23,11 +23,11 @@ RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRES
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
-        curate caption rebalance spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit report
+        curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit report
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit"
+	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -87,18 +87,29 @@ out/demo/raw/labels.json: | setup
 out/demo/images/_manifest.json: out/demo/raw/labels.json
 	@$(call RUN_JOB,pipelines/jobs/demo.yaml)
 
-out/demo/captions/_manifest.json: out/demo/images/_manifest.json | tiny-models
+# The image flow of report 4.1, one job after another (each reads the accepted rows of the one before):
+# curation (512p preset) -> OCR-aware captions + caption filters -> embedding + tags + rebalancing -> latents.
+out/demo/curated_stage2_512p/_manifest.json: out/demo/raw/labels.json
+	@$(call RUN_JOB,pipelines/jobs/curate_images.yaml)
+
+out/demo/captions/_manifest.json: out/demo/curated_stage2_512p/_manifest.json | tiny-models
 	@$(call RUN_JOB,pipelines/jobs/caption.yaml)
+
+out/demo/rebalanced/_manifest.json: out/demo/captions/_manifest.json
+	@$(call RUN_JOB,pipelines/jobs/rebalance.yaml)
 
 curate: out/demo/raw/labels.json tiny-models
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/curate_images.yaml))
 
-caption: out/demo/images/_manifest.json tiny-models
+caption: out/demo/curated_stage2_512p/_manifest.json tiny-models
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/caption.yaml))
 
 # Rebalancing: one job embeds + tags the captions, then runs the global Rebalance step over all tagged rows.
 rebalance: out/demo/captions/_manifest.json
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/rebalance.yaml))
+
+rewrite: out/demo/captions/_manifest.json
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/rewrite.yaml))
 
 spatial-qa: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/spatial_qa.yaml))
@@ -128,14 +139,14 @@ train-mllm: out/demo/spatial_qa/_manifest.json tiny-models
 	@$(PY) -m trainer eval --config $(or $(CONFIG),trainer/configs/mllm_sft_tiny.yaml)
 
 # The MMDiT trains on cached latents: demo images -> captions -> VAE latents + text features.
-train-mmdit: out/demo/captions/_manifest.json
+train-mmdit: out/demo/rebalanced/_manifest.json
 	@$(call RUN_JOB,pipelines/jobs/cache_latents.yaml)
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
-REPORT_DIRS = $(wildcard out/demo/images out/demo/curated out/demo/curated_* out/demo/spatial_qa out/demo/captions \
-                         out/demo/rebalanced out/demo/latents out/demo/render/* out/demo/train-* out/demo/lift_video/* \
+REPORT_DIRS = $(wildcard out/demo/images out/demo/curated_* out/demo/spatial_qa out/demo/captions \
+                         out/demo/rebalanced out/demo/rewritten out/demo/latents out/demo/render/* out/demo/train-* out/demo/lift_video/* \
                          out/spatial_qa out/lift_video/* out/render/multiview out/render/spatial_edit out/text_render/images out/text_render/edits \
                          out/train-mllm-tiny out/train-mmdit-tiny)
 report: setup

@@ -2,8 +2,11 @@
 
 Layout under the output folder:
 
-- ``procedural/``: gradients, shapes, text (Pillow's default font) and noise textures; sizes 96..1024 px on
-  each side in several aspect ratios; JPEG, PNG and WebP in turn.
+- ``procedural/``: two thirds natural-looking images that curation should keep (landscapes built from 1/f
+  noise: sky gradient, clouds, mountain ridges with 1/f texture, camera grain, some with a signboard whose
+  words OCR can read; crops of the two real photos), one third synthetic images it should refuse (flat
+  gradients, shapes, text, value-noise textures: NIQE far from natural statistics); sizes 96..1024 px on each
+  side in several aspect ratios; JPEG, PNG and WebP in turn.
 - ``photos/``: the two real photos that ship inside scikit-learn (china.jpg, flower.jpg), byte for byte.
 - ``degraded/``: copies of those photos with one known degradation each (blur, darkness, washed out, heavy
   JPEG, tiny, letterbox, grayscale, CMYK, 16/48-bit PNG, transparency, EXIF rotation, animation).
@@ -38,7 +41,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 LABELS_FILE = "labels.json"
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
-PROCEDURAL_KINDS = ("gradient", "shapes", "text", "noise")
+PROCEDURAL_KINDS = ("landscape", "photo_crop", "gradient", "shapes", "text", "noise")
+# The order kinds come in: natural-looking images (kept by Table 4 curation unless too small or near-duplicate)
+# alternate with one synthetic kind in turn, so about a third of a demo corpus survives the 512p preset, as
+# in the report, and the caption, rebalance and latent jobs downstream get rows to work on.
+_PROCEDURAL_CYCLE = ("landscape", "photo_crop", "gradient", "landscape", "photo_crop", "shapes",
+                     "landscape", "photo_crop", "text", "landscape", "photo_crop", "noise")
 
 # Pillow format name and file extension of each procedural output format, used in turn.
 _PROCEDURAL_FORMATS = (("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"))
@@ -94,7 +102,7 @@ def generate_demo_corpus(out_dir: Path, *, n_procedural: int = 48, seed: int = 0
     photos = {name: _open_rgb(data) for name, data in photo_bytes.items()}
     out_dir = Path(out_dir)
     entries = [
-        *_write_procedural(out_dir, n_procedural, np.random.default_rng(seed)),
+        *_write_procedural(out_dir, n_procedural, np.random.default_rng(seed), photos),
         *_write_photos(out_dir, photo_bytes, photos),
         *_write_degraded(out_dir, photos),
         *_write_corrupt(out_dir, photo_bytes["china.jpg"], photos["china.jpg"]),
@@ -164,15 +172,18 @@ def _encode(image: Image.Image, fmt: str, **save_options: object) -> _Encoded:
 # --- procedural -----------------------------------------------------------------------------------------
 
 
-def _write_procedural(out_dir: Path, count: int, rng: np.random.Generator) -> Iterator[CorpusFile]:
+def _write_procedural(out_dir: Path, count: int, rng: np.random.Generator,
+                      photos: Mapping[str, Image.Image]) -> Iterator[CorpusFile]:
     painters: dict[str, Callable[[np.random.Generator, tuple[int, int]], Image.Image]] = {
+        "landscape": lambda rng, _size: _landscape(rng, _random_size(rng, min_long_side=384)),
+        "photo_crop": lambda rng, _size: _photo_crop(rng, photos),
         "gradient": _gradient,
         "shapes": _shapes,
         "text": _text,
         "noise": _noise_texture,
     }
     for index in range(count):
-        kind = PROCEDURAL_KINDS[index % len(PROCEDURAL_KINDS)]
+        kind = _PROCEDURAL_CYCLE[index % len(_PROCEDURAL_CYCLE)]
         fmt, extension = _PROCEDURAL_FORMATS[index % len(_PROCEDURAL_FORMATS)]
         image = painters[kind](rng, _random_size(rng))
         options = {"PNG": {"compress_level": 1}, "JPEG": {"quality": 90}, "WEBP": {"quality": 85}}[fmt]
@@ -180,8 +191,8 @@ def _write_procedural(out_dir: Path, count: int, rng: np.random.Generator) -> It
         yield _write(out_dir, f"procedural/{index:03d}_{kind}.{extension}", "procedural", kind, "none", encoded)
 
 
-def _random_size(rng: np.random.Generator) -> tuple[int, int]:
-    long_side = int(rng.integers(_MIN_SIDE, _MAX_SIDE + 1))
+def _random_size(rng: np.random.Generator, min_long_side: int = _MIN_SIDE) -> tuple[int, int]:
+    long_side = int(rng.integers(min_long_side, _MAX_SIDE + 1))
     ratio = float(rng.choice(_ASPECT_RATIOS))  # width / height
     short_side = max(_MIN_SIDE, round(long_side / max(ratio, 1 / ratio)))
     return (long_side, short_side) if ratio >= 1 else (short_side, long_side)
@@ -254,6 +265,72 @@ def _noise_texture(rng: np.random.Generator, size: tuple[int, int]) -> Image.Ima
     field = (field - field.min()) / max(float(np.ptp(field)), 1e-6)
     low, high = np.array(_random_colour(rng), np.float32), np.array(_random_colour(rng), np.float32)
     return Image.fromarray((low + field[..., None] * (high - low)).round().astype(np.uint8))
+
+
+def _pink_noise(rng: np.random.Generator, shape: tuple[int, ...], exponent: float) -> np.ndarray:
+    """Zero-mean, unit-variance noise with power spectrum 1/f**exponent (1-D or 2-D): natural images have
+    exponent about 2, which is what makes their local statistics (and NIQE) look natural."""
+    frequencies = np.meshgrid(*[np.fft.fftfreq(n) for n in shape[:-1]], np.fft.rfftfreq(shape[-1]), indexing="ij")
+    radius = np.sqrt(sum(f**2 for f in frequencies))
+    radius.flat[0] = 1.0
+    spectrum = (rng.standard_normal(radius.shape) + 1j * rng.standard_normal(radius.shape)) / radius ** (exponent / 2)
+    spectrum.flat[0] = 0.0
+    field = np.fft.irfftn(spectrum, s=shape, axes=tuple(range(len(shape))))
+    return (field - field.mean()) / max(float(field.std()), 1e-6)
+
+
+def _landscape(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """Sky gradient with 1/f clouds, 2-4 mountain ridges (1/f profiles, nearer ones darker and more
+    textured), camera grain; every other one has a signboard with two words, text for OCR to read."""
+    width, height = size
+    depth_of_row = np.linspace(0, 1, height)[:, None, None]
+    zenith = np.array([rng.uniform(40, 110), rng.uniform(90, 150), rng.uniform(170, 235)])
+    horizon = np.array([rng.uniform(170, 230), rng.uniform(180, 225), rng.uniform(200, 240)])
+    pixels = zenith + (horizon - zenith) * depth_of_row * np.ones((height, width, 1))
+    pixels += 40 * np.clip(_pink_noise(rng, (height, width), 2.6), 0, None)[..., None] * (1 - depth_of_row)
+    rows = np.arange(height)[:, None]
+    ground = np.array([rng.uniform(40, 110), rng.uniform(70, 130), rng.uniform(30, 90)])
+    n_ridges = int(rng.integers(2, 5))
+    for ridge_index in range(n_ridges):
+        nearness = (ridge_index + 1) / n_ridges
+        ridge = height * (0.35 + 0.45 * nearness + rng.uniform(-0.05, 0.05))
+        ridge = ridge + height * 0.12 * (1.1 - nearness) * _pink_noise(rng, (width,), 2.2)
+        colour = ground * (0.6 + 0.5 * nearness) + (1 - nearness) * 0.7 * (horizon - ground)  # aerial haze
+        texture = _pink_noise(rng, (height, width), 1.6)[..., None] * (10 + 25 * nearness)
+        pixels = np.where((rows >= ridge[None, :])[..., None], colour + texture, pixels)
+    pixels += rng.normal(0, 2.0, pixels.shape)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if rng.random() < 0.5:
+        _draw_signboard(rng, image)
+    return image
+
+
+def _draw_signboard(rng: np.random.Generator, image: Image.Image) -> None:
+    font = ImageFont.load_default(size=max(12, image.height // 14))
+    text = " ".join(rng.choice(_WORDS, size=2)).upper()
+    left, top, right, bottom = ImageDraw.Draw(image).textbbox((0, 0), text, font=font)
+    pad = font.size // 2
+    x = int(rng.integers(0, max(1, image.width - (right - left) - 2 * pad)))
+    y = int(rng.integers(image.height // 2, max(image.height // 2 + 1, image.height - (bottom - top) - 2 * pad)))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((x, y, x + right - left + 2 * pad, y + bottom - top + 2 * pad), fill=(238, 232, 210),
+                   outline=(60, 50, 40), width=2)
+    draw.text((x + pad - left, y + pad - top), text, fill=(30, 30, 30), font=font)
+
+
+def _photo_crop(rng: np.random.Generator, photos: Mapping[str, Image.Image]) -> Image.Image:
+    """A crop of 60-90% of a real photo (not resized: resampling changes sharpness), mirrored half the time,
+    with a small colour cast."""
+    photo = photos[SKLEARN_PHOTOS[int(rng.integers(0, len(SKLEARN_PHOTOS)))]]
+    scale = rng.uniform(0.6, 0.9)
+    crop_width, crop_height = round(photo.width * scale), round(photo.height * scale)
+    left = int(rng.integers(0, photo.width - crop_width + 1))
+    top = int(rng.integers(0, photo.height - crop_height + 1))
+    crop = photo.crop((left, top, left + crop_width, top + crop_height))
+    if rng.random() < 0.5:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    tinted = np.asarray(crop, np.float32) * rng.uniform(0.88, 1.12, 3)
+    return Image.fromarray(np.clip(tinted, 0, 255).astype(np.uint8))
 
 
 # --- photos and degradations ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from data_engine.job import JobConfig
+from data_engine.lineage import upstream_record
 from data_engine.schemas import ShardSchema, get_schema
 from data_engine.shards import (JOB_FINGERPRINT_NAME, MANIFEST_NAME, TEMP_PREFIX, ShardDir, ShardDirError,
                                 atomic_write_json, completed_shards, object_store_shard_files, read_shard_stats,
@@ -107,7 +108,7 @@ def build_manifest(job: JobConfig, out: ShardDir, shard_ids: Sequence[int], *, i
         "config": job.model_dump(mode="json", by_alias=True),
         "config_hash": job.config_hash(),
         "input": {"uri": job.input, "n_items": items_count, "listing_hash": listing_hash,
-                  "upstream": upstream_lineage(job.input, job.storage)},
+                  "upstream": upstream_record(job.input, job.storage)},
         "rows_in": items_count,
         "rows_written": rows_written,
         "rows_accepted": rows_written - sum(rejects.values()),
@@ -132,17 +133,6 @@ def standalone_manifest(schema: ShardSchema, job: str, config: dict[str, Any], s
 def write_manifest(out_dir: ShardDir, manifest: dict[str, Any], *, crashpoint: str | None = None) -> None:
     """Write `_manifest.json` last and atomically: a directory with a manifest is a finished output."""
     atomic_write_json(as_location(out_dir) / MANIFEST_NAME, manifest, crashpoint=crashpoint)
-
-
-def upstream_lineage(input_uri: str, storage: StorageConfig) -> dict[str, Any] | None:
-    """When the input is another stage's output, record which job and config produced it."""
-    if not is_storage_uri(input_uri):
-        return None
-    manifest_path = resolve(input_uri, storage) / MANIFEST_NAME
-    if not manifest_path.is_file():
-        return None
-    upstream = json.loads(manifest_path.read_bytes())
-    return {"job": upstream.get("job"), "config_hash": upstream.get("config_hash"), "schema": upstream.get("schema")}
 
 
 def summary_lines(manifest: dict[str, Any]) -> list[str]:

@@ -1,8 +1,8 @@
 """Readers over another job's output: the accepted rows of an upstream shard directory, as rows of this job.
 
 A downstream job (captioning after curation, latent caching or rebalancing after captioning) starts from an
-upstream job's committed shards (`data_engine.shards`). Items are `<shard file>#<row id>` of accepted rows,
-in shard order, so the listing is deterministic and a rerun skips done shards; a read task opens each of
+upstream job's committed shards (`data_engine.shards`). Items are `<shard file>#<row id>` of accepted rows
+(every row with `include_rejected: true`, e.g. to caption what curation refused for an audit), in shard order, so the listing is deterministic and a rerun skips done shards; a read task opens each of
 its shard files once. Every new row gets an id of its own from (`source_dataset`, upstream row id) and keeps
 the upstream id as `upstream_id`; a row that vanished from the upstream shard after listing becomes a row
 with reason `upstream_row_missing`.
@@ -26,11 +26,16 @@ from data_engine.schemas import ShardSchema
 from data_engine.shards import ShardDirError, read_shard, shard_paths
 from data_engine.storage import Location
 
-_PROVENANCE_IDS = ("id", "source_dataset", "upstream_id")
+# Not carried: a new row gets ids of its own, and its decision is this job's (rejected upstream rows read with
+# include_rejected start undecided).
+_NOT_CARRIED = ("id", "source_dataset", "upstream_id", "reject_reason", "reject_stage", "reject_detail")
 
 
 class UpstreamShardsConfig(ReaderConfig):
     source_dataset: str = "upstream"  # provenance of the new rows; the upstream row id becomes upstream_id
+    # Read the upstream's rejected rows too; they start here as rows like any other (their upstream reason
+    # stays in the upstream shards, found through upstream_id).
+    include_rejected: bool = False
 
 
 class UpstreamShardsReader(Reader):
@@ -46,14 +51,15 @@ class UpstreamShardsReader(Reader):
 
     def carry(self, source: dict[str, Any]) -> dict[str, Any]:
         """The output columns taken from one accepted upstream row; columns left out are null."""
-        return {f.name: source[f.name] for f in self.schema.fields if f.name not in _PROVENANCE_IDS}
+        return {f.name: source[f.name] for f in self.schema.fields if f.name not in _NOT_CARRIED}
 
     def list_items(self, input_uri: str) -> list[str]:
         items = []
         for path in shard_paths(self.location(input_uri)):
             table = read_shard(path, columns=["id", "reject_reason"])
-            accepted = table.filter(pc.is_null(table.column("reject_reason")))
-            items.extend(f"{path.name}#{upstream}" for upstream in accepted.column("id").to_pylist())
+            if not self.config.include_rejected:
+                table = table.filter(pc.is_null(table.column("reject_reason")))
+            items.extend(f"{path.name}#{upstream}" for upstream in table.column("id").to_pylist())
         return items
 
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:

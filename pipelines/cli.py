@@ -13,6 +13,7 @@ from typing import Any
 
 from data_engine.config_files import parse_override
 from data_engine.job import JobConfigError
+from data_engine.lineage import lineage, lineage_lines
 from data_engine.nodes import StageSetupFailed
 from data_engine.readers import InputError
 from data_engine.schemas import SchemaError
@@ -80,6 +81,17 @@ def inspect_shards(shard_dir: str | Path | Location, sample_rows: int) -> dict[s
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    if args.lineage:
+        chain = lineage(args.shard_dir)
+        if args.json:
+            print(json.dumps([{"directory": link.directory, "job": link.job,
+                               "config_hash": link.manifest.get("config_hash"), "changed_since": link.changed_since,
+                               "input": link.input_uri, **{key: link.manifest.get(key) for key in
+                                                           ("rows_in", "rows_written", "rows_accepted")}}
+                              for link in chain], indent=2))
+        else:
+            print("\n".join(lineage_lines(chain)))
+        return 0
     report = inspect_shards(args.shard_dir, args.rows)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -223,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("shard_dir", help="a directory or a storage URI (s3://, gs://)")
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--rows", type=int, default=3, help="sample rows to show")
+    inspect.add_argument("--lineage", action="store_true",
+                         help="the chain of jobs this output was made from, back to the raw input")
     inspect.set_defaults(handler=_cmd_inspect)
 
     submit = commands.add_parser("submit", help="submit a job to a Ray cluster (ray job submit)")

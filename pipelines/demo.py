@@ -1,11 +1,12 @@
 """`make demo`: the main job of ../shared/ARCHITECTURE.md on one machine, in minutes on 2 cores.
 
 1. generate a small corpus (procedural images with known degradations, a few photos);
-2. run every data stage on one local Ray: decode + statistics, the Table 4 curation job once per training-stage
-   preset, spatial QA on procedural scenes, 3D lifting of noisy procedural RGB-D sequences and spatial QA on
-   the lifted scenes, captioning (tiny Qwen3-VL), embedding + tagging, multi-view and
-   spatial-edit rendering (Blender), VAE latent + text feature caching (the rebalance job ends with its global
-   rebalance step);
+2. run every data stage on one local Ray: decode + statistics, spatial QA on procedural scenes, 3D lifting of
+   noisy procedural RGB-D sequences and spatial QA on the lifted scenes, multi-view and spatial-edit rendering
+   (Blender), and the report's image flow as one chain of jobs, each reading the accepted rows of the one
+   before: raw -> the Table 4 curation job once per training-stage preset -> OCR-aware captions of the 512p
+   preset's accepted images (tiny Qwen3-VL) and caption filters -> embedding + tagging and the global
+   rebalance step (one job) -> VAE latent + text feature caching of the rebalanced selection;
 3. train the tiny MLLM on the spatial QA (then evaluate it on the held-out scenes: `split=eval` rows) and the
    tiny MMDiT on the cached latents (then
    sample a grid), a few steps each, and print how the loss went;
@@ -34,6 +35,7 @@ from pipelines.jobfile import JOBS_DIR, load_job
 from trainer.report import read_train_log
 
 CURATION_PRESETS = tuple(PRESET_DEFAULTS["decode_image"])  # stage1_208p, stage2_512p, stage3_1024p
+CAPTIONED_PRESET = "stage2_512p"  # the preset whose accepted images the caption job reads
 TRAINER_CONFIGS = PROJECT_ROOT / "trainer" / "configs"
 
 
@@ -75,9 +77,9 @@ def demo_jobs(out: Path, raw: Path, size: DemoSize) -> list[JobConfig]:
     runs += [("spatial_qa.yaml", f"procedural://{size.n_scenes}?seed=0", "spatial_qa", []),
              ("lift_video.yaml", f"procedural://{size.n_sequences}?seed=0", "lift_video/lifted_objects", []),
              ("spatial_qa.yaml", out / "lift_video" / "lifted_objects", "lift_video/spatial_qa", []),
-             ("caption.yaml", out / "images", "captions", []),
+             ("caption.yaml", out / f"curated_{CAPTIONED_PRESET}", "captions", []),
              ("rebalance.yaml", out / "captions", "rebalanced", []),
-             ("cache_latents.yaml", out / "captions", "latents", []),
+             ("cache_latents.yaml", out / "rebalanced", "latents", []),
              ("multiview.yaml", "procedural", "render/multiview", [f"reader.count={size.n_assets}"]),
              ("spatial_edit.yaml", "procedural", "render/spatial_edit", [f"reader.count={size.n_assets}"])]
     return [load_job(JOBS_DIR / job_file, [f"input={source}", f"output={out / target}", *overrides])

@@ -1,6 +1,7 @@
-"""`make demo` end to end (small corpus, the session's Ray): every data job's shards and manifest, the global
-rebalance, both tiny models trained a few steps (MLLM evaluated, MMDiT sampled), and one report that renders
-with a section per output."""
+"""`make demo` end to end (small corpus, the session's Ray): every data job's shards and manifest, the image flow
+as one chain of jobs (each reading the accepted rows of the one before, its manifest naming the upstream one),
+both tiny models trained a few steps (MLLM evaluated, MMDiT sampled), and one report that renders with the
+cross-job funnel and a section per output."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import pytest
 
 from data_engine.shards import read_manifest
-from pipelines.demo import CURATION_PRESETS, DemoError, DemoSize, TrainingRun, run_demo, run_trainer
+from pipelines.demo import CAPTIONED_PRESET, CURATION_PRESETS, DemoError, DemoSize, TrainingRun, run_demo, run_trainer
 from tests.browser import open_page
 from trainer.report import read_train_log
 
@@ -30,12 +31,14 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     kept_after_decode = [next(s["rows_out"] for s in m["stages"] if s["name"] == "decode_image")
                          for m in curated.values()]
     assert kept_after_decode[0] > kept_after_decode[1] > kept_after_decode[2]
-    # every accepted image is captioned, tagged and cached as latents; both render jobs render every asset
-    for directory in ("captions", "latents"):
-        assert read_manifest(out / directory)["rows_accepted"] == manifest["rows_accepted"], directory
-    rebalanced = read_manifest(out / "rebalanced")  # one job: embed, tag, then the global rebalance step
-    assert next(s["rows_out"] for s in rebalanced["stages"] if s["name"] == "tag_captions") == manifest["rows_accepted"]
-    assert 0 < rebalanced["rows_accepted"] <= manifest["rows_accepted"]
+    # The image flow: each job reads exactly the rows the one before accepted and records that manifest.
+    chain = [f"curated_{CAPTIONED_PRESET}", "captions", "rebalanced", "latents"]
+    manifests = {directory: read_manifest(out / directory) for directory in chain}
+    for upstream, downstream in zip(chain, chain[1:]):
+        assert manifests[downstream]["rows_in"] == manifests[upstream]["rows_accepted"] > 0, downstream
+        assert manifests[downstream]["input"]["upstream"]["manifest"] == str(out / upstream / "_manifest.json")
+        assert manifests[downstream]["input"]["upstream"]["config_hash"] == manifests[upstream]["config_hash"]
+    # both render jobs render every asset
     for directory in ("render/multiview", "render/spatial_edit"):
         assert read_manifest(out / directory)["rows_written"] == 2, directory
     # RGB-D video: lifted objects of one sequence, then spatial QA on its lifted scene
@@ -55,6 +58,19 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     kinds = {kind: page.locator(f"section.kind-{kind}").count()
              for kind in ("stage", "spatial_qa", "multiview", "spatial_edit", "rebalance", "trainer")}
     assert kinds == {"stage": 7, "spatial_qa": 2, "multiview": 1, "spatial_edit": 1, "rebalance": 1, "trainer": 2}
+    # The report opens with one funnel across the jobs of the flow, each count its manifest's.
+    curated, captions = manifests[f"curated_{CAPTIONED_PRESET}"], manifests["captions"]
+    expected = [("raw files", len(labels["files"])),
+                ("decoded", next(s["rows_out"] for s in curated["stages"] if s["name"] == "decode_image")),
+                ("curated", curated["rows_accepted"]),
+                ("captioned", next(s["rows_out"] for s in captions["stages"] if s["name"] == "caption_image")),
+                ("caption-filtered", captions["rows_accepted"]),
+                ("selected by rebalancing", manifests["rebalanced"]["rows_accepted"]),
+                ("latents", manifests["latents"]["rows_accepted"])]
+    flow = page.locator("section.kind-flow")
+    assert flow.count() == 1 and page.locator("section").first.get_attribute("class") == "kind-flow"
+    bars = [title.split(" (")[0] for title in flow.locator("svg title").all_text_contents()]
+    assert bars == [f"{label}: {count}" for label, count in expected]
     body = page.inner_text("body")
     assert "decode_image:truncated" in body and str(manifest["rows_written"]) in body
     for preset, preset_manifest in curated.items():

@@ -51,7 +51,12 @@ def load_prompt_set(name: str, root: Path = PROMPTS_ROOT) -> PromptSet:
         available = sorted(f"{p.parent.name}/{p.stem}" for p in root.glob("*/*.yaml"))
         raise PromptFileError(f"prompt set {name!r} not found ({path}); available: {', '.join(available)}")
     raw = path.read_bytes()
-    data = yaml.safe_load(raw)
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:  # a job validating its stages reports this in one line, before Ray starts
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise PromptFileError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(data, dict):
         raise PromptFileError(f"{path}: expected a mapping at the top level")
     return PromptSet(name, hashlib.sha256(raw).hexdigest(), data)

@@ -1,6 +1,6 @@
 """Reader kind `image_shards`: the accepted images of an upstream `image_sample` shard directory.
 
-Turns the output of an image job (e.g. `out/demo/images` of the demo) into rows of another schema
+Turns the output of an image job (e.g. `out/demo/curated_stage2_512p` of the demo) into rows of another schema
 (`caption`) so that a downstream job starts from curated images; listing, reading and provenance are those
 of every upstream reader (`data_engine/upstream.py`).
 """

@@ -126,7 +126,11 @@ def write_html_report(directories: Sequence[Path], out_html: Path, *, title: str
         raise ValueError("write_html_report needs at least one directory")
     if options.sample_rows < 0 or options.rejected_per_reason < 0 or options.max_scanned_rows < 1:
         raise ValueError(f"sample_rows and rejected_per_reason must be >= 0 and max_scanned_rows >= 1, got {options}")
-    document = render_document(title, [render_section(Path(d), options) for d in directories])
+    from data_engine.report.flow_section import render_flow_section  # it builds RenderedSections of this module
+
+    flow = render_flow_section([Path(d) for d in directories])
+    sections = [render_section(Path(d), options) for d in directories]
+    document = render_document(title, ([flow] if flow else []) + sections)
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
     # Written under a temp name and renamed, so a reader never sees half a report.

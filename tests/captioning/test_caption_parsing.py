@@ -27,6 +27,17 @@ def test_every_caption_type_and_language_has_a_prompt_and_the_set_is_hashed() ->
     assert '"SALE 50%"' in with_ocr and '"营业中"' in with_ocr
 
 
+def test_malformed_prompt_file_is_a_one_line_error(tmp_path) -> None:
+    (tmp_path / "caption").mkdir()
+    (tmp_path / "caption" / "v1.yaml").write_text("short:\n  en: 'unclosed\n  zh: x\n")
+    with pytest.raises(PromptFileError) as error:
+        load_prompt_set("caption/v1", root=tmp_path)
+    assert "\n" not in str(error.value) and str(error.value).startswith(f"{tmp_path / 'caption' / 'v1.yaml'}: line ")
+    (tmp_path / "caption" / "v1.yaml").write_text("- a list\n")
+    with pytest.raises(PromptFileError, match="expected a mapping at the top level"):
+        load_prompt_set("caption/v1", root=tmp_path)
+
+
 def test_unknown_prompt_version_names_the_file_and_the_alternatives() -> None:
     with pytest.raises(PromptFileError, match=r"caption/v9.*available: caption/v1"):
         load_prompt_set("caption/v9")

@@ -4,12 +4,14 @@ re-decisions, and `make caption`'s job from an upstream image job's shards on lo
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from conftest import ServedModel, png_bytes
+from PIL import Image, ImageDraw, ImageFont
 
 from data_engine.curation.caption_rules import DEFAULT_RULES
 from data_engine.executor import run_job
@@ -106,10 +108,19 @@ def test_preflight_names_a_missing_model(tmp_path: Path) -> None:
     served.build().preflight()  # a server that is down fails per request, recorded on the rows
 
 
+def signboard_png() -> bytes:
+    """Large dark words on a light board: text any OCR engine reads."""
+    image = Image.new("RGB", (640, 320), (235, 230, 210))
+    ImageDraw.Draw(image).text((40, 110), "OPEN MARKET", fill=(20, 20, 20), font=ImageFont.load_default(size=72))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_caption_job_runs_on_an_image_job_output(ray_local, images: list[bytes], tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
-    for index, image in enumerate(images):
+    for index, image in enumerate([*images, signboard_png()]):
         (raw / f"img{index}.png").write_bytes(image)
     (raw / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     images_out, captions_out = tmp_path / "images", tmp_path / "captions"
@@ -117,15 +128,28 @@ def test_caption_job_runs_on_an_image_job_output(ray_local, images: list[bytes],
                                              "stages.decode_image.config.min_side=55"]), progress=False)
     job = load_job(JOBS_DIR / "caption.yaml", [f"input={images_out}", f"output={captions_out}",
                                                "reader.shard_rows=2"])
+    assert [spec.op for spec in job.stages] == ["ocr_text", "caption_image", "ocr_caption_filter",
+                                                "caption_content_filter"]
     manifest = run_job(job, progress=False)
     # The broken file and the 50 px image stop at the image job; the caption job sees accepted images only.
-    assert manifest["rows_in"] == 2 and manifest["rows_accepted"] == 2 and len(manifest["shards"]) == 1
+    assert manifest["rows_in"] == 3 and len(manifest["shards"]) == 2
     assert manifest["input"]["upstream"]["job"] == "demo_images"
-    rows = [row for _, table in iter_shards(captions_out) for row in table.to_pylist()]
-    assert sorted(r["width"] for r in rows) == [96, 1200]
-    assert all(len(dict(r["captions"])) == 6 and r["reject_reason"] is None for r in rows)
+    assert manifest["input"]["upstream"]["manifest"] == str(images_out / "_manifest.json")
+    rows = {r["width"]: r for _, table in iter_shards(captions_out) for r in table.to_pylist()}
+    assert sorted(rows) == [96, 640, 1200]
+    # OCR read the signboard; the tiny model's captions (noise) never reproduce it, so the post-filter removes
+    # every caption it checked, each with its reason, and the row goes with the rule's name.
+    board = rows[640]
+    assert "OPEN MARKET" in " ".join(line["text"] for line in board["ocr_lines"]).upper()
+    assert (board["reject_stage"], board["reject_reason"]) == ("ocr_caption_filter", "ocr_not_covered")
+    assert board["captions"] == [] and {key for key, _ in board["ocr_caption_rejects"]} == ALL_KEYS - {
+        key for key, _ in (board["caption_errors"] or [])}
+    # A plain colour has no text: every caption passes the OCR check and the row is kept.
+    plain = rows[96]
+    assert plain["ocr_lines"] == [] and plain["reject_reason"] is None and len(dict(plain["captions"])) == 6
+    assert manifest["rows_accepted"] == sum(r["reject_reason"] is None for r in rows.values())
     # The content filter ran on the captions, and the manifest names the exact rules it used.
-    assert all(r["content_categories"] is not None for r in rows)
+    assert plain["content_categories"] is not None
     filter_config = next(s for s in manifest["config"]["stages"] if s["op"] == "caption_content_filter")["config"]
     assert filter_config["rules_sha256"] == hashlib.sha256(DEFAULT_RULES.read_bytes()).hexdigest()
 
@@ -151,6 +175,11 @@ def test_image_shards_reader_marks_vanished_rows_and_names_foreign_shards(tmp_pa
     assert [(r["upstream_id"], r["image_bytes"], r["width"], r["license"], r["reject_reason"]) for r in table] == [
         ("a", b"x", 8, "CC0", None), ("gone", None, None, "mixed", "upstream_row_missing")]
     assert table[0]["id"] == row_id("curated", "a") and table[0]["source_dataset"] == "curated"
+    # The reader option for audits: rejected upstream rows too, starting undecided in this job.
+    everything = ImageShardsReader(UpstreamShardsConfig(kind="image_shards", include_rejected=True))
+    assert everything.list_items(images) == ["part-00000.parquet#a", "part-00000.parquet#b"]
+    rejected = everything.read_items(images, ["part-00000.parquet#b"]).to_pylist()[0]
+    assert (rejected["upstream_id"], rejected["reject_reason"], rejected["reject_stage"]) == ("b", None, None)
 
     edits = upstream("edits", EDIT_TRIPLET, [{"id": "e"}])
     with pytest.raises(ShardDirError, match=r"edits/part-00000.parquet: not image_sample shards \(missing columns"):

@@ -1,0 +1,104 @@
+"""What OCR and the caption filters cost on top of captioning: the stages of `pipelines/jobs/caption.yaml` (OCR
+text -> OCR-aware captions -> OCR post-filter -> caption content filter) against caption generation alone
+(caption_image without OCR), on the same images, the same backend and the same caption settings, each through
+the stage runner in one process.
+
+The two sides alternate (chain, alone, chain, alone, ...) so that load on a shared machine falls on both
+alike; median, min and max of each are written. Caption budgets are the production defaults of caption_image
+(64 / 256 / 768 / 384 new tokens), not the demo job's few tokens, so generation weighs what it weighs in
+production relative to OCR; the model is still the tiny random Qwen3-VL (`make tiny-models`), far cheaper per
+token than Qwen3-VL-8B, so this fraction is an upper bound of the production one.
+
+overhead_fraction = median chain seconds / median captioning-alone seconds - 1 (goal: <= 0.15, issue #14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from benchmarks.common import write_result
+from data_engine.demo_corpus import generate_demo_corpus
+from data_engine.readers import row_id
+from data_engine.schemas import CAPTION
+from data_engine.stage import Stage
+from data_engine.stage_runner import apply_stage
+from pipelines.jobfile import JOBS_DIR, load_job
+
+NAME = "caption_chain"
+NATURAL_KINDS = ("landscape", "photo_crop")  # what the 512p curation keeps of the demo corpus
+PRODUCTION_BUDGETS = "{short: 64, long: 256, extended_long: 768, structured: 384}"  # caption_image's defaults
+
+
+def natural_images(count: int) -> list[bytes]:
+    """`count` natural-looking demo-corpus images (half of the landscapes carry a signboard OCR reads)."""
+    with tempfile.TemporaryDirectory() as directory:
+        corpus = generate_demo_corpus(Path(directory), n_procedural=count * 2)
+        paths = sorted(p for p in (corpus.out_dir / "procedural").iterdir() if p.stem.endswith(NATURAL_KINDS))
+        return [path.read_bytes() for path in paths[:count]]
+
+
+def chain_stages(torch_threads: int) -> tuple[list[tuple[Stage, int]], list[tuple[Stage, int]]]:
+    """(the caption job's stages, caption_image alone), both from caption.yaml with production budgets."""
+    job = load_job(JOBS_DIR / "caption.yaml", [f"stages.caption_image.config.max_new_tokens={PRODUCTION_BUDGETS}",
+                                               "stages.caption_image.config.image_max_side=768",
+                                               f"stages.caption_image.config.backend.torch_threads={torch_threads}"])
+    chain = [(spec.build(), spec.stage_resources().batch_size) for spec in job.stages]
+    alone_spec = next(spec for spec in job.stages if spec.op == "caption_image")
+    alone_spec = alone_spec.model_copy(update={"config": alone_spec.config | {"ocr_aware": False}})
+    alone = [(alone_spec.build(), alone_spec.stage_resources().batch_size)]
+    for stage, _ in chain + alone:
+        stage.setup()
+    return chain, alone
+
+
+def run_stages(stages: list[tuple[Stage, int]], table: pa.Table) -> pa.Table:
+    for stage, batch_size in stages:
+        table, _ = apply_stage(stage, table, batch_size)
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--torch-threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    images = natural_images(args.images)
+    table = pa.Table.from_pylist([{"id": row_id("bench", str(i)), "source_dataset": "bench", "upstream_id": str(i),
+                                   "license": "generated", "image_bytes": image} for i, image in enumerate(images)],
+                                 schema=CAPTION.arrow())
+    chain, alone = chain_stages(args.torch_threads)
+    run_stages(chain, table.slice(0, 1))  # warm-up: OCR and the model's first call
+    run_stages(alone, table.slice(0, 1))
+    timings: dict[str, list[float]] = {"chain": [], "alone": []}
+    for _ in range(args.repeats):
+        for side, stages in (("chain", chain), ("alone", alone)):
+            started = time.perf_counter()
+            result = run_stages(stages, table)
+            timings[side].append(time.perf_counter() - started)
+    with_text = sum(bool(lines) for lines in result.column("ocr_lines").to_pylist()) if "ocr_lines" in \
+        result.column_names else None
+    chain_s, alone_s = statistics.median(timings["chain"]), statistics.median(timings["alone"])
+    metrics = {"overhead_fraction": round(chain_s / alone_s - 1, 4),
+               "chain_median_s": round(chain_s, 3), "chain_min_s": round(min(timings["chain"]), 3),
+               "chain_max_s": round(max(timings["chain"]), 3),
+               "captioning_alone_median_s": round(alone_s, 3), "captioning_alone_min_s": round(min(timings["alone"]), 3),
+               "captioning_alone_max_s": round(max(timings["alone"]), 3)}
+    verdict = "met" if metrics["overhead_fraction"] <= 0.15 else "missed"
+    write_result(NAME, metrics,
+                 baseline="caption_image alone (no OCR, no filters) on the same images, backend and budgets",
+                 command=f"python -m benchmarks.caption_chain --images {args.images} --repeats {args.repeats}",
+                 notes={"goal": f"overhead_fraction <= 0.15 (issue #14): {verdict}",
+                        "images": f"{len(images)} natural-looking demo-corpus images, {with_text} with text OCR read",
+                        "repeats": f"{args.repeats} per side, interleaved chain / alone",
+                        "model": "tiny random Qwen3-VL (transformers backend), production max_new_tokens"})
+
+
+if __name__ == "__main__":
+    main()
