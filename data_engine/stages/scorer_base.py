@@ -1,4 +1,4 @@
-"""The shape every learned image scorer of the curation job shares (aesthetic, MUSIQ, CLIP-IQA).
+"""The shape every learned image scorer of the curation job shares (aesthetic, MUSIQ, CLIP-IQA, image embeddings).
 
 A scorer's model comes only from a configured local directory (`model_path`). Without one the stage still
 runs: it warns once per worker and writes an empty score with status `not_scored`, so a job without the
@@ -38,15 +38,19 @@ class OptionalModelScorer(Stage[ConfigT]):
         """Load the model from the configured directory (once per worker)."""
 
     @abstractmethod
-    def score(self, images: list[np.ndarray]) -> list[float]:
-        """One score per HxWx3 uint8 RGB image."""
+    def score(self, images: list[np.ndarray]) -> list[Any]:
+        """One score (of `score_type()`) per HxWx3 uint8 RGB image."""
 
     def status_column(self) -> str:
         """`scored` / `not_scored` per row."""
         return f"{self.score_column()}_status"
 
+    def score_type(self) -> pa.DataType:
+        """The score column's type: one float, or a vector for an embedding."""
+        return pa.float32()
+
     def output_fields(self) -> tuple[pa.Field, ...]:
-        return (pa.field(self.score_column(), pa.float32()), pa.field(self.status_column(), pa.string()))
+        return (pa.field(self.score_column(), self.score_type()), pa.field(self.status_column(), pa.string()))
 
     def setup(self) -> None:
         self.loaded = self.config.model_path is not None

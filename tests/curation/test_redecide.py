@@ -41,13 +41,14 @@ JOB_ROWS = [
     {"id": "ugly", "width": 400, "height": 300, **DECODED, **NO_BORDER, **scored(3.0),
      "reject_reason": "low_aesthetic", "reject_stage": "aesthetic"},
     {"id": "hq", "width": 400, "height": 300, **DECODED, **NO_BORDER, "border_left": 0.03, **scored(6.0),
-     "md5": "a", "phash": HASH},
+     "md5": "a", "phash": HASH, "semantic_dedup": "not_run"},
     {"id": "lq", "width": 800, "height": 600, **DECODED, **NO_BORDER, **scored(5.0), "md5": "b", "phash": NEAR_HASH,
-     "duplicate_of": "hq", "duplicate_kind": "near", "duplicate_similarity": 0.9375,
+     "semantic_dedup": "not_run", "duplicate_of": "hq", "duplicate_kind": "near", "duplicate_similarity": 0.9375,
      "reject_reason": "near_duplicate", "reject_stage": "dedup"},
-    {"id": "z-copy", "width": 500, "height": 500, **DECODED, **NO_BORDER, **scored(5.5), "md5": "c", "phash": OTHER_HASH},
+    {"id": "z-copy", "width": 500, "height": 500, **DECODED, **NO_BORDER, **scored(5.5), "md5": "c", "phash": OTHER_HASH,
+     "semantic_dedup": "not_run"},
     {"id": "a-copy", "width": 500, "height": 500, **DECODED, **NO_BORDER, **scored(5.2), "md5": "c", "phash": OTHER_HASH,
-     "duplicate_of": "z-copy", "duplicate_kind": "exact", "duplicate_similarity": 1.0,
+     "semantic_dedup": "not_run", "duplicate_of": "z-copy", "duplicate_kind": "exact", "duplicate_similarity": 1.0,
      "reject_reason": "exact_duplicate", "reject_stage": "dedup"},
 ]
 
