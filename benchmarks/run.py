@@ -10,7 +10,7 @@ from benchmarks.common import update_readme_table
 # Module names under benchmarks/; the GPU-only one (mmdit_mfu) runs on a GPU machine, not here.
 BENCHMARKS = ("runtime_overhead", "readers", "niqe", "iqa_cascade", "caption_overhead", "caption_chain",
               "embedding_overhead",
-              "tagging", "caption_content_filter", "spatial_qa", "lifting", "render", "text_render", "packing",
+              "tagging", "semdedup", "caption_content_filter", "spatial_qa", "lifting", "render", "text_render", "packing",
               "deepspeed_cpu_step", "mmdit_cpu_step")
 
 

@@ -23,6 +23,7 @@ STAGE_MODULES: dict[str, str] = {
     "learned_iqa": "data_engine.stages.learned_iqa",
     "aesthetic": "data_engine.stages.aesthetic",
     "embed_images": "data_engine.stages.image_embedding",
+    "vlm_aesthetic": "data_engine.stages.vlm_aesthetic",
     "border_detect": "data_engine.stages.border_detect",
     "ocr_density": "data_engine.stages.ocr_density",
     "nsfw": "data_engine.stages.nsfw",

@@ -93,3 +93,40 @@ def parse_caption(caption_type: str, raw: str) -> ParsedCaption:
         return ParsedCaption(None, REJECT_JSON_EMPTY_FIELD,
                              f"fields {blank} are empty or whitespace only"[:_MAX_DETAIL])
     return ParsedCaption(json.dumps(value, ensure_ascii=False, sort_keys=True))
+
+
+# The VLM aesthetic score (report 4.1.1): one integer 0..100, nothing else. Sent for guided decoding too.
+SCORE_SCHEMA: dict = {
+    "type": "object",
+    "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 100}},
+    "required": ["score"],
+    "additionalProperties": False,
+}
+_SCORE_VALIDATOR = jsonschema.Draft202012Validator(SCORE_SCHEMA)
+
+
+@dataclass(frozen=True)
+class ParsedScore:
+    score: int | None  # None when the output is refused; `detail` then says why
+    detail: str | None = None
+
+
+def parse_score(raw: str) -> ParsedScore:
+    """Strict: after a think block and a code fence are removed, the output must be exactly one JSON object
+    {"score": integer 0..100} (no prose around it, no other key, no repeated key, no boolean, no 72.5)."""
+    text = clean_generation(raw)
+    fenced = _CODE_FENCE.match(text)
+    body = fenced.group(1) if fenced else text
+    try:
+        value = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        return ParsedScore(None, f"{exc.msg} at char {exc.pos}: {body[:_MAX_DETAIL]!r}")
+    except _DuplicateKey as exc:
+        return ParsedScore(None, f"key {exc} appears twice: {body[:_MAX_DETAIL]!r}")
+    error = jsonschema.exceptions.best_match(_SCORE_VALIDATOR.iter_errors(value))
+    if error is None and not isinstance(value["score"], int):  # JSON Schema counts 72.0 as an integer
+        return ParsedScore(None, f"score: {value['score']!r} is not an integer")
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "<root>"
+        return ParsedScore(None, f"{where}: {error.message}"[:_MAX_DETAIL])
+    return ParsedScore(value["score"])

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -9,6 +9,8 @@ changing what an existing output directory means.
 |------------------------|-------------|-------------|--------------|
 | min resolution         | > 128       | > 256       | > 512        |  (decode_image `min_side`)
 | aesthetic score        | >= 3.0      | >= 4.6      | >= 4.6       |
+| VLM aesthetic (0-100)  | > 60        | > 60        | > 65         |  (report 4.1.1: > 60 to continue training,
+|                        |             |             |              |   > 65 for annotation, the final stage here)
 | IQA cascade            | off         | on          | on (tighter) |  (iqa_cascade: statistics, NIQE, MUSIQ, CLIP-IQA)
 | dense-OCR min side     | off         | > 512       | > 768        |
 | border detection       | off         | on          | on           |
@@ -36,6 +38,11 @@ PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "stage1_208p": {"min_score": 3.0},
         "stage2_512p": {"min_score": 4.6},
         "stage3_1024p": {"min_score": 4.6},
+    },
+    "vlm_aesthetic": {
+        "stage1_208p": {"min_score": 60.0},
+        "stage2_512p": {"min_score": 60.0},
+        "stage3_1024p": {"min_score": 65.0},
     },
     "iqa_cascade": {
         "stage1_208p": {"enforce": False},

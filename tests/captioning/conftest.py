@@ -43,6 +43,7 @@ class ServerControl:
     """What the test server should do next and what it saw (requests, peak concurrency)."""
 
     fail_next: list[int] = field(default_factory=list)  # HTTP status codes for the next requests, in order
+    replies: list[str] = field(default_factory=list)  # completion texts for the next requests instead of the model's
     delay_s: float = 0.0
     received: list[dict[str, Any]] = field(default_factory=list)
     in_flight: int = 0
@@ -89,6 +90,7 @@ def _handler(backend: TransformersBackend, model: str, control: ServerControl,
                 control.in_flight += 1
                 control.peak_in_flight = max(control.peak_in_flight, control.in_flight)
                 status = control.fail_next.pop(0) if control.fail_next else 200
+                scripted = control.replies.pop(0) if status == 200 and control.replies else None
             try:
                 time.sleep(control.delay_s)
                 if self.path != "/v1/chat/completions":
@@ -98,8 +100,10 @@ def _handler(backend: TransformersBackend, model: str, control: ServerControl,
                 elif payload.get("model") != model:
                     self._reply(404, {"error": {"message": f"model {payload.get('model')!r} not served"}})
                 else:
-                    with generate_lock:  # one model, one generate at a time, like a single-GPU server
-                        text = backend.generate([_request_from_chat(payload)])[0].text
+                    text = scripted
+                    if text is None:
+                        with generate_lock:  # one model, one generate at a time, like a single-GPU server
+                            text = backend.generate([_request_from_chat(payload)])[0].text
                     self._reply(200, {"id": "cmpl-test", "object": "chat.completion", "model": model,
                                       "choices": [{"index": 0, "finish_reason": "length",
                                                    "message": {"role": "assistant", "content": text}}]})
@@ -128,6 +132,7 @@ def served_tiny_vlm(_served_tiny_vlm: ServedModel) -> Iterator[ServedModel]:
     control = _served_tiny_vlm.control
     with control.lock:
         control.fail_next.clear()
+        control.replies.clear()
         control.received.clear()
         control.delay_s = 0.0
         control.peak_in_flight = 0

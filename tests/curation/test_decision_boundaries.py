@@ -26,6 +26,7 @@ from data_engine.stages.image_basic import DecodeImageConfig, DecodeImageStage
 from data_engine.stages.iqa_cascade import IqaCascadeConfig, IqaCascadeStage
 from data_engine.stages.nsfw import NsfwConfig, NsfwStage
 from data_engine.stages.ocr_density import OcrDensityConfig, OcrDensityStage
+from data_engine.stages.vlm_aesthetic import VlmAestheticConfig, VlmAestheticStage
 
 BASE_FIELDS = (pa.field("width", pa.int32()), pa.field("height", pa.int32()))
 
@@ -56,6 +57,9 @@ SIMPLE_CASES = [
      "dense_text_low_resolution", "down", None),
     (DedupStage(DedupConfig(near_duplicate_similarity=0.9)), "duplicate_similarity", "near_duplicate_similarity",
      0.9, {"duplicate_kind": "near", "duplicate_of": "x"}, "near_duplicate", "down", None),
+    # "above 60.2": float32 rounds 60.2 up, so a stored 60.2 compared with the float64 threshold would pass.
+    (VlmAestheticStage(VlmAestheticConfig(min_score=60.2)), "vlm_aesthetic_score", "min_score", 60.2,
+     {"vlm_aesthetic_status": "scored"}, "vlm_aesthetic_below_threshold", "up", None),
 ]
 
 
@@ -75,6 +79,16 @@ def test_nsfw_boundary_on_map_values():
                                   {"nsfw_class_scores": [("FEMALE_BREAST_EXPOSED", below)]}],
                                  schema=pa.schema(stage.output_fields()))
     assert stage.decide(table) == ["nsfw", None]
+
+
+def test_semantic_dedup_boundary_is_one_minus_eps_as_stored():
+    # 1 - 0.05 = 0.95, which float32 rounds down: a stored 0.95 must still be a duplicate ("at least 1 - eps").
+    stage = DedupStage(DedupConfig(semantic_eps=0.05))
+    at, below = at_and_beyond(1 - 0.05, "down")
+    assert at < 1 - 0.05
+    rows = [{"duplicate_kind": "semantic", "duplicate_of": "x", "duplicate_similarity": value} for value in (at, below)]
+    assert stage.decide(pa.Table.from_pylist(rows, schema=pa.schema(stage.output_fields()))) == [
+        "semantic_duplicate", None]
 
 
 def test_aspect_ratio_boundary_is_exact_for_integer_sides():
@@ -138,7 +152,7 @@ def _float_thresholds(stage_cls: type[Stage]) -> set[str]:
 
 def test_every_float_threshold_of_every_filter_is_covered():
     covered = {(type(case[0]), case[2]) for case in SIMPLE_CASES}
-    covered |= {(NsfwStage, "max_score"), (DecodeImageStage, "max_aspect_ratio")}
+    covered |= {(NsfwStage, "max_score"), (DecodeImageStage, "max_aspect_ratio"), (DedupStage, "semantic_eps")}
     covered |= {(IqaCascadeStage, field) for field in IQA_CASES}
     engine_stages = [stage_class(op) for op, module in STAGE_MODULES.items() if module.startswith("data_engine.")]
     assert {(stage, name) for stage in engine_stages for name in _float_thresholds(stage)} == covered
