@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -364,26 +365,45 @@ def _execute(dataset: Any, out: Location) -> None:
         failure = setup_failure(exc)
         if failure is not None:
             raise failure from None  # the worker's traceback is in its log; the user gets the one line
-        full = _disk_full_cause(exc)
-        if full is None:
-            raise
-        raise ShardDirError(f"{out}: no space left on device writing {full.filename or 'a shard'}; free space "
-                            "and rerun to resume (complete shards are kept)") from None
+        full = _disk_full_file(exc)
+        if full is not None:
+            raise ShardDirError(f"{out}: no space left on device writing {full}; free space and rerun to resume "
+                                "(complete shards are kept)") from None
+        lost = _lost_to_the_cluster(exc)
+        if lost is not None:
+            raise ShardDirError(f"{out}: {lost} after Ray's retries; rerun to resume (complete shards are kept)"
+                                ) from None
+        raise
 
 
-def _disk_full_cause(exc: BaseException) -> OSError | None:
-    """The ENOSPC error inside what Ray raised (its task errors wrap the worker's exception)."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        # pyarrow's writer reports a full disk as an OSError without errno, by message only.
-        if isinstance(current, OSError) and (current.errno == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(current)):
-            return current
-        pending += [current.__cause__, current.__context__, getattr(current, "cause", None)]
+def _lost_to_the_cluster(exc: BaseException) -> str | None:
+    """A node, worker or object Ray could not recover (its retries exhausted), as a few words."""
+    from ray import exceptions
+
+    lost = (exceptions.NodeDiedError, exceptions.WorkerCrashedError, exceptions.ActorDiedError,
+            exceptions.ObjectLostError, exceptions.OwnerDiedError, exceptions.ActorUnavailableError)
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, lost):
+            return f"lost a Ray {type(current).__name__.removesuffix('Error')}"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+_DISK_FULL = re.compile(r"\[Errno 28\][^\n]*?(?:: '([^'\n]+)')?$", re.MULTILINE)
+
+
+def _disk_full_file(exc: BaseException) -> str | None:
+    """The file a full disk stopped, from what Ray raised: a worker's exception reaches the driver wrapped, and
+    often only as text, so the chain's messages are searched for ENOSPC (pyarrow's own reports have no errno)."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return str(current.filename or "a shard")
+        match = _DISK_FULL.search(str(current))
+        if match or os.strerror(errno.ENOSPC) in str(current):
+            return match.group(1) if match and match.group(1) else "a shard"
+        current = current.__cause__ or current.__context__
     return None
 
 

@@ -52,7 +52,8 @@ def rows_by_id(out: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    return write_images(tmp_path_factory.mktemp("images"), [f"{prefix}{i:02d}.png" for prefix in "ab" for i in range(6)])
+    names = [f"{prefix}{i:02d}.png" for prefix in "ab" for i in range(6)]
+    return write_images(tmp_path_factory.mktemp("images"), names)
 
 
 # ---- 1. error budget ---------------------------------------------------------------------------------
@@ -82,7 +83,8 @@ def test_error_budget_fails_the_job_after_writing_every_shard(ray_local, images,
 @pytest.mark.parametrize("where", ["stage", "job"])
 def test_error_budget_is_configurable_per_stage_and_per_job(ray_local, images, tmp_path, where):
     limit = {"max_error_fraction": 0.5}
-    job = fault_job(images, tmp_path / "out", stage={"config": {"fail_prefix": "b"}} | (limit if where == "stage" else {}),
+    failing = {"config": {"fail_prefix": "b"}}
+    job = fault_job(images, tmp_path / "out", stage=failing | (limit if where == "stage" else {}),
                     **(limit if where == "job" else {}))
     manifest = run_job(job, progress=False)  # exactly at the limit: allowed
     assert manifest["rejects"] == {"faults:error:ValueError": 6}
