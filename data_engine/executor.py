@@ -10,7 +10,9 @@ How scheduling maps onto Ray:
 - Pure stages are Ray tasks (Ray fuses consecutive ones with the reader and writer into one task per
   shard); stages with `uses_model` are actor pools, so `setup()` loads the model once per actor.
 - Per-stage counts travel with the rows (a JSON list on the first row of each shard) into the shard's
-  stats sidecar, so a resumed run still reports the work of the shards it skipped.
+  stats sidecar, so a resumed run still reports the work of the shards it skipped. A shard whose items yield
+  no rows has no row to travel on: its read task writes it, a zero-row shard with the schema.
+- After the manifest, each stage's `error:*` rows are held against its error budget (data_engine/error_budget.py).
 """
 
 from __future__ import annotations
