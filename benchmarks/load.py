@@ -92,7 +92,7 @@ class Monitor(threading.Thread):
         self.stop = threading.Event()
         self.driver_peak = 0
         self.kind_peak: dict[str, int] = {}
-        self.object_store_peak = 0
+        self.object_store_peak: int | None = None  # None: the store's stats could not be read
 
     def run(self) -> None:
         import ray
@@ -113,7 +113,7 @@ class Monitor(threading.Thread):
             if ray.is_initialized():
                 try:
                     used = get_memory_info_reply(get_state_from_address()).store_stats.object_store_bytes_used
-                    self.object_store_peak = max(self.object_store_peak, used)
+                    self.object_store_peak = max(self.object_store_peak or 0, used)
                 except Exception:  # the cluster starting or stopping between two samples
                     pass
             self.stop.wait(self.interval)
@@ -158,7 +158,8 @@ def run_one(count: int, shard_rows: int, preset: str, num_cpus: int) -> dict[str
         "driver_rss_before_mib": round(driver_before / MIB, 1),
         "driver_peak_rss_mib": round(monitor.driver_peak / MIB, 1),
         "peak_rss_mib_by_kind": {kind: round(value / MIB, 1) for kind, value in sorted(monitor.kind_peak.items())},
-        "object_store_peak_mib": round(monitor.object_store_peak / MIB, 1),
+        "object_store_peak_mib": (None if monitor.object_store_peak is None
+                                  else round(monitor.object_store_peak / MIB, 1)),
     }
 
 
