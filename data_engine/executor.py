@@ -10,16 +10,20 @@ How scheduling maps onto Ray:
 - Pure stages are Ray tasks (Ray fuses consecutive ones with the reader and writer into one task per
   shard); stages with `uses_model` are actor pools, so `setup()` loads the model once per actor.
 - Per-stage counts travel with the rows (a JSON list on the first row of each shard) into the shard's
-  stats sidecar, so a resumed run still reports the work of the shards it skipped.
+  stats sidecar, so a resumed run still reports the work of the shards it skipped. A shard whose items yield
+  no rows has no row to travel on: its read task writes it, a zero-row shard with the schema.
+- After the manifest, each stage's `error:*` rows are held against its error budget (data_engine/error_budget.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -33,9 +37,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data_engine.job import JobConfig, StageSpec
+from data_engine.error_budget import check_error_budget, error_fraction_limits
 from data_engine.nodes import NODES_READY, check_nodes, setup_failure, stage_setup_failed
-from data_engine.output_dir import build_manifest, job_fingerprint, open_output_dir, summary_lines, write_manifest
-from data_engine.readers import make_reader
+from data_engine.output_dir import (build_manifest, job_fingerprint, open_output_dir, output_lock, summary_lines,
+                                    write_manifest)
+from data_engine.readers import InputError, make_reader
 from data_engine.registry import job_registrations, register_json
 from data_engine.schemas import conform_table, get_schema
 from data_engine.shards import ShardDirError, completed_shards, read_manifest, shard_file_name, write_shard
@@ -54,8 +60,24 @@ class ShardPlan:
     items: list[str]
 
 
-def plan_shards(items: list[str], shard_rows: int) -> list[ShardPlan]:
-    return [ShardPlan(i // shard_rows, items[i:i + shard_rows]) for i in range(0, len(items), shard_rows)]
+def plan_shards(items: list[str], shard_rows: int, item_bytes: list[int] | None = None,
+                shard_bytes: int | None = None) -> list[ShardPlan]:
+    """Consecutive items, at most `shard_rows` per shard and, with sizes, at most `shard_bytes` of input (an
+    item larger than that is a shard of its own)."""
+    if item_bytes is None or shard_bytes is None:
+        return [ShardPlan(i // shard_rows, items[i:i + shard_rows]) for i in range(0, len(items), shard_rows)]
+    plans: list[ShardPlan] = []
+    current: list[str] = []
+    current_bytes = 0
+    for item, size in zip(items, item_bytes, strict=True):
+        if current and (len(current) == shard_rows or current_bytes + size > shard_bytes):
+            plans.append(ShardPlan(len(plans), current))
+            current, current_bytes = [], 0
+        current.append(item)
+        current_bytes += size
+    if current:
+        plans.append(ShardPlan(len(plans), current))
+    return plans
 
 
 def output_schema(job: JobConfig, stages: list[Stage]) -> pa.Schema:
@@ -137,7 +159,7 @@ class StageActor:
         return _run_stage_on_block(self.stage, self.batch_size, block)
 
 
-def read_shards(plans: pa.Table, job_json: str, registrations: str) -> pa.Table:
+def read_shards(plans: pa.Table, job_json: str, registrations: str, writer_args: tuple) -> pa.Table:
     register_json(registrations)
     job = JobConfig.model_validate_json(job_json)
     reader = make_reader(job.reader, job.storage)
@@ -149,28 +171,41 @@ def read_shards(plans: pa.Table, job_json: str, registrations: str) -> pa.Table:
         stats = StageStats("read", rows_in=len(items), rows_out=sum(r is None for r in reasons))
         stats.add_rejects(reasons)
         stats.seconds = time.perf_counter() - started
-        first_row_stats = [json.dumps([stats.to_json()])] + [None] * (table.num_rows - 1)
+        if table.num_rows == 0:
+            # No row can carry this shard through the stages, so it is written here: a valid zero-row shard
+            # with the schema, and zero counts for every stage.
+            stage_stats = [stats.to_json()] + [StageStats(spec.name).to_json() for spec in job.stages]
+            _write_one_shard(shard_id, table, stage_stats, *writer_args)
+            first_row_stats: list[str | None] = []
+        else:
+            first_row_stats = [json.dumps([stats.to_json()])] + [None] * (table.num_rows - 1)
         table = table.append_column(SHARD_COLUMN, pa.array([shard_id] * table.num_rows, type=pa.int64()))
         tables.append(table.append_column(STATS_COLUMN, pa.array(first_row_stats, type=pa.string())))
     return pa.concat_tables(tables)
 
 
-def write_shards(block: pa.Table, out_dir: str, storage_json: str, schema_bytes: bytes,
-                 row_group_rows: int) -> pa.Table:
+def _write_one_shard(shard_id: int, rows: pa.Table, stage_stats: list[dict[str, Any]], out_dir: str,
+                     storage_json: str, schema_bytes: bytes, row_group_rows: int) -> int:
     import ray
 
     out = resolve(out_dir, StorageConfig.model_validate_json(storage_json))
     schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-    node_id = ray.get_runtime_context().get_node_id()
-    written = {"shard": [], "rows": []}
+    # A shard without rows never went through the stages that add columns: it is the schema, empty.
+    rows = conform_table(rows, schema, where=shard_file_name(shard_id)) if rows.num_rows else schema.empty_table()
+    write_shard(out, shard_id, rows, stage_stats, row_group_rows=row_group_rows,
+                node_id=ray.get_runtime_context().get_node_id())
+    return rows.num_rows
+
+
+def write_shards(block: pa.Table, *writer_args: Any) -> pa.Table:
+    written: dict[str, list[int]] = {"shard": [], "rows": []}
     for group in _shard_groups(block):
         shard_id = group.column(SHARD_COLUMN)[0].as_py()
         stage_stats = json.loads(group.column(STATS_COLUMN)[0].as_py())
-        rows = conform_table(group.drop_columns(list(INTERNAL_COLUMNS)), schema, where=shard_file_name(shard_id))
-        write_shard(out, shard_id, rows, stage_stats, row_group_rows=row_group_rows, node_id=node_id)
+        rows = _write_one_shard(shard_id, group.drop_columns(list(INTERNAL_COLUMNS)), stage_stats, *writer_args)
         written["shard"].append(shard_id)
-        written["rows"].append(rows.num_rows)
-    return pa.table(written)
+        written["rows"].append(rows)
+    return pa.table({name: pa.array(values, type=pa.int64()) for name, values in written.items()})
 
 
 # ---- driver side -------------------------------------------------------------------------------------
@@ -223,10 +258,6 @@ def ray_session(job: JobConfig, address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
-
-
-
-
 def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage]], pending: list[ShardPlan],
                    out_dir: Location, schema: pa.Schema, progress: bool) -> Any:
     import ray
@@ -243,8 +274,9 @@ def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage
                              override_num_blocks=len(pending))
     # Workers never run the composition root (pipelines/registry.py): the job's registrations travel with it.
     registrations = job_registrations(job.reader.kind, [spec.op for spec in job.stages])
-    ds = ds.map_batches(read_shards, fn_args=(job.model_dump_json(by_alias=True), registrations), batch_size=None,
-                        batch_format="pyarrow", num_cpus=1)
+    writer_args = (str(out_dir), job.storage.model_dump_json(), schema.serialize().to_pybytes(), job.row_group_rows)
+    ds = ds.map_batches(read_shards, fn_args=(job.model_dump_json(by_alias=True), registrations, writer_args),
+                        batch_size=None, batch_format="pyarrow", num_cpus=1)
     for spec, stage in specs_and_stages:
         resources = spec.stage_resources()
         common: dict[str, Any] = dict(batch_size=None, batch_format="pyarrow", num_cpus=resources.num_cpus,
@@ -256,15 +288,15 @@ def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage
         else:
             ds = ds.map_batches(run_task_stage, fn_args=(spec.model_dump_json(), registrations, resources.batch_size),
                                 concurrency=resources.concurrency, **common)
-    schema_bytes = schema.serialize().to_pybytes()
-    return ds.map_batches(write_shards, fn_args=(str(out_dir), job.storage.model_dump_json(), schema_bytes,
-                                                 job.row_group_rows),
-                          batch_size=None, batch_format="pyarrow", num_cpus=1)
+    return ds.map_batches(write_shards, fn_args=writer_args, batch_size=None, batch_format="pyarrow", num_cpus=1)
 
 
 def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str | None = None,
             progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a job; returns the manifest it wrote. `out_dir` (a path or URI) overrides job.output."""
+    """Run (or resume) a job; returns the manifest it wrote. `out_dir` (a path or URI) overrides job.output.
+
+    Raises ErrorBudgetExceeded after writing every shard and the manifest when a stage's error rows exceed
+    its max_error_fraction."""
     started_wall = time.time()
     started = time.perf_counter()
     out = resolve(str(out_dir or job.output), job.storage)
@@ -276,59 +308,105 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
             stage.preflight()
     schema = output_schema(job, [stage for _, stage in specs_and_stages])
     items = reader.list_items(job.input)
-    plans = plan_shards(items, job.reader.shard_rows)
-    listing_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()
+    if not items:
+        raise InputError(f"input {job.input}: nothing to read (no {job.reader.kind} items found)")
+    item_bytes = reader.item_bytes(job.input, items) if job.reader.shard_bytes else None
+    plans = plan_shards(items, job.reader.shard_rows, item_bytes, job.reader.shard_bytes)
+    # With shard_bytes the sizes decide the shard boundaries, so a resize must not pass for the same listing.
+    listing = items if item_bytes is None else [f"{item}\t{size}" for item, size in zip(items, item_bytes)]
+    listing_hash = hashlib.sha256("\n".join(listing).encode()).hexdigest()
 
-    done = open_output_dir(out, job_fingerprint(job, listing_hash))
-    pending = [p for p in plans if p.shard_id not in done]
-    _log(f"[{job.name}] {len(items)} items in {len(plans)} shards; {len(done)} already complete, "
-         f"{len(pending)} to run -> {out}")
-    if pending:
-        with ray_session(job, address):
-            if on_cluster:
-                registrations = job_registrations(job.reader.kind, [spec.op for spec, _ in specs_and_stages])
-                nodes = check_nodes([spec.model_dump_json() for spec, _ in specs_and_stages], registrations)
-                _log(f"[{job.name}] {NODES_READY} {len(nodes)} ({', '.join(nodes)})")
-            dataset = _build_dataset(job, specs_and_stages, pending, out, schema, progress)
-            try:
-                # The writer emits one row per shard written; consuming them drives the streaming execution.
-                shards_written = sum(batch.num_rows
-                                     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
-            except Exception as exc:
-                failure = setup_failure(exc)
-                if failure is None:
-                    raise
-                raise failure from None  # the worker's traceback is in its log; the user gets the one line
-        _log(f"[{job.name}] wrote {shards_written} shards")
-    missing = [p.shard_id for p in plans if p.shard_id not in completed_shards(out)]
-    if missing:
-        raise ShardDirError(f"{out}: shards {missing[:10]} were not written; rerun to resume")
+    with output_lock(out):
+        done = open_output_dir(out, job_fingerprint(job, listing_hash))
+        pending = [p for p in plans if p.shard_id not in done]
+        _log(f"[{job.name}] {len(items)} items in {len(plans)} shards; {len(done)} already complete, "
+             f"{len(pending)} to run -> {out}")
+        if pending:
+            with ray_session(job, address):
+                if on_cluster:
+                    registrations = job_registrations(job.reader.kind, [spec.op for spec, _ in specs_and_stages])
+                    nodes = check_nodes([spec.model_dump_json() for spec, _ in specs_and_stages], registrations)
+                    _log(f"[{job.name}] {NODES_READY} {len(nodes)} ({', '.join(nodes)})")
+                _execute(_build_dataset(job, specs_and_stages, pending, out, schema, progress), out)
+            _log(f"[{job.name}] wrote {len(completed_shards(out) - done)} shards")
+        missing = [p.shard_id for p in plans if p.shard_id not in completed_shards(out)]
+        if missing:
+            raise ShardDirError(f"{out}: shards {missing[:10]} were not written; rerun to resume")
 
-    manifest = build_manifest(job, out, [p.shard_id for p in plans], items_count=len(items), listing_hash=listing_hash)
-    manifest["timings"] = {
-        "started": datetime.fromtimestamp(started_wall, timezone.utc).isoformat(),
-        "finished": datetime.now(timezone.utc).isoformat(),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "shards_run": len(pending),
-        "shards_skipped": len(plans) - len(pending),
-    }
-    write_manifest(out, manifest, crashpoint="manifest_mid_write")
-    finalizing = [stage for _, stage in specs_and_stages if type(stage).finalize_output is not Stage.finalize_output]
-    for stage in finalizing:
-        _log(f"[{job.name}] {stage.name}: pass over all shards")
-        # Local outputs stay Paths for the stages' passes; object-store ones go as Locations (data_engine.shards).
-        stage.finalize_output(out.local_path if out.is_local else out)
-    if finalizing:
-        manifest = read_manifest(out)
+        manifest = build_manifest(job, out, [p.shard_id for p in plans], items_count=len(items),
+                                  listing_hash=listing_hash)
+        manifest["timings"] = {
+            "started": datetime.fromtimestamp(started_wall, timezone.utc).isoformat(),
+            "finished": datetime.now(timezone.utc).isoformat(),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "shards_run": len(pending),
+            "shards_skipped": len(plans) - len(pending),
+        }
+        write_manifest(out, manifest, crashpoint="manifest_mid_write")
+        finalizing = [stage for _, stage in specs_and_stages
+                      if type(stage).finalize_output is not Stage.finalize_output]
+        for stage in finalizing:
+            _log(f"[{job.name}] {stage.name}: pass over all shards")
+            # Local outputs stay Paths for the stages' passes; object-store ones go as Locations (data_engine.shards).
+            stage.finalize_output(out.local_path if out.is_local else out)
+        if finalizing:
+            manifest = read_manifest(out)
     for line in summary_lines(manifest):
         _log(line)
+    check_error_budget(manifest, error_fraction_limits(job), out)
     return manifest
 
 
+def _execute(dataset: Any, out: Location) -> None:
+    """Drive the streaming execution (the writer emits one row per shard written); a full disk becomes one
+    line naming the output (the writer has already deleted its partial file)."""
+    try:
+        for _ in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            pass
+    except Exception as exc:
+        failure = setup_failure(exc)
+        if failure is not None:
+            raise failure from None  # the worker's traceback is in its log; the user gets the one line
+        full = _disk_full_file(exc)
+        if full is not None:
+            raise ShardDirError(f"{out}: no space left on device writing {full}; free space and rerun to resume "
+                                "(complete shards are kept)") from None
+        lost = _lost_to_the_cluster(exc)
+        if lost is not None:
+            raise ShardDirError(f"{out}: {lost} after Ray's retries; rerun to resume (complete shards are kept)"
+                                ) from None
+        raise
 
 
+def _lost_to_the_cluster(exc: BaseException) -> str | None:
+    """A node, worker or object Ray could not recover (its retries exhausted), as a few words."""
+    from ray import exceptions
+
+    lost = (exceptions.NodeDiedError, exceptions.WorkerCrashedError, exceptions.ActorDiedError,
+            exceptions.ObjectLostError, exceptions.OwnerDiedError, exceptions.ActorUnavailableError)
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, lost):
+            return f"lost a Ray {type(current).__name__.removesuffix('Error')}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
+_DISK_FULL = re.compile(r"\[Errno 28\][^\n]*?(?:: '([^'\n]+)')?$", re.MULTILINE)
+
+
+def _disk_full_file(exc: BaseException) -> str | None:
+    """The file a full disk stopped, from what Ray raised: a worker's exception reaches the driver wrapped, and
+    often only as text, so the chain's messages are searched for ENOSPC (pyarrow's own reports have no errno)."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return str(current.filename or "a shard")
+        match = _DISK_FULL.search(str(current))
+        if match or os.strerror(errno.ENOSPC) in str(current):
+            return match.group(1) if match and match.group(1) else "a shard"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _log(message: str) -> None:

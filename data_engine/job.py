@@ -28,6 +28,9 @@ class StageSpec(BaseModel):
     name: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     resources: dict[str, Any] = Field(default_factory=dict)
+    # Most error:<Type> rows (the stage raised) this stage may leave, as a fraction of the rows it processed;
+    # None: the job's max_error_fraction. Not part of the config hash: it judges rows, it does not make them.
+    max_error_fraction: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("op")
     @classmethod
@@ -79,6 +82,8 @@ class JobConfig(BaseModel):
     # Where data may live and how to reach object stores (allow-list, endpoints); never part of the config hash.
     storage: StorageConfig = Field(default_factory=StorageConfig)
     row_group_rows: int = Field(default=1024, gt=0)
+    # Default error budget of every stage (see data_engine/error_budget.py); a stage's own value wins.
+    max_error_fraction: float = Field(default=0.01, ge=0, le=1)
 
     @model_validator(mode="before")
     @classmethod

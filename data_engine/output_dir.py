@@ -1,5 +1,7 @@
 """The lifecycle of a job's output directory, in the order a run goes through it.
 
+0. lock: `_lock` is held (flock) for the whole run, so a second run on the same directory refuses in one line;
+   the kernel releases it when its holder dies, so a killed run never leaves it stuck;
 1. claim: `_job.json` records the fingerprint of the job that owns the directory (config hash, input listing,
    sharding, schema); a different job is refused, so two configurations never mix shards;
 2. clean: what a killed run left half-done is deleted (temp files locally, uncommitted shard files on object
@@ -16,8 +18,13 @@ The layout of the files themselves and the exactly-once write protocol are `data
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from collections.abc import Mapping, Sequence
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from data_engine.job import JobConfig
@@ -33,7 +40,36 @@ from data_engine.storage import Location, StorageConfig, as_location, is_storage
 def job_fingerprint(job: JobConfig, listing_hash: str) -> dict[str, Any]:
     """What makes an output directory's shards interchangeable: same rows config, same input, same sharding."""
     return {"config_hash": job.config_hash(), "listing_hash": listing_hash, "shard_rows": job.reader.shard_rows,
-            "schema": job.schema_name}
+            "shard_bytes": job.reader.shard_bytes, "schema": job.schema_name}
+
+
+LOCK_NAME = "_lock"
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Location) -> Iterator[None]:
+    """Hold the directory for one run. An flock dies with its holder (SIGKILL included), so a killed run
+    never leaves the directory locked; the file's text (pid, host, start) only names the holder in the
+    refusal. Object stores have no lock: two runs there must be kept apart by whoever starts them."""
+    if not out_dir.is_local:
+        yield
+        return
+    out_dir.make_dirs()
+    # Opened without truncating: the holder's text must survive a refused open.
+    with open(out_dir.local_path / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown holder"
+            raise ShardDirError(f"{out_dir} is in use by another run ({holder}); wait for it or use another "
+                                "--out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+        handle.flush()
+        yield
 
 
 def claim_output_dir(out_dir: Location, fingerprint: dict[str, Any]) -> None:
@@ -78,7 +114,8 @@ def remove_stale_temps(out_dir: ShardDir) -> int:
 
 
 def open_output_dir(out_dir: Location, fingerprint: dict[str, Any]) -> set[int]:
-    """Create, claim and clean the directory for a run; returns the shard ids already complete."""
+    """Create, claim and clean the directory for a run (under `output_lock`); returns the shard ids already
+    complete."""
     out_dir.make_dirs()
     claim_output_dir(out_dir, fingerprint)
     remove_stale_temps(out_dir)

@@ -39,6 +39,9 @@ class ReaderConfig(BaseModel):
 
     kind: str
     shard_rows: int = Field(default=256, gt=0)  # items per output shard
+    # Also close a shard before its input bytes would pass this (readers that know their items' sizes), so
+    # shards of large images stay small; a single larger item is a shard of its own.
+    shard_bytes: int | None = Field(default=None, gt=0)
     source_dataset: str = "local"
     license: str = "unknown"
 
@@ -95,6 +98,10 @@ class Reader(ABC):
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
         """Rows of the job's base schema for these items (runs on a worker)."""
 
+    def item_bytes(self, input_uri: str, items: Sequence[str]) -> list[int] | None:
+        """Input bytes of each item, for `shard_bytes` (runs on the driver); None: sizes unknown."""
+        return None
+
 
 class ImageFolderReader(Reader):
     """Images under a directory tree, by extension and, optionally, by content sniffing."""
@@ -113,6 +120,10 @@ class ImageFolderReader(Reader):
             return self.config.sniff_content and _looks_like_image(root / name)
 
         return list_input_files(root, is_image)
+
+    def item_bytes(self, input_uri: str, items: Sequence[str]) -> list[int]:
+        root = self.location(input_uri)
+        return [(root / item).size() for item in items]
 
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
         root = self.location(input_uri)

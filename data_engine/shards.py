@@ -20,6 +20,7 @@ never duplicates or loses rows. What "complete" means depends on the filesystem:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -44,6 +45,8 @@ TEMP_PREFIX = ".tmp-"
 # Fault injection for the exactly-once tests: "point:seconds:marker_dir" makes the writer announce that it
 # reached `point` (a marker file) and pause there, so a test can SIGKILL the job at that exact moment.
 CRASHPOINT_ENV = "JOYAI_CRASHPOINT_PAUSE"
+# Fault injection for the disk-full tests: the writer raises ENOSPC at the named point, as a full disk would.
+ENOSPC_ENV = "JOYAI_INJECT_ENOSPC"
 
 
 class ShardDirError(RuntimeError):
@@ -65,7 +68,9 @@ def commit_file_name(shard_id: int) -> str:
 _SHARD_FILE = re.compile(r"^part-(\d{5})\.(parquet|stats\.json|commit)$")
 
 
-def _pause_at(point: str, tag: str) -> None:
+def _pause_at(point: str, tag: str, path: Path | str | None = None) -> None:
+    if os.environ.get(ENOSPC_ENV) == point:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected at {point})", str(path or tag))
     spec = os.environ.get(CRASHPOINT_ENV)
     if not spec:
         return
@@ -126,7 +131,7 @@ def _write_parquet(where: Path | Location, table: pa.Table, row_group_rows: int,
         for index, batch in enumerate(table.to_batches(max_chunksize=row_group_rows)):
             writer.write_batch(batch)
             if index == 0:
-                _pause_at("shard_mid_write", tag)
+                _pause_at("shard_mid_write", tag, path)
 
 
 def write_shard(out_dir: ShardDir, shard_id: int, table: pa.Table, stage_stats: list[dict[str, Any]],
@@ -148,9 +153,14 @@ def write_shard(out_dir: ShardDir, shard_id: int, table: pa.Table, stage_stats: 
     atomic_write_json(directory / stats_file_name(shard_id), stats)
     final = directory / shard_file_name(shard_id)
     temp = final.with_name(f"{TEMP_PREFIX}{final.name}.{uuid.uuid4().hex}")
-    _write_parquet(temp, table, row_group_rows, tag)
-    with open(temp, "rb+") as handle:
-        os.fsync(handle.fileno())
+    try:
+        _write_parquet(temp, table, row_group_rows, tag)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+    except OSError:
+        # A failed write (a full disk) gives its space back at once; the temp name was never trusted anyway.
+        temp.unlink(missing_ok=True)
+        raise
     _pause_at("shard_before_rename", tag)
     os.replace(temp, final)
     _fsync_dir(directory)

@@ -111,8 +111,12 @@ class SpatialScenesReader(Reader):
                 rows.append(self._row(f"{item}#unavailable_tasks", None, reject=(
                     "too_few_frames", "; ".join(f"{task}: {why}" for task, why in skipped.items()))))
             seed = int.from_bytes(row_id("seed", item)[:8].encode(), "little")
-            for number, sample in enumerate(generate_scene_qa(index, self.config.qa, seed)):
+            samples = list(generate_scene_qa(index, self.config.qa, seed))
+            for number, sample in enumerate(samples):
                 rows.append(self._row(f"{item}#{sample.task}#{number}", sample.task, scene=scene, sample=sample))
+            if not samples:  # the scene still shows up in the output, with why it gave nothing
+                rows.append(self._row(f"{item}#no_qa", None, reject=(
+                    "no_qa", f"{len(scene.objects)} objects, {len(scene.frames)} frames: no QA task applies")))
         return pa.Table.from_pylist(rows, schema=self.schema.arrow())
 
     def _row(self, upstream_id: str, task: str | None, *, scene=None, sample=None, reject=None) -> dict:

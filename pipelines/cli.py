@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from data_engine.config_files import parse_override
+from data_engine.error_budget import ErrorBudgetExceeded, ErrorTally
 from data_engine.job import JobConfigError
 from data_engine.lineage import lineage, lineage_lines
 from data_engine.nodes import StageSetupFailed
@@ -59,10 +60,12 @@ def inspect_shards(shard_dir: str | Path | Location, sample_rows: int) -> dict[s
     reasons: Counter[str] = Counter()
     rows = 0
     samples: list[dict[str, Any]] = []
+    errors = ErrorTally()
     schema = None
     for _, table in iter_shards(shard_dir):
         schema = schema or table.schema
         rows += table.num_rows
+        errors.add(table)
         for reason, stage in zip(table.column("reject_reason").to_pylist(), table.column("reject_stage").to_pylist()):
             if reason is not None:
                 reasons[f"{stage}:{reason}"] += 1
@@ -75,6 +78,7 @@ def inspect_shards(shard_dir: str | Path | Location, sample_rows: int) -> dict[s
         "rows": rows,
         "rows_accepted": rows - sum(reasons.values()),
         "rejects": dict(reasons.most_common()),
+        "errors": errors.report(),
         "manifest_rows_written": manifest["rows_written"],
         "samples": samples,
     }
@@ -100,6 +104,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
           f"{report['rows']} rows, {report['rows_accepted']} accepted")
     print("columns: " + ", ".join(f"{name}: {kind}" for name, kind in report["columns"].items()))
     print("rejects:" + ("".join(f"\n  {reason}: {count}" for reason, count in report["rejects"].items()) or " none"))
+    print("errors:" + ("".join(f"\n  {reason}: {entry['count']}, e.g. {entry['example']}"
+                                for reason, entry in report["errors"].items()) or " none"))
     for sample in report["samples"]:
         print("  " + json.dumps(sample, default=str))
     return 0
@@ -288,3 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     except USAGE_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ErrorBudgetExceeded as exc:  # every shard and the manifest are written; the run still failed
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
