@@ -26,7 +26,9 @@ from data_engine.stages.image_basic import DecodeImageConfig, DecodeImageStage
 from data_engine.stages.iqa_cascade import IqaCascadeConfig, IqaCascadeStage
 from data_engine.stages.nsfw import NsfwConfig, NsfwStage
 from data_engine.stages.ocr_density import OcrDensityConfig, OcrDensityStage
+from data_engine.stages.rebalance import RebalanceStage
 from data_engine.stages.vlm_aesthetic import VlmAestheticConfig, VlmAestheticStage
+from data_engine.textrender.stages import VerifyRenderedTextConfig, VerifyRenderedTextStage
 
 BASE_FIELDS = (pa.field("width", pa.int32()), pa.field("height", pa.int32()))
 
@@ -91,6 +93,19 @@ def test_semantic_dedup_boundary_is_one_minus_eps_as_stored():
         "semantic_duplicate", None]
 
 
+def test_rendered_text_boundaries_hold_in_their_float64_columns():
+    # "a block of min_size_px or more fails above max_cer"; "less ink than min_ink_fraction is blank".
+    stage = VerifyRenderedTextStage(VerifyRenderedTextConfig(max_cer=0.05, min_ink_fraction=0.01, min_size_px=32))
+    blocks = '[{"size_px": 32}]'
+    rows = [{"text_blocks": blocks, "block_ink": [0.5], "block_cer": [cer]}
+            for cer in (0.05, float(np.nextafter(0.05, 1.0)))]
+    rows += [{"text_blocks": blocks, "block_ink": [ink], "block_cer": [0.0]}
+             for ink in (0.01, float(np.nextafter(0.01, 0.0)))]
+    fields = [pa.field("text_blocks", pa.string()), *stage.output_fields()]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([f for f in fields if f.name in rows[0]]))
+    assert stage.decide(table) == [None, "ocr_mismatch", None, "blank_block"]
+
+
 def test_aspect_ratio_boundary_is_exact_for_integer_sides():
     # The ratio is computed from integer sides, never stored: 11/10 and the threshold 1.1 round to one float64.
     stage = DecodeImageStage(DecodeImageConfig(max_aspect_ratio=1.1))
@@ -152,8 +167,11 @@ def _float_thresholds(stage_cls: type[Stage]) -> set[str]:
 
 def test_every_float_threshold_of_every_filter_is_covered():
     covered = {(type(case[0]), case[2]) for case in SIMPLE_CASES}
-    covered |= {(NsfwStage, "max_score"), (DecodeImageStage, "max_aspect_ratio"), (DedupStage, "semantic_eps")}
+    covered |= {(NsfwStage, "max_score"), (DecodeImageStage, "max_aspect_ratio"), (DedupStage, "semantic_eps"),
+                (VerifyRenderedTextStage, "max_cer"), (VerifyRenderedTextStage, "min_ink_fraction")}
     covered |= {(IqaCascadeStage, field) for field in IQA_CASES}
+    # rebalance's boost scales a sampling rate; no stored score is compared with it, so it has no boundary.
+    covered |= {(RebalanceStage, "boost")}
     engine_stages = [stage_class(op) for op, module in STAGE_MODULES.items() if module.startswith("data_engine.")]
     assert {(stage, name) for stage in engine_stages for name in _float_thresholds(stage)} == covered
 
