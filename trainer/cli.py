@@ -7,7 +7,7 @@
                              [--split eval|all]   (default eval: the held-out scenes' rows only; stops when
                                                    they share scene ids with the config's training rows)
         -> <run.out_dir>/eval/<tag>.json: {"checkpoint", "step", "samples", "overall",
-           "per_subtask": {name: {"n", "metric", "score"}}, "predictions"} (trainer/evaluation.py)
+           "per_subtask": {name: {"n", "metric", "score"}}, "predictions"} (trainer/evaluation/spatial_qa.py)
     python -m trainer export --config CONFIG [--checkpoint latest|TAG] --out DIR
     python -m trainer sample --config CONFIG [--checkpoint latest|TAG] [--out DIR]   (tasks that generate images)
         -> <run.out_dir>/samples/<tag>/: grid.png, sample-NNN.png, samples.json (checkpoint, prompts, files)
@@ -117,7 +117,7 @@ def _eval_datasets(args: argparse.Namespace, config: TrainConfig, schemas: tuple
 def _cmd_eval(args: argparse.Namespace) -> int:
     from trainer import checkpoint
     from trainer.data import iter_accepted
-    from trainer.evaluation import eval_result_path
+    from trainer.evaluation.spatial_qa import eval_result_path
 
     from trainer.core import task_class
 
@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="latest, a tag such as step-00000100" + (", or base" if name == "eval" else ""))
         if name == "eval":
             command.add_argument("--out", help="result JSON (default: <run.out_dir>/eval/<checkpoint tag>.json; "
-                                               "format in trainer/evaluation.py)")
+                                               "format in trainer/evaluation/spatial_qa.py)")
             command.add_argument("--limit", type=int, default=0, help="evaluate at most N samples")
             command.add_argument("--split", choices=("eval", "all"), default="eval",
                                  help="eval (default): rows of held-out scenes only; all: every accepted row")

@@ -1,6 +1,6 @@
 """The trainer section of the HTML report (`python -m pipelines report RUN_DIR`): the loss curve from
 `train_log.jsonl`, the checkpoints, eval results per sub-task and checkpoint (`python -m trainer eval` writes
-`eval/<tag>.json`, format in trainer/evaluation.py), and the fixed-prompt sample grid of each checkpoint with
+`eval/<tag>.json`, format in trainer/evaluation/spatial_qa.py), and the fixed-prompt sample grid of each checkpoint with
 its prompts (`python -m trainer sample` writes `samples/<tag>/grid.png` and `samples.json`).
 
 A directory holding only `grid.png` (a `sample --out` directory) gets the section too. Kept free of torch:
@@ -19,7 +19,7 @@ from data_engine.report import (SERIES_COLORS, ReportError, ReportInput, ReportO
                                 register_section, render_key_values, render_line_chart, render_table)
 from trainer.run_log import JSONL_NAME
 
-EVAL_GLOB = "eval/*.json"  # trainer.evaluation.eval_result_path
+EVAL_GLOB = "eval/*.json"  # trainer.evaluation.spatial_qa.eval_result_path
 GRID_NAME = "grid.png"
 SAMPLES_INDEX_NAME = "samples.json"
 SAMPLES_GLOB = f"samples/*/{GRID_NAME}"  # trainer.sampling.samples_dir

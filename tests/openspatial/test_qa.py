@@ -195,7 +195,7 @@ def test_mirroring_the_world_swaps_left_and_right():
 def test_answer_type_tells_evaluation_how_to_score(checked_samples):
     from openspatial.qa.rows import sample_metadata
     from openspatial.qa.tasks import AnswerType
-    from trainer.evaluation import MEAN_RELATIVE_ACCURACY, METRIC_BY_ANSWER_TYPE, answer_metric, first_number
+    from trainer.evaluation.spatial_qa import MEAN_RELATIVE_ACCURACY, METRIC_BY_ANSWER_TYPE, answer_metric, first_number
 
     assert set(get_args(AnswerType)) == set(METRIC_BY_ANSWER_TYPE)  # evaluation scores every declared type
     for number, sample, _ in checked_samples:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from trainer.core import ExampleError
-from trainer.evaluation import (EXACT_MATCH, MEAN_RELATIVE_ACCURACY, answer_metric, mean_relative_accuracy,
-                                score_answer, summarise)
+from trainer.evaluation.spatial_qa import (EXACT_MATCH, MEAN_RELATIVE_ACCURACY, answer_metric, mean_relative_accuracy,
+                                           score_answer, summarise)
 
 
 @pytest.mark.parametrize(("answer_type", "metric"), [

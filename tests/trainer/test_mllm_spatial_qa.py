@@ -11,7 +11,7 @@ from data_engine.executor import run_job
 from pipelines.jobfile import JOBS_DIR, load_job
 from trainer.cli import main as cli_main
 from trainer.config import CONFIGS_DIR
-from trainer.evaluation import eval_result_path
+from trainer.evaluation.spatial_qa import eval_result_path
 from trainer.run_log import JSONL_NAME
 
 TINY_CONFIG = CONFIGS_DIR / "mllm_sft_tiny.yaml"

@@ -13,7 +13,7 @@ from tests.trainer.conftest import tiny_config, write_config
 from trainer import checkpoint
 from trainer.cli import main as cli_main
 from trainer.config import parse_config
-from trainer.evaluation import eval_result_path
+from trainer.evaluation.spatial_qa import eval_result_path
 from trainer.loop import NonFiniteLoss, TrainResult, train
 from trainer.run_log import JSONL_NAME
 

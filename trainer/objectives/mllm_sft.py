@@ -33,7 +33,7 @@ from data_engine.captioning.prompts import PromptFileError, load_prompt_set
 from data_engine.model_refs import resolve_model_path
 from trainer.captions import caption_sft_messages
 from trainer.core import ExampleError, Sample, StepTotals, Task, TaskConfig, TrainerError, register_task
-from trainer.evaluation import answer_metric, score_answer, summarise
+from trainer.evaluation.spatial_qa import answer_metric, score_answer, summarise
 from trainer.models import qwen_vl
 from trainer.objectives.distillation import layer_kl
 from trainer.packing import block_diagonal_causal_mask, cu_seqlens, plan_packs, restart_positions
