@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from data_engine.camera_move import CameraMove, format_camera_move
 from render.checks import reprojection_check
 from render.client import RenderWorker, render_views
 from render.geometry import NAMED_VIEWS, named_view, signed_angle_deg, trs_matrix
@@ -84,34 +85,21 @@ class SpatialEditSettings(BaseModel):
                 min(self.source_elevation_deg.high, self.elevation_limits_deg.high - step))
 
 
-# One template for every spatial edit, `<action>. Keep <what stays>.`; the action phrases per operation.
+# One template for every spatial edit, `<action>. Keep <what stays>.`. Object edits' action phrases are here;
+# camera edits are the engine's one camera-move template (data_engine/camera_move.py), which Thinking with Novel
+# Views also reads back.
 _TEMPLATE = {"en": "{action}. Keep {keep}.", "zh": "{action}，{keep}。"}
-_KEEP = {"en": {"object": "the camera and the background unchanged", "camera": "the scene static"},
-         "zh": {"object": "相机和背景保持不变", "camera": "场景保持静止"}}
+_KEEP_OBJECT = {"en": "the camera and the background unchanged", "zh": "相机和背景保持不变"}
 _ACTIONS = {
     "en": {"translate": "Move the {subject} into the marked red box",
            "scale_up": "Enlarge the {subject} to {factor:.2g} times its size",
            "scale_down": "Shrink the {subject} to {factor:.2g} times its size",
-           "rotate": "Rotate the {subject} to show its {view} view",
-           "yaw": "Orbit the camera {degrees:.0f} degrees to the {direction} around the {subject}",
-           # A pitch moves the camera on its orbit: raised, it looks down at the subject more steeply.
-           "pitch_up": "Raise the camera {degrees:.0f} degrees around the {subject} and look down at it more steeply",
-           "pitch_down": "Lower the camera {degrees:.0f} degrees around the {subject} and look at it from a flatter "
-                         "angle",
-           "zoom": "Zoom {direction} on the {subject}"},
+           "rotate": "Rotate the {subject} to show its {view} view"},
     "zh": {"translate": "把{subject}移动到红色框标出的位置",
            "scale_up": "把{subject}放大到原来的{factor:.2g}倍",
            "scale_down": "把{subject}缩小到原来的{factor:.2g}倍",
-           "rotate": "旋转{subject}，展示它的{view}视角",
-           "yaw": "围绕{subject}将相机向{direction}环绕{degrees:.0f}度",
-           "pitch_up": "围绕{subject}将相机升高{degrees:.0f}度，更陡地向下俯视它",
-           "pitch_down": "围绕{subject}将相机降低{degrees:.0f}度，以更平的角度看它",
-           "zoom": "{direction}镜头对准{subject}"},
+           "rotate": "旋转{subject}，展示它的{view}视角"},
 }
-# (positive, negative) amount. A positive yaw raises the azimuth: counter-clockwise seen from above, which
-# moves the camera towards its own right.
-_DIRECTIONS = {"en": {"yaw": ("right", "left"), "zoom": ("out", "in")},
-               "zh": {"yaw": ("右", "左"), "zoom": ("拉远", "拉近")}}
 CAMERA_OPERATIONS: tuple[CameraOperation, ...] = ("yaw", "pitch", "zoom")
 
 
@@ -120,18 +108,20 @@ def instruction(action: dict[str, Any], subject: str, language: str) -> str:
     pitch raises it on its orbit (looking further down), a zoom factor (target / source distance) below 1
     zooms in."""
     operation = action["operation"]
-    amount = action.get("delta_deg", action.get("factor", 1.0) - 1.0)
+    subject = subject if language == "en" else _CATEGORY_ZH.get(subject, subject)
+    if operation in CAMERA_OPERATIONS:
+        move = CameraMove(subject=subject,
+                          yaw_deg=round(action["delta_deg"]) if operation == "yaw" else 0.0,
+                          pitch_deg=round(action["delta_deg"]) if operation == "pitch" else 0.0,
+                          zoom=("in" if action["factor"] < 1 else "out") if operation == "zoom" else "unchanged")
+        return format_camera_move(move, language)
     key = operation
-    if operation in ("scale", "pitch"):
-        key = f"{operation}_{'up' if amount > 0 else 'down'}"
-    camera_edit = operation in CAMERA_OPERATIONS
-    direction = _DIRECTIONS[language][operation][0 if amount > 0 else 1] if operation in _DIRECTIONS[language] else ""
+    if operation == "scale":
+        key = f"scale_{'up' if action['factor'] > 1 else 'down'}"
     view = action.get("target_view", "")
-    slots = {"subject": subject if language == "en" else _CATEGORY_ZH.get(subject, subject),
-             "factor": action.get("factor", 1.0), "degrees": abs(action.get("delta_deg", 0.0)),
-             "direction": direction, "view": view if language == "en" else _VIEW_ZH.get(view, view)}
-    keep = _KEEP[language]["camera" if camera_edit else "object"]
-    return _TEMPLATE[language].format(action=_ACTIONS[language][key].format(**slots), keep=keep)
+    slots = {"subject": subject, "factor": action.get("factor", 1.0),
+             "view": view if language == "en" else _VIEW_ZH.get(view, view)}
+    return _TEMPLATE[language].format(action=_ACTIONS[language][key].format(**slots), keep=_KEEP_OBJECT[language])
 
 
 def background_plate(rng: random.Random, width: int, height: int) -> np.ndarray:
