@@ -23,11 +23,12 @@ RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRES
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
-        curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit report
+        curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit report \
+        novel-views
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit"
+	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit novel-views"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -129,6 +130,10 @@ render-edit: setup
 text-render: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/text_render.yaml))
 	@$(if $(CONFIG),,$(call RUN_JOB,pipelines/jobs/text_edit.yaml))
+
+# Thinking with Novel Views on hidden-object procedural scenes, Blender as the editor (pipelines/novel_views.py).
+novel-views: setup
+	@$(PY) -m pipelines.novel_views --out out/demo/novel_views
 
 # The MLLM trains on the demo's spatial QA (the shards `make demo` writes, or this rule when it has not run).
 out/demo/spatial_qa/_manifest.json: | setup
