@@ -24,7 +24,7 @@ from openspatial.scene import Scene, SceneObject
 
 ANCHOR_COLOURS = tuple(COLOUR_NAMES)
 LETTERS = "ABCD"
-# How an answer is scored (trainer/evaluation.py): "number" by mean relative accuracy, "choice" (one option of
+# How an answer is scored (trainer/evaluation/spatial_qa.py): "number" by mean relative accuracy, "choice" (one option of
 # a fixed set: a letter, an object, yes/no, an image) and "text" (a structured description) by exact match.
 AnswerType = Literal["number", "choice", "text"]
 
