@@ -31,7 +31,7 @@ def _write_3dsrbench_tsv(path: Path, per_subcategory: dict[str, int]) -> None:
 
 def _write_realworldqa(path: Path, count: int) -> None:
     pq.write_table(pa.table({"image": [{"bytes": PNG, "path": f"{i}.png"} for i in range(count)],
-                             "question": [f"Which way? A. left B. right" for _ in range(count)],
+                             "question": ["Which way? A. left B. right" for _ in range(count)],
                              "answer": ["B"] * count}), path)
 
 

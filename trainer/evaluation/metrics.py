@@ -20,7 +20,6 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def spatial_edit_bench_overall(sub_scores: Sequence[float]) -> float:
