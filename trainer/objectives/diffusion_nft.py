@@ -82,7 +82,8 @@ def diffusion_nft_loss(model: nn.Module, old: nn.Module, data: torch.Tensor, r: 
     return nft_loss_from_velocities(v_theta, v_old, velocity_target(noise, data), r, beta)
 
 
-AdvantageFunction = Callable[[torch.Tensor, list[str]], torch.Tensor]  # (edits, instructions) -> mixed A [B]
+# (edits, instructions, group size) -> mixed advantages [B] (trainer.rewards.mixing.RewardMixer.group_advantage)
+AdvantageFunction = Callable[[torch.Tensor, list[str], int], torch.Tensor]
 
 
 def nft_update(model: nn.Module, old: nn.Module, advantage_fn: AdvantageFunction, text_states: torch.Tensor,
@@ -96,7 +97,7 @@ def nft_update(model: nn.Module, old: nn.Module, advantage_fn: AdvantageFunction
     noise = torch.randn(states.shape[0], *latent_shape, generator=generator).to(text_states)
     edits = euler_sample(old, noise, states, mask, num_steps=config.num_steps, guidance_scale=1.0, shift=shift,
                          condition_latents=conditions)
-    advantages = advantage_fn(edits, [p for p in instructions for _ in range(group)]).to(edits)
+    advantages = advantage_fn(edits, [p for p in instructions for _ in range(group)], group).to(edits)
     r = optimality_probability(advantages, config.advantage_clip)
     loss = diffusion_nft_loss(model, old, edits, r, config.beta, states, mask, conditions, generator)
     return {"loss": loss, "r_mean": r.mean().detach(), "advantage_abs": advantages.abs().mean().detach()}
