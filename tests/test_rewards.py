@@ -29,7 +29,7 @@ def test_unknown_reward_is_one_line_error() -> None:
 
 def test_aesthetic_reward_matches_curation_predictor() -> None:
     from data_engine.stages.aesthetic import AestheticConfig, AestheticStage
-    from trainer.tiny_models import tiny_model_path
+    from data_engine.model_refs import tiny_model_path
 
     reward = build_reward({"name": "aesthetic", "model_path": "tiny:aesthetic"})
     batch = images(3)
@@ -45,7 +45,7 @@ def tiny_clip(tmp_path_factory) -> Path:
     """A tiny random CLIPModel with the tiny Qwen tokenizer (no tiny text CLIP exists in tiny models)."""
     from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from trainer.tiny_models import tiny_model_path
+    from data_engine.model_refs import tiny_model_path
 
     out = tmp_path_factory.mktemp("clip")
     for name in ("tokenizer.json", "tokenizer_config.json"):

@@ -13,7 +13,7 @@ from trainer.rewards import Reward, RewardInput, RewardOutput, register_reward
 
 
 def resolve_path(path: str) -> Path:
-    from trainer.latents import resolve_model_path
+    from data_engine.model_refs import resolve_model_path
 
     return Path(resolve_model_path(path))
 
