@@ -24,11 +24,11 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
         curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit report \
-        novel-views
+        novel-views train-grpo train-nft
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit novel-views"
+	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit novel-views train-grpo train-nft"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -149,10 +149,22 @@ train-mmdit: out/demo/rebalanced/_manifest.json
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 
+# RL post-training (trainer/objectives/flow_grpo.py, diffusion_nft.py) on the same cached latents: reward_mean,
+# kl and ratio per step in <out_dir>/train_log.jsonl. train-nft reads cached edit-triplet latents
+# (cache_latents kind=edit) at out/demo/edit_latents.
+train-grpo: out/demo/rebalanced/_manifest.json
+	@$(call RUN_JOB,pipelines/jobs/cache_latents.yaml)
+	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/grpo_t2i_tiny.yaml)
+	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/grpo_t2i_tiny.yaml)
+
+train-nft: tiny-models
+	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/nft_edit_tiny.yaml)
+	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/nft_edit_tiny.yaml)
+
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
 REPORT_DIRS = $(wildcard out/demo/images out/demo/curated_* out/demo/spatial_qa out/demo/captions \
                          out/demo/rebalanced out/demo/rewritten out/demo/latents out/demo/render/* out/demo/train-* out/demo/lift_video/* \
                          out/spatial_qa out/lift_video/* out/render/multiview out/render/spatial_edit out/text_render/images out/text_render/edits \
-                         out/train-mllm-tiny out/train-mmdit-tiny)
+                         out/train-mllm-tiny out/train-mmdit-tiny out/train-grpo-tiny out/train-nft-tiny)
 report: setup
 	@$(if $(REPORT_DIRS),$(PY) -m pipelines report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")
