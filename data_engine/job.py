@@ -14,7 +14,7 @@ from data_engine.readers import ImageFolderConfig, ReaderConfig
 from data_engine.registry import READER_MODULES, STAGE_MODULES, reader_class, stage_class
 from data_engine.schemas import SCHEMAS
 from data_engine.stage import Resources, Stage, StageConfig
-from data_engine.storage import StorageConfig, StorageError, check_allowed, split_scheme
+from data_engine.storage import StorageConfig, StorageError, check_allowed
 
 
 class JobConfigError(ValueError):
@@ -135,7 +135,7 @@ class JobConfig(BaseModel):
     def _locations_allowed(self) -> JobConfig:
         """Every storage location the job names passes the allow-lists, so a refusal comes before Ray starts."""
         named = {"output": self.output}
-        if split_scheme(self.input)[0] not in reader_class(self.reader.kind).input_schemes:
+        if not reader_class(self.reader.kind).generates_input(self.input):
             named["input"] = self.input
         named |= {f"reader.{field}": getattr(self.reader, field) for field in self.reader.location_fields}
         for field, where in named.items():

@@ -53,11 +53,18 @@ class LineageLink:
         return (self.manifest.get("input") or {}).get("upstream")
 
 
+def _manifest_object(directory) -> dict[str, Any]:
+    manifest = read_manifest(directory)
+    if not isinstance(manifest, dict):
+        raise ShardDirError(f"{directory}/{MANIFEST_NAME}: not a manifest (top level is {type(manifest).__name__})")
+    return manifest
+
+
 def lineage(shard_dir: ShardDir) -> list[LineageLink]:
     """The output at `shard_dir` first, then each upstream output in turn, ending with the one that read raw
     input. ShardDirError when a recorded upstream manifest is gone or the records loop."""
     directory = as_location(shard_dir)
-    chain = [LineageLink(str(directory), read_manifest(directory))]
+    chain = [LineageLink(str(directory), _manifest_object(directory))]
     while chain[-1].upstream:
         record = chain[-1].upstream
         manifest_uri = record.get("manifest")
@@ -68,7 +75,7 @@ def lineage(shard_dir: ShardDir) -> list[LineageLink]:
         if any(link.directory == str(upstream_dir) for link in chain):
             raise ShardDirError(f"{upstream_dir}: lineage loops back to an output already in the chain")
         try:
-            manifest = read_manifest(upstream_dir)
+            manifest = _manifest_object(upstream_dir)
         except ShardDirError as exc:
             raise ShardDirError(f"{chain[-1].directory} was made from {upstream_dir}, which is gone ({exc})") from None
         chain.append(LineageLink(str(upstream_dir), manifest,

@@ -16,7 +16,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_engine.schemas import IMAGE_SAMPLE, ShardSchema
-from data_engine.storage import Location, StorageConfig, resolve
+from data_engine.storage import Location, StorageConfig, resolve, split_scheme
 
 # Magic bytes of the image formats we decode; used for files whose extension is not an image one.
 # Files the decoder then refuses (ICO, HEIF) are listed too, so they show up as rows with a reason.
@@ -85,6 +85,11 @@ class Reader(ABC):
     def __init__(self, config: ReaderConfig, storage: StorageConfig | None = None) -> None:
         self.config = config
         self.storage = storage or StorageConfig()
+
+    @classmethod
+    def generates_input(cls, input_uri: str) -> bool:
+        """Whether the reader makes its items itself from this input (`procedural://N`): no storage location."""
+        return split_scheme(input_uri)[0] in cls.input_schemes
 
     def location(self, input_uri: str) -> Location:
         """The input as a Location (a path or a filesystem URI), checked against the storage allow-list."""

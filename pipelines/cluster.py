@@ -23,6 +23,7 @@ import yaml
 
 from data_engine.job import JobConfigError
 from data_engine.nodes import NODES_READY
+from data_engine.registry import reader_class
 from pipelines.jobfile import ENV_PREFIX, load_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,8 +74,9 @@ def submit(job_path: Path, overrides: list[str], address: str, *, out: str | Non
     if out:
         overrides = [*overrides, f"output={out}"]
     job = load_job(job_path, overrides)
+    generated = reader_class(job.reader.kind).generates_input(job.input)  # procedural inputs name no path
     for field, location in (("input", job.input), ("output", job.output)):
-        if not _is_remote_safe(location):
+        if not (_is_remote_safe(location) or (field == "input" and generated)):
             raise JobConfigError(f"{job_path}: {field} {location!r} must be absolute or a URI when submitting "
                                  "to a cluster (relative paths would resolve inside the job's temp directory)")
     config = job.model_dump(mode="json", by_alias=True)

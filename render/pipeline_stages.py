@@ -50,6 +50,10 @@ class EditAssetsConfig(AssetSourceConfig):
 class AssetReader(Reader):
     schema: ClassVar[ShardSchema]
 
+    @classmethod
+    def generates_input(cls, input_uri: str) -> bool:
+        return input_uri == PROCEDURAL_INPUT
+
     def list_items(self, input_uri: str) -> list[str]:
         config = self.config
         if input_uri == PROCEDURAL_INPUT:

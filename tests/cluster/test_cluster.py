@@ -164,6 +164,8 @@ MULTIVIEW_SMALL = ["reader.count=2", "reader.shard_rows=1", "stages.render_multi
 EDIT_SMALL = ["reader.count=2", "reader.shard_rows=1", "stages.render_spatial_edit.config.spatial_edit.width=48",
               "stages.render_spatial_edit.config.spatial_edit.height=48",
               "stages.render_spatial_edit.config.spatial_edit.render.samples=2"]
+LIFT_SMALL = ["input=procedural://2?seed=0", "reader.shard_rows=1", "reader.procedural.width=160",
+              "reader.procedural.height=120"]
 RENDER_JOBS = {"multiview.yaml", "spatial_edit.yaml"}
 
 
@@ -177,9 +179,12 @@ class ShippedJobs:
     local_outputs: dict[str, Path] = field(default_factory=dict)
 
     def overrides(self, job: str) -> list[str]:
-        upstream = {"caption.yaml": "demo.yaml", "cache_latents.yaml": "caption.yaml", "rebalance.yaml": "caption.yaml"}
+        upstream = {"caption.yaml": "demo.yaml", "cache_latents.yaml": "caption.yaml", "rebalance.yaml": "caption.yaml",
+                    "rewrite.yaml": "caption.yaml"}
         inputs = {"demo.yaml": [f"input={self.corpus}"], "curate_images.yaml": [f"input={self.corpus}"],
-                  "spatial_qa.yaml": QA_SMALL, "multiview.yaml": MULTIVIEW_SMALL, "spatial_edit.yaml": EDIT_SMALL}
+                  "spatial_qa.yaml": QA_SMALL, "multiview.yaml": MULTIVIEW_SMALL, "spatial_edit.yaml": EDIT_SMALL,
+                  "lift_video.yaml": LIFT_SMALL, "text_render.yaml": ["input=procedural://4?seed=0", "reader.shard_rows=2"],
+                  "text_edit.yaml": ["input=procedural://4?seed=0", "reader.shard_rows=2"]}
         if job in upstream:
             return [f"input={self.local(upstream[job])}"]
         if job not in inputs:
