@@ -62,8 +62,10 @@ def test_canonical_scene_directory_input(ray_local, tmp_path):
 
 
 def test_job_covers_every_sub_task(ray_local, tmp_path):
+    # Eight scenes: since a quarter of procedural scenes film steeply (camera labels near vertical), six with
+    # seed 0 no longer hold a bird's-eye question.
     out = tmp_path / "qa"
-    overrides = ["input=procedural://6?seed=0", f"output={out}", "reader.procedural.width=160",
+    overrides = ["input=procedural://8?seed=0", f"output={out}", "reader.procedural.width=160",
                  "reader.procedural.height=120", "reader.index.min_visible_pixels=40",
                  "reader.qa.min_visible_pixels=40"]
     run_job(load_job(JOBS_DIR / "spatial_qa.yaml", overrides), progress=False)
