@@ -7,6 +7,7 @@ shards that are already complete. A member that cannot be read becomes a row wit
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
@@ -27,6 +28,32 @@ DEFAULT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".
 
 class InputError(ValueError):
     """The job's input cannot be listed (missing root, not a directory)."""
+
+
+# `procedural://N?seed=S`: N generated items of stream S, listed as `procedural/<S>/<index>` (readers that
+# generate their inputs, and the stages that rebuild an item from its id, share this one spelling).
+PROCEDURAL_URI = re.compile(r"^procedural://(?P<count>\d+)(\?seed=(?P<seed>\d+))?$")
+PROCEDURAL_ITEM_PREFIX = "procedural/"
+
+
+def procedural_items(input_uri: str) -> list[str] | None:
+    """The items of a `procedural://N?seed=S` input; None for an input that is not `procedural://`;
+    InputError for a malformed one."""
+    if not input_uri.startswith("procedural://"):
+        return None
+    match = PROCEDURAL_URI.match(input_uri)
+    if not match:
+        raise InputError(f"input {input_uri!r}: expected procedural://N or procedural://N?seed=S")
+    seed = int(match["seed"] or 0)
+    return [f"{PROCEDURAL_ITEM_PREFIX}{seed}/{index:06d}" for index in range(int(match["count"]))]
+
+
+def procedural_item(item: str) -> tuple[int, int] | None:
+    """(seed, index) of a `procedural/<S>/<index>` item; None for any other item."""
+    if not item.startswith(PROCEDURAL_ITEM_PREFIX):
+        return None
+    seed, index = item.removeprefix(PROCEDURAL_ITEM_PREFIX).split("/")
+    return int(seed), int(index)
 
 
 class ReaderConfig(BaseModel):

@@ -9,7 +9,6 @@ Every scene is a pure function of (seed, index).
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -273,17 +272,6 @@ def category_colour(category: str) -> np.ndarray:
         return np.array(CATEGORY_COLOURS[category], dtype=float)
     digest = hashlib.sha256(category.encode()).digest()
     return 60.0 + np.frombuffer(digest[:3], np.uint8).astype(float) * (160.0 / 255.0)
-
-
-PROCEDURAL_URI = re.compile(r"^procedural://(?P<count>\d+)(\?seed=(?P<seed>\d+))?$")
-
-
-def procedural_stream(input_uri: str) -> tuple[int, int] | None:
-    """(count, seed) of a `procedural://N?seed=S` job input; None for any other input."""
-    match = PROCEDURAL_URI.match(input_uri)
-    if not match:
-        return None
-    return int(match["count"]), int(match["seed"] or 0)
 
 
 def generate_scene(seed: int, index: int, config: ProceduralConfig = ProceduralConfig(), *,

@@ -23,11 +23,12 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from data_engine.readers import InputError, Reader, ReaderConfig, list_input_files, register_reader, row_id
+from data_engine.readers import (InputError, Reader, ReaderConfig, list_input_files, procedural_item, procedural_items,
+                                 register_reader, row_id)
 from data_engine.schemas import QA_CONVERSATION
 from openspatial.adapters import ADAPTERS, ScanConfig
 from openspatial.frame_index import IndexConfig, build_object_frame_index
-from openspatial.procedural import ProceduralConfig, generate_scene, procedural_stream
+from openspatial.procedural import ProceduralConfig, generate_scene
 from openspatial.qa.rows import sample_images, sample_messages, sample_metadata, scene_split
 from openspatial.qa.tasks import QAConfig, generate_scene_qa, unavailable_tasks
 from openspatial.scene import SCENE_FILE, Scene, SceneFormatError, load_scene
@@ -63,12 +64,9 @@ class SpatialScenesReader(Reader):
     _lifted: LiftedScenes | None = None  # read once per worker when the input is a lift_video output
 
     def list_items(self, input_uri: str) -> list[str]:
-        stream = procedural_stream(input_uri)
-        if stream:
-            count, seed = stream
-            return [f"procedural/{seed}/{index:06d}" for index in range(count)]
-        if input_uri.startswith("procedural://"):
-            raise InputError(f"input {input_uri!r}: expected procedural://N or procedural://N?seed=S")
+        generated = procedural_items(input_uri)
+        if generated is not None:
+            return generated
         root = self.location(input_uri)
         if not root.is_local:
             raise InputError(f"input {input_uri!r}: spatial_scenes reads local scene directories only")
@@ -82,9 +80,9 @@ class SpatialScenesReader(Reader):
         return sorted(PurePosixPath(name).parent.as_posix() for name in scene_files)
 
     def _scene(self, input_uri: str, item: str) -> Scene:
-        if item.startswith("procedural/"):
-            _, seed, index = item.split("/")
-            return generate_scene(int(seed), int(index), self.config.procedural)
+        generated = procedural_item(item)
+        if generated:
+            return generate_scene(*generated, self.config.procedural)
         if item.startswith(LIFTED_ITEM_PREFIX):
             if self._lifted is None:
                 self._lifted = LiftedScenes(self.location(input_uri))

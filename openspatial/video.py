@@ -16,12 +16,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_engine.conventions import OrientedBox
+from data_engine.readers import procedural_item
 from openspatial.association import Association, AssociationConfig, associate
 from openspatial.lifting import LiftedBox, LiftingConfig, lift_tracks, suppress_duplicates
 from openspatial.noise import ObservationNoise
 from openspatial.procedural import ProceduralConfig
 from openspatial.scene import Frame, Scene, SceneObject, validate_scene
-from openspatial.sequences import (RgbdSequence, load_scannet_sequence, load_sequence_dir, procedural_sequence)
+from openspatial.sequences import RgbdSequence, load_scannet_sequence, load_sequence_dir, procedural_sequence
 
 
 class VideoLiftingConfig(BaseModel):
@@ -82,9 +83,9 @@ def lifted_scene(sequence: RgbdSequence, objects: list[LiftedObject]) -> Scene:
 def load_sequence(input_uri: str, item: str, layout: str, max_frames: int, procedural: ProceduralConfig,
                   noise: ObservationNoise) -> RgbdSequence:
     """One sequence of a job input: `procedural/<seed>/<index>` items, or a directory below `input_uri`."""
-    if item.startswith("procedural/"):
-        _, seed, index = item.split("/")
-        return procedural_sequence(int(seed), int(index), procedural, noise)
+    generated = procedural_item(item)
+    if generated:
+        return procedural_sequence(*generated, procedural, noise)
     directory = Path(input_uri.removeprefix("file://")) / item
     if layout == "scannet":
         return load_scannet_sequence(directory, max_frames)

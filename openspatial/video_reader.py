@@ -25,12 +25,13 @@ from pydantic import Field
 
 from data_engine.conventions import OrientedBox
 
-from data_engine.readers import InputError, Reader, ReaderConfig, list_input_files, register_reader, row_id
+from data_engine.readers import (InputError, Reader, ReaderConfig, list_input_files, procedural_items, register_reader,
+                                 row_id)
 from data_engine.schemas import LIFTED_OBJECT
 from data_engine.shards import MANIFEST_NAME, iter_shards
 from data_engine.storage import Location
 from openspatial.noise import ObservationNoise
-from openspatial.procedural import ProceduralConfig, procedural_stream
+from openspatial.procedural import ProceduralConfig
 from openspatial.sequences import SEQUENCE_FILE, SequenceError, list_scannet_sequences
 from openspatial.scene import Scene
 from openspatial.video import (LiftedObject, LiftedSequence, VideoLiftingConfig, lift_sequence, lifted_scene,
@@ -82,12 +83,9 @@ class RgbdSequencesReader(Reader):
     input_schemes = ("procedural",)
 
     def list_items(self, input_uri: str) -> list[str]:
-        stream = procedural_stream(input_uri)
-        if stream:
-            count, seed = stream
-            return [f"procedural/{seed}/{index:06d}" for index in range(count)]
-        if input_uri.startswith("procedural://"):
-            raise InputError(f"input {input_uri!r}: expected procedural://N or procedural://N?seed=S")
+        generated = procedural_items(input_uri)
+        if generated is not None:
+            return generated
         root = self.location(input_uri)
         if not root.is_local or not root.is_dir():
             raise InputError(f"input {input_uri!r}: rgbd_sequences reads a local directory of sequences")

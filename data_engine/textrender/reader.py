@@ -7,18 +7,14 @@ rerun reproduces every row.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from data_engine.readers import InputError, Reader, ReaderConfig, register_reader, row_id
+from data_engine.readers import InputError, Reader, ReaderConfig, procedural_items, register_reader, row_id
 from data_engine.schemas import CAPTION, EDIT_TRIPLET
-
-_PROCEDURAL_URI = re.compile(r"^procedural://(?P<count>\d+)(\?seed=(?P<seed>\d+))?$")
-
 
 class TextSeedsConfig(ReaderConfig):
     kind: Literal["text_seeds"] = "text_seeds"
@@ -36,11 +32,10 @@ class _SeedsReader(Reader):
     input_schemes = ("procedural",)
 
     def list_items(self, input_uri: str) -> list[str]:
-        match = _PROCEDURAL_URI.match(input_uri)
-        if not match:
+        items = procedural_items(input_uri)
+        if items is None:
             raise InputError(f"input {input_uri!r}: {self.kind} reads procedural://N or procedural://N?seed=S")
-        seed = int(match["seed"] or 0)
-        return [f"procedural/{seed}/{index:06d}" for index in range(int(match["count"]))]
+        return items
 
     def read_items(self, input_uri: str, items: Sequence[str]) -> pa.Table:
         rows = [{"id": row_id(self.config.source_dataset, item), "source_dataset": self.config.source_dataset,
