@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from data_engine.text_distance import edit_distance
+
 INK_THRESHOLD = 48  # per-channel difference from the background that counts as ink
 
 
@@ -72,21 +74,11 @@ def normalise_for_cer(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).split())
 
 
-def levenshtein(first: str, second: str) -> int:
-    previous = list(range(len(second) + 1))
-    for i, a in enumerate(first, 1):
-        current = [i]
-        for j, b in enumerate(second, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
-        previous = current
-    return previous[-1]
-
-
 def character_error_rate(reference: str, hypothesis: str) -> float:
     reference, hypothesis = normalise_for_cer(reference), normalise_for_cer(hypothesis)
     if not reference:
         return 0.0 if not hypothesis else 1.0
-    return levenshtein(reference, hypothesis) / len(reference)
+    return edit_distance(reference, hypothesis) / len(reference)
 
 
 def ocr_text(lines: Sequence[dict]) -> str:

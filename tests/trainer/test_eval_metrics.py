@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.evaluation.metrics import (category_averages, edit_distance, gedit_overall, normalised_edit_distance,
+from trainer.evaluation.metrics import (category_averages, gedit_overall,
                                         spatial_edit_bench_overall, text_units, word_accuracy)
 
 
@@ -20,19 +20,6 @@ def test_gedit_overall_is_per_sample_then_averaged_not_the_product_of_averages()
     # the product of averages would give sqrt(5 * 5) = 5
     assert gedit_overall([(4.0, 9.0)]) == pytest.approx(6.0)
     assert gedit_overall([(8.0, 0.0), (0.0, 8.0)]) == 0.0
-
-
-@pytest.mark.parametrize(("a", "b", "distance"), [
-    ("kitten", "sitting", 3), ("", "abc", 3), ("flaw", "lawn", 2), ("你好世界", "你们世界", 1), ("春眠不觉晓", "春眠觉晓", 1),
-    ("abc", "abc", 0)])
-def test_edit_distance_hand_worked(a: str, b: str, distance: int) -> None:
-    assert edit_distance(a, b) == distance == edit_distance(b, a)
-
-
-def test_normalised_edit_distance() -> None:
-    assert normalised_edit_distance("kitten", "sitting") == pytest.approx(3 / 7)
-    assert normalised_edit_distance("你好世界", "你们世界") == pytest.approx(0.25)
-    assert normalised_edit_distance("", "") == 0.0 and normalised_edit_distance("", "ab") == 1.0
 
 
 def test_word_accuracy_counts_target_words_with_multiplicity() -> None:

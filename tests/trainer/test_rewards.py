@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from trainer.core import TrainerError
 from trainer.rewards import RewardInput, build_reward, build_reward_mixer
 from trainer.rewards.mixing import GateConfig, RewardMixer, WeightedReward, gated_scores
-from trainer.rewards.scorers import LatentProbeReward, edit_distance, quoted_text, text_accuracy
+from trainer.rewards.scorers import LatentProbeReward, quoted_text, text_accuracy
 
 
 def images(count: int, seed: int = 0) -> list[Image.Image]:
@@ -83,12 +83,6 @@ def test_clip_score_is_cosine_of_embeddings(tiny_clip: Path) -> None:
 def test_clip_score_missing_path() -> None:
     with pytest.raises(TrainerError, match="clip_score.model_path"):
         build_reward({"name": "clip_score", "model_path": "/nonexistent"})
-
-
-@pytest.mark.parametrize("a, b, distance", [("", "", 0), ("abc", "", 3), ("kitten", "sitting", 3),
-                                            ("flaw", "lawn", 2), ("same", "same", 0)])
-def test_edit_distance_hand_labelled(a: str, b: str, distance: int) -> None:
-    assert edit_distance(a, b) == distance == edit_distance(b, a)
 
 
 def test_quoted_text_and_accuracy() -> None:

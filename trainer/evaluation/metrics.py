@@ -6,9 +6,9 @@ Numeric spatial answers use MRA from `trainer.evaluation.spatial_qa` (its one ow
   scores, and the benchmark's overall is the mean of those; the geometric mean of the two averages is a
   different (and wrong) number whenever the scores vary across samples.
 - Text rendering (CVTG-2K, LongText-Bench): word accuracy (the share of target words the OCR output
-  contains, counted with multiplicity) and the normalised edit distance (Levenshtein over characters divided
-  by the longer length; the tables report 1 - it as "NED"). Chinese has no spaces, so a Chinese target's
-  "words" are its characters.
+  contains, counted with multiplicity) and the normalised edit distance (`data_engine.text_distance`:
+  Levenshtein over characters divided by the longer length; the tables report 1 - it as "NED"). Chinese has
+  no spaces, so a Chinese target's "words" are its characters.
 - ImgEdit: the mean score per edit category, and the overall as the mean of the category means.
 """
 
@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+
 
 
 
@@ -58,23 +59,6 @@ def word_accuracy(ocr_text: str, target_text: str) -> float:
         raise ValueError("word accuracy needs a target with at least one word")
     found = Counter(text_units(ocr_text))
     return sum(min(count, found[unit]) for unit, count in target.items()) / sum(target.values())
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance over characters (insert, delete, substitute, each cost 1)."""
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, start=1):
-        current = [i]
-        for j, char_b in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
-
-
-def normalised_edit_distance(ocr_text: str, target_text: str) -> float:
-    """edit distance / the longer length, in [0, 1]; two empty strings are identical (0)."""
-    longer = max(len(ocr_text), len(target_text))
-    return edit_distance(ocr_text, target_text) / longer if longer else 0.0
 
 
 def category_averages(scored: Iterable[tuple[str, float]]) -> tuple[dict[str, float], float]:

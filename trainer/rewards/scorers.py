@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_engine.text_distance import normalised_edit_distance
 from trainer.core import TrainerError
 from trainer.rewards import Reward, RewardInput, RewardOutput, register_reward
 
@@ -69,21 +70,10 @@ def quoted_text(prompt: str) -> str:
     return " ".join(match.strip() for match in QUOTED.findall(prompt))
 
 
-def edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i]
-        for j, char_b in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
-
-
 def text_accuracy(expected: str, read: str) -> float:
     """1 - edit distance / max length, case and whitespace insensitive; 1 when nothing was asked and read."""
     expected, read = (" ".join(s.lower().split()) for s in (expected, read))
-    longest = max(len(expected), len(read))
-    return 1.0 if longest == 0 else 1.0 - edit_distance(expected, read) / longest
+    return 1.0 - normalised_edit_distance(expected, read)
 
 
 @register_reward("ocr")
