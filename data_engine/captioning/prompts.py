@@ -29,6 +29,14 @@ def caption_key(caption_type: str, language: str) -> str:
     return f"{caption_type}/{language}"
 
 
+def caption_key_language(key: str, field: str = "source") -> Language:
+    """The language of a caption key (`short/en` -> `en`); ValueError naming `field` otherwise."""
+    language = key.rpartition("/")[2]
+    if language not in LANGUAGES:
+        raise ValueError(f"{field}: {key!r} must end in /<language>, one of {list(LANGUAGES)}")
+    return language  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class PromptSet:
     name: str

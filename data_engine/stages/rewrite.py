@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from data_engine.captioning.backends import BackendConfig, GenerationRequest, TransformersBackendConfig
 from data_engine.captioning.parsing import clean_generation
-from data_engine.captioning.prompts import LANGUAGES, load_prompt_set
+from data_engine.captioning.prompts import caption_key_language, load_prompt_set
 from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage
 from data_engine.stages.generation_base import GenerationStage
 
@@ -31,9 +31,7 @@ class RewritePromptConfig(StageConfig):
 
     @model_validator(mode="after")
     def _keys(self) -> RewritePromptConfig:
-        language = self.source.rpartition("/")[2]
-        if language not in LANGUAGES:
-            raise ValueError(f"source: {self.source!r} must end in /<language>, one of {list(LANGUAGES)}")
+        language = caption_key_language(self.source)
         if self.target == self.source:
             raise ValueError("target: must differ from source, the original caption is kept")
         prompts = load_prompt_set(self.prompt_version)
@@ -57,7 +55,7 @@ class RewritePromptStage(GenerationStage, Stage[RewritePromptConfig]):
 
     def setup(self) -> None:
         super().setup()
-        self.language = self.config.source.rpartition("/")[2]
+        self.language = caption_key_language(self.config.source)
 
     def style_for(self, row_id: str) -> str:
         styles = self.prompts.text("styles", self.language)

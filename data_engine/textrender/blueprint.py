@@ -20,7 +20,6 @@ from data_engine.captioning.parsing import clean_generation
 from data_engine.textrender.fonts import FONT_FAMILIES
 
 Language = Literal["en", "zh"]
-LANGUAGES: tuple[str, ...] = ("en", "zh")
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _CODE_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _MAX_DETAIL = 200

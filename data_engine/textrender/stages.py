@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 
 from data_engine.captioning.backends import BackendConfig, GenerationRequest, TransformersBackendConfig
 from data_engine.captioning.ocr_engines import OcrEngineName, TesseractConfig, check_tesseract, make_ocr_engine
-from data_engine.captioning.prompts import LANGUAGES, load_prompt_set
+from data_engine.captioning.prompts import caption_key_language, load_prompt_set
 from data_engine.stage import (REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, StageUnavailable,
                                register_stage)
 from data_engine.stages.caption import CaptionSampling, GenerationStage
@@ -80,10 +80,7 @@ class GenerateTextBlueprintConfig(StageConfig):
 
     @model_validator(mode="after")
     def _source_language(self) -> GenerateTextBlueprintConfig:
-        language = self.source.rpartition("/")[2]
-        if language not in LANGUAGES:
-            raise ValueError(f"source: {self.source!r} must end in /<language>, one of {list(LANGUAGES)}")
-        load_prompt_set(self.prompt_version).text("template", language)
+        load_prompt_set(self.prompt_version).text("template", caption_key_language(self.source))
         return self
 
 
@@ -98,7 +95,7 @@ class GenerateTextBlueprintStage(GenerationStage, Stage[GenerateTextBlueprintCon
 
     def setup(self) -> None:
         super().setup()
-        self.template = self.prompts.text("template", self.config.source.rpartition("/")[2])
+        self.template = self.prompts.text("template", caption_key_language(self.config.source))
 
     def prompt(self, text: str) -> str:
         width, height = self.config.canvas
