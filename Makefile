@@ -23,12 +23,12 @@ RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRES
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
-        curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit report \
+        curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit report \
         novel-views train-grpo train-nft
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render train-mllm train-mmdit novel-views train-grpo train-nft"
+	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit novel-views train-grpo train-nft"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -131,6 +131,10 @@ text-render: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/text_render.yaml))
 	@$(if $(CONFIG),,$(call RUN_JOB,pipelines/jobs/text_edit.yaml))
 
+# The same rendering with blueprints a VLM writes from the demo's captions.
+text-render-prompts: out/demo/captions/_manifest.json | tiny-models
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/text_render_prompts.yaml))
+
 # Thinking with Novel Views on hidden-object procedural scenes, Blender as the editor (pipelines/novel_views.py).
 novel-views: setup
 	@$(PY) -m pipelines.novel_views --out out/demo/novel_views
@@ -164,7 +168,7 @@ train-nft: tiny-models
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
 REPORT_DIRS = $(wildcard out/demo/images out/demo/curated_* out/demo/spatial_qa out/demo/captions \
                          out/demo/rebalanced out/demo/rewritten out/demo/latents out/demo/render/* out/demo/train-* out/demo/lift_video/* \
-                         out/spatial_qa out/lift_video/* out/render/multiview out/render/spatial_edit out/text_render/images out/text_render/edits \
+                         out/spatial_qa out/lift_video/* out/render/multiview out/render/spatial_edit out/text_render/images out/text_render/edits out/text_render/from_prompts \
                          out/train-mllm-tiny out/train-mmdit-tiny out/train-grpo-tiny out/train-nft-tiny)
 report: setup
 	@$(if $(REPORT_DIRS),$(PY) -m pipelines report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")
