@@ -23,7 +23,7 @@ NAME = "grpo_step"
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.grpo_step", description=__doc__.splitlines()[0])
-    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--updates", type=int, default=5, help="timed updates after one warm-up update")
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--latent-side", type=int, default=16, help="latent grid side (128 px images -> 16)")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True)
@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> dict:
     medians = {key: statistics.median(values) for key, values in phases.items()}
     total = sum(medians.values())
     metrics = {f"{key}_s": round(value, 3) for key, value in medians.items()}
-    metrics.update(total_s=round(total, 3), rollout_fraction=round(medians["rollout"] / total, 3))
+    for key, values in phases.items():
+        metrics.update({f"{key}_s_min": round(min(values), 3), f"{key}_s_max": round(max(values), 3)})
+    fractions = [rollout / (rollout + reward + train) for rollout, reward, train in zip(*phases.values())]
+    metrics.update(total_s=round(total, 3), rollout_fraction=round(medians["rollout"] / total, 3),
+                   rollout_fraction_min=round(min(fractions), 3), rollout_fraction_max=round(max(fractions), 3))
     notes = {"prompts": args.prompts, "group_size": config.group_size, "num_steps": config.num_steps,
              "trained_steps": len(steps), "latent_side": args.latent_side, "updates": args.updates,
              "torch_threads": torch.get_num_threads(), "seconds": phases}
