@@ -259,7 +259,7 @@ def ray_session(job: JobConfig, address: str | None) -> Iterator[None]:
 
 
 def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage]], pending: list[ShardPlan],
-                   out_dir: Location, schema: pa.Schema, progress: bool) -> Any:
+                   out_dir: Location, schema: pa.Schema, registrations: str, progress: bool) -> Any:
     import ray
     from ray.data import DataContext
 
@@ -272,8 +272,6 @@ def _build_dataset(job: JobConfig, specs_and_stages: list[tuple[StageSpec, Stage
     context.op_resource_reservation_enabled = any(stage.uses_model for _, stage in specs_and_stages)
     ds = ray.data.from_items([{"shard": p.shard_id, "items": p.items} for p in pending],
                              override_num_blocks=len(pending))
-    # Workers never run the composition root (pipelines/registry.py): the job's registrations travel with it.
-    registrations = job_registrations(job.reader.kind, [spec.op for spec in job.stages])
     writer_args = (str(out_dir), job.storage.model_dump_json(), schema.serialize().to_pybytes(), job.row_group_rows)
     ds = ds.map_batches(read_shards, fn_args=(job.model_dump_json(by_alias=True), registrations, writer_args),
                         batch_size=None, batch_format="pyarrow", num_cpus=1)
@@ -322,12 +320,13 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
         _log(f"[{job.name}] {len(items)} items in {len(plans)} shards; {len(done)} already complete, "
              f"{len(pending)} to run -> {out}")
         if pending:
+            # Workers never run the composition root (pipelines/registry.py): the job's registrations travel with it.
+            registrations = job_registrations(job.reader.kind, [spec.op for spec in job.stages])
             with ray_session(job, address):
                 if on_cluster:
-                    registrations = job_registrations(job.reader.kind, [spec.op for spec, _ in specs_and_stages])
                     nodes = check_nodes([spec.model_dump_json() for spec, _ in specs_and_stages], registrations)
                     _log(f"[{job.name}] {NODES_READY} {len(nodes)} ({', '.join(nodes)})")
-                _execute(_build_dataset(job, specs_and_stages, pending, out, schema, progress), out)
+                _execute(_build_dataset(job, specs_and_stages, pending, out, schema, registrations, progress), out)
             _log(f"[{job.name}] wrote {len(completed_shards(out) - done)} shards")
         missing = [p.shard_id for p in plans if p.shard_id not in completed_shards(out)]
         if missing:

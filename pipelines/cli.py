@@ -127,10 +127,13 @@ def _threshold_overrides(texts: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _cmd_redecide(args: argparse.Namespace) -> int:
-    from data_engine.output_dir import summary_lines
+    from data_engine.output_dir import output_lock, summary_lines
     from data_engine.redecide import redecide
+    from data_engine.storage import as_location
 
-    manifest = redecide(Path(args.shard_dir), _threshold_overrides(args.set))
+    # The lock is taken here, not in redecide(): a job's own finalisation calls redecide() while holding it.
+    with output_lock(as_location(Path(args.shard_dir))):
+        manifest = redecide(Path(args.shard_dir), _threshold_overrides(args.set))
     for line in summary_lines(manifest):
         print(line)
     return 0

@@ -139,3 +139,19 @@ def test_repeated_row_ids_are_refused_by_the_global_decision(tmp_path):
     out = write_output(tmp_path / "out", twice)
     with pytest.raises(ShardDirError, match="repeated: \\['a-copy'\\]"):
         redecide(out, {})
+
+
+def test_the_redecide_command_refuses_an_output_a_run_holds(output, capsys):
+    from data_engine.output_dir import output_lock
+    from data_engine.storage import as_location
+    from pipelines.cli import main
+
+    written = rows(output)
+    with output_lock(as_location(output)):  # a job still running on this directory
+        assert main(["redecide", str(output), "--set", "stages.aesthetic.config.min_score=5.6"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {output} is in use by another run (")
+    assert rows(output) == written  # nothing rewritten under the running job
+    assert main(["redecide", str(output), "--set", "stages.aesthetic.config.min_score=5.6"]) == 0
+    decided = outcomes(output)  # 5.6 keeps only hq (6.0); 5.5, 5.2 and 5.0 fall at aesthetic
+    assert decided["hq"] == (None, None, None)
+    assert {decided[name] for name in ("z-copy", "a-copy", "lq")} == {("aesthetic", "low_aesthetic", None)}
