@@ -24,11 +24,11 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
         curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit report \
-        novel-views train-grpo train-nft
+        novel-views novel-views-models train-grpo train-nft
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit novel-views train-grpo train-nft"
+	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit novel-views novel-views-models train-grpo train-nft"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -135,9 +135,12 @@ text-render: setup
 text-render-prompts: out/demo/captions/_manifest.json | tiny-models
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/text_render_prompts.yaml))
 
-# Thinking with Novel Views on hidden-object procedural scenes, Blender as the editor (pipelines/novel_views.py).
+# Thinking with Novel Views on hidden-object procedural scenes, Blender as the editor (pipelines/novel_views.py);
+# novel-views-models: the tiny VLM plans and answers, the demo's MMDiT renders the view (after `make demo`).
 novel-views: setup
-	@$(PY) -m pipelines.novel_views --out out/demo/novel_views
+	@$(PY) -m pipelines.novel_views --config pipelines/evals/novel_views.yaml
+novel-views-models: setup tiny-models
+	@$(PY) -m pipelines.novel_views --config pipelines/evals/novel_views_models.yaml
 
 # The MLLM trains on the demo's spatial QA (the shards `make demo` writes, or this rule when it has not run).
 out/demo/spatial_qa/_manifest.json: | setup

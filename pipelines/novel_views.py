@@ -1,37 +1,56 @@
-"""`make novel-views`: Thinking with Novel Views on procedural scenes, with Blender as an exact editor.
+"""`make novel-views`: Thinking with Novel Views (report 6.1) from one config file (`pipelines/evals/`).
 
-Each scene hides a coloured ball behind a wall from the question's camera; the question asks the ball's
-colour. A scripted planner orbits the camera around the ball (its answer goes through the engine's camera-move
-template like any model's would), the Blender renderer renders exactly that view, and a scripted reasoner
-answers only from the colours it sees: when none of the options is in view it falls back to option A. So the
-baseline is chance and the novel view should bring accuracy to (near) 100%. Writes `<out>/steps.parquet` and
+The roles are configured, not coded: questions from procedural scenes or local copies of 3DSRBench and
+RealWorldQA (the report's 575 + 120 selection), a planner and a reasoner that are scripted or any captioning
+backend, and an editor that is Blender (procedural scenes only: it renders the planned view exactly) or the
+editing MMDiT from a trainer config and checkpoint.
+
+`pipelines/evals/novel_views.yaml`: each procedural scene hides a coloured ball behind a wall from the
+question's camera; the question asks the ball's colour. A scripted planner orbits the camera around the ball
+(its answer goes through the engine's camera-move template like any model's would), the Blender renderer
+renders exactly that view, and a scripted reasoner answers only from the colours it sees: when none of the
+options is in view it falls back to option A. So the baseline is chance and the novel view should bring
+accuracy to (near) 100%. `pipelines/evals/novel_views_models.yaml`: the same scenes with the tiny VLM as
+planner and reasoner and the demo's MMDiT as editor (after `make demo`). Writes `<out>/steps.parquet` and
 `<out>/summary.json` (trainer/evaluation/novel_views.py).
 
-    python -m pipelines.novel_views --out out/demo/novel_views --scenes 8
+    python -m pipelines.novel_views --config pipelines/evals/novel_views.yaml --set questions.count=8
 """
 
 from __future__ import annotations
 
 import argparse
 import colorsys
+import contextlib
 import io
 import json
 import random
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from data_engine.camera_move import CameraMove, format_camera_move
+from data_engine.captioning.backends import (GenerationBackend, OpenAIBackendConfig, TransformersBackendConfig,
+                                             VllmBackendConfig, check_backend_available, make_backend)
+from data_engine.config_files import apply_override, parse_override, read_yaml_mapping
+from data_engine.job import JobConfigError
 from render.client import RenderWorker, render_views
 from render.geometry import focal_from_fov, look_at_pose, orbit_eye
 from render.procedural import PALETTE, default_lights
 from render.scene import Camera, Material, ObjectInstance, Primitive, PrimitivesAsset, RenderScene, RenderSettings
 from render.scene import matrix_tuple
-from trainer.evaluation.benchmarks import BenchmarkQuestion
-from trainer.evaluation.novel_views import run_novel_views
+from trainer.core import TrainerError
+from trainer.evaluation.benchmarks import (REALWORLDQA_SELECTION, THREEDSR_SELECTION, BenchmarkFormatError,
+                                           BenchmarkQuestion, load_3dsrbench, load_realworldqa, select_questions)
+from trainer.evaluation.novel_view_roles import (PLANNER_PROMPT_VERSION, REASONER_PROMPT_VERSION, BackendPlanner,
+                                                 BackendReasoner, MMDiTEditor)
+from trainer.evaluation.novel_views import Editor, run_novel_views
 
 BALL_COLOURS = ("red", "green", "blue", "yellow")
 BALL_CENTRE = (0.0, 0.6, 0.2)  # behind the wall (y = 0) as seen from azimuth 0 (the -y side)
@@ -155,14 +174,137 @@ def run_hidden_ball_benchmark(out_dir: Path, scenes: int, seed: int, worker: Ren
     return run_novel_views(questions, scripted_planner(seed), editor, scripted_reasoner, out_dir)
 
 
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HiddenBallQuestions(_Section):
+    source: Literal["hidden_ball"] = "hidden_ball"
+    count: int = Field(default=8, ge=1)
+    seed: int = 0
+
+
+class BenchmarkQuestions(_Section):
+    """Local copies in their published layouts: 3DSRBench's TSV/Parquet and RealWorldQA's Parquet files."""
+    source: Literal["benchmarks"] = "benchmarks"
+    threedsrbench: Path
+    realworldqa: list[Path]
+    seed: int = 0
+    threedsrbench_count: int = Field(default=THREEDSR_SELECTION, ge=0)
+    realworldqa_count: int = Field(default=REALWORLDQA_SELECTION, ge=0)
+
+
+class ScriptedRole(_Section):
+    kind: Literal["scripted"] = "scripted"
+
+
+class BackendRole(_Section):
+    kind: Literal["backend"] = "backend"
+    backend: Annotated[TransformersBackendConfig | OpenAIBackendConfig | VllmBackendConfig, Field(discriminator="kind")]
+    max_tokens: int = Field(default=64, gt=0)
+
+
+class BlenderEditorConfig(_Section):
+    kind: Literal["blender"] = "blender"
+
+
+class MMDiTEditorConfig(_Section):
+    kind: Literal["mmdit"] = "mmdit"
+    config: Path  # a trainer config of an image-generating MMDiT task (trainer/configs/)
+    checkpoint: str = "latest"  # a tag under the config's run.out_dir/checkpoints, "latest", or "base"
+    set: list[str] = []  # --set overrides of that trainer config (e.g. its run.out_dir)
+
+
+Role = Annotated[ScriptedRole | BackendRole, Field(discriminator="kind")]
+
+
+class NovelViewsConfig(_Section):
+    out: Path
+    questions: Annotated[HiddenBallQuestions | BenchmarkQuestions, Field(discriminator="source")]
+    planner: Role = ScriptedRole()
+    editor: Annotated[BlenderEditorConfig | MMDiTEditorConfig, Field(discriminator="kind")] = BlenderEditorConfig()
+    reasoner: Role = ScriptedRole()
+
+    @model_validator(mode="after")
+    def _procedural_only_roles(self) -> "NovelViewsConfig":
+        if self.questions.source != "hidden_ball":
+            scripted = [name for name in ("planner", "reasoner") if getattr(self, name).kind == "scripted"]
+            if scripted or self.editor.kind == "blender":
+                parts = [*scripted, *(["editor"] if self.editor.kind == "blender" else [])]
+                raise ValueError(f"{', '.join(parts)}: scripted roles and the Blender editor know only the "
+                                 "procedural hidden_ball scenes; use a backend / the mmdit editor for benchmarks")
+        return self
+
+
+def load_novel_views_config(path: Path, overrides: list[str] = ()) -> NovelViewsConfig:
+    data = read_yaml_mapping(path)
+    for text in overrides:
+        apply_override(data, *parse_override(text))
+    try:
+        return NovelViewsConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        raise JobConfigError(f"{path}: {where}: {first['msg']}") from None
+
+
+def _backends(config: NovelViewsConfig) -> dict[str, GenerationBackend]:
+    """One backend per distinct backend config (planner and reasoner share a model when they name the same)."""
+    built: dict[str, GenerationBackend] = {}
+    for role in (config.planner, config.reasoner):
+        if isinstance(role, BackendRole) and role.backend.model_dump_json() not in built:
+            problem = check_backend_available(role.backend)
+            if problem:
+                raise JobConfigError(f"backend {role.backend.kind}: {problem}")
+            built[role.backend.model_dump_json()] = make_backend(role.backend)
+    return built
+
+
+def run_from_config(config: NovelViewsConfig) -> dict:
+    """The configured questions through the configured roles; the summary also names the roles."""
+    # The model roles first: a missing checkpoint or model is refused before anything is rendered.
+    editor: Editor | None = None
+    if isinstance(config.editor, MMDiTEditorConfig):
+        editor = MMDiTEditor(config.editor.config, config.editor.checkpoint, config.editor.set)
+    backends = _backends(config)
+    seed = getattr(config.questions, "seed", 0)
+    planner = (scripted_planner(seed) if isinstance(config.planner, ScriptedRole)
+               else BackendPlanner(backends[config.planner.backend.model_dump_json()], config.planner.max_tokens))
+    reasoner = (scripted_reasoner if isinstance(config.reasoner, ScriptedRole)
+                else BackendReasoner(backends[config.reasoner.backend.model_dump_json()], config.reasoner.max_tokens))
+    with contextlib.ExitStack() as stack:
+        if isinstance(config.questions, HiddenBallQuestions):
+            blender = BlenderEditor(stack.enter_context(RenderWorker()), {}, RenderSettings())
+            questions = hidden_ball_questions(blender, config.questions.count, config.questions.seed)
+            if editor is None:
+                editor = blender
+        else:
+            questions = select_questions(load_3dsrbench(config.questions.threedsrbench),
+                                         load_realworldqa(config.questions.realworldqa), config.questions.seed,
+                                         config.questions.threedsrbench_count, config.questions.realworldqa_count)
+        summary = run_novel_views(questions, planner, editor, reasoner, config.out)
+    roles = {"planner": config.planner.model_dump(mode="json"), "editor": config.editor.model_dump(mode="json"),
+             "reasoner": config.reasoner.model_dump(mode="json"),
+             "prompts": [PLANNER_PROMPT_VERSION, REASONER_PROMPT_VERSION]}
+    if isinstance(editor, MMDiTEditor):
+        roles["editor"]["checkpoint"] = editor.checkpoint
+    summary["roles"] = roles
+    (config.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/demo/novel_views"))
-    parser.add_argument("--scenes", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, default=Path("pipelines/evals/novel_views.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. questions.count=4 or out=out/nv")
     args = parser.parse_args(argv)
-    with RenderWorker() as worker:
-        summary = run_hidden_ball_benchmark(args.out, args.scenes, args.seed, worker)
+    try:
+        config = load_novel_views_config(args.config, args.set)
+        summary = run_from_config(config)
+    except (JobConfigError, BenchmarkFormatError, TrainerError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({key: summary[key] for key in ("baseline", "novel_views", "relative_gain")}, indent=2))
     return 0
 

@@ -45,26 +45,6 @@ def _load(args: argparse.Namespace) -> TrainConfig:
     return load_config(Path(args.config), args.set, Path(args.data) if args.data else None)
 
 
-def _trained_model(config: TrainConfig, checkpoint_tag: str) -> tuple[Any, Any]:
-    """(task, model) on one process, with the weights of checkpoint `checkpoint_tag` ("base": untouched)."""
-    from trainer import checkpoint
-    from trainer.engine import single_process_info
-    from trainer.loop import build_task
-
-    task = build_task(config, single_process_info(config.engine))
-    model = task.build_model()
-    if checkpoint_tag != "base":
-        state = checkpoint.load_module_weights(checkpoint.checkpoint_root(config.run.out_dir), checkpoint_tag)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        loaded = {id(parameter) for name, parameter in model.named_parameters() if name in state}
-        untied = [name for name, parameter in model.named_parameters()
-                  if name in missing and id(parameter) not in loaded]
-        if unexpected or untied:
-            raise TrainerError(f"checkpoint {checkpoint_tag}: weights do not match the model "
-                               f"(missing {untied[:3]}, unexpected {unexpected[:3]})")
-    return task, model
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.dry_run:
@@ -117,15 +97,15 @@ def _eval_datasets(args: argparse.Namespace, config: TrainConfig, schemas: tuple
 def _cmd_eval(args: argparse.Namespace) -> int:
     from trainer import checkpoint
     from trainer.data import iter_accepted
-    from trainer.evaluation.spatial_qa import eval_result_path
-
     from trainer.core import task_class
+    from trainer.evaluation.spatial_qa import eval_result_path
+    from trainer.loop import trained_model
 
     config = _load(args)
     datasets = _eval_datasets(args, config, task_class(config.task.name).schemas())
     tag = "base" if args.checkpoint == "base" else checkpoint.resolve_tag(
         checkpoint.checkpoint_root(config.run.out_dir), args.checkpoint)
-    task, model = _trained_model(config, tag)
+    task, model = trained_model(config, tag)
     samples = (sample for spec in datasets for sample in iter_accepted(spec, task.schemas(), args.split))
     scores = task.evaluate(model, islice(samples, args.limit) if args.limit else samples)
     results = {"checkpoint": tag, "step": 0 if tag == "base" else checkpoint.tag_step(tag), **scores}
@@ -139,8 +119,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from trainer.loop import trained_model
+
     config = _load(args)
-    task, model = _trained_model(config, args.checkpoint)
+    task, model = trained_model(config, args.checkpoint)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     task.export(model, out)
@@ -150,11 +132,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     from trainer import checkpoint
+    from trainer.loop import trained_model
     from trainer.sampling import samples_dir
 
     config = _load(args)
     tag = checkpoint.resolve_tag(checkpoint.checkpoint_root(config.run.out_dir), args.checkpoint)
-    task, model = _trained_model(config, tag)
+    task, model = trained_model(config, tag)
     out = Path(args.out) if args.out else samples_dir(config.run.out_dir, tag)
     out.mkdir(parents=True, exist_ok=True)
     grid = task.write_samples(model, out, tag)

@@ -22,7 +22,7 @@ from trainer import checkpoint
 from trainer.config import TrainConfig
 from trainer.core import RunContext, StepTotals, Task, TrainerError, task_class
 from trainer.data import MicroBatchStream, ensure_synthetic_datasets
-from trainer.engine import DistInfo, close_distributed, create_engine, init_distributed
+from trainer.engine import DistInfo, close_distributed, create_engine, init_distributed, single_process_info
 from trainer.run_log import RunLog
 
 
@@ -48,6 +48,22 @@ def build_task(config: TrainConfig, dist_info: DistInfo) -> Task:
                          dtype=dist_info.dtype, out_dir=config.run.out_dir,
                          activation_checkpointing=config.engine.activation_checkpointing)
     return task_class(config.task.name)(config.task_config(), context, config.engine.micro_batch_size)
+
+
+def trained_model(config: TrainConfig, checkpoint_tag: str) -> tuple[Task, torch.nn.Module]:
+    """(task, model) on one process, with the weights of checkpoint `checkpoint_tag` ("base": untouched)."""
+    task = build_task(config, single_process_info(config.engine))
+    model = task.build_model()
+    if checkpoint_tag != "base":
+        state = checkpoint.load_module_weights(checkpoint.checkpoint_root(config.run.out_dir), checkpoint_tag)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        loaded = {id(parameter) for name, parameter in model.named_parameters() if name in state}
+        untied = [name for name, parameter in model.named_parameters()
+                  if name in missing and id(parameter) not in loaded]
+        if unexpected or untied:
+            raise TrainerError(f"checkpoint {checkpoint_tag}: weights do not match the model "
+                               f"(missing {untied[:3]}, unexpected {unexpected[:3]})")
+    return task, model
 
 
 def _all_ranks_finite(value: torch.Tensor) -> bool:

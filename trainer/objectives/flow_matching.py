@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
@@ -289,32 +290,44 @@ class MMDiTFlowTask(Task):
             raise TrainerError(f"task {self.name}: no samples to evaluate")
         return {"flow_loss": sum(losses) / len(losses), "samples": len(losses)}
 
-    def write_samples(self, model: nn.Module, out_dir: Path, checkpoint: str) -> Path:
-        """Images for the configured prompts (edits: with their source images), their grid (`grid.png`,
-        prompts row by row) and `samples.json` listing checkpoint, prompts and files; returns the grid."""
-        from PIL import Image
-
+    def generate_images(self, model: nn.Module, prompts: Sequence[str],
+                        sources: Sequence[Image.Image] = ()) -> list[Image.Image]:
+        """One image per prompt at the configured sample settings (`task.config.sample`); edits: `sources` holds
+        each prompt's source image, resized to the sample bucket and given as the condition latent."""
         from trainer.latents import (PromptTooLong, TextFeatureEncoder, encode_images, image_to_tensor, load_vae,
                                      resize_to_bucket)
-        from trainer.sampling import image_grid, sample_images
+        from trainer.sampling import sample_images
 
         settings = self.config.sample
+        if sources and len(sources) != len(prompts):
+            raise TrainerError(f"{len(prompts)} prompts but {len(sources)} source images")
         device = next(model.parameters()).device
-        vae = load_vae(self.config.vae, device)
-        encoder = TextFeatureEncoder(self.config.text_encoder, device)
+        # Loaded once per task and device: an evaluation loop generates one image per call.
+        if getattr(self, "_sampling_models", (None,))[0] != device:
+            self._sampling_models = (device, load_vae(self.config.vae, device),
+                                     TextFeatureEncoder(self.config.text_encoder, device))
+        _, vae, encoder = self._sampling_models
         bucket = (settings.width, settings.height)
-        sources = [resize_to_bucket(Image.open(path).convert("RGB"), bucket) for path in settings.source_images]
+        sources = [resize_to_bucket(image.convert("RGB"), bucket) for image in sources]
         try:
-            features = [encoder.encode(prompt, sources[n] if sources else None)
-                        for n, prompt in enumerate(settings.prompts)]
+            features = [encoder.encode(prompt, sources[n] if sources else None) for n, prompt in enumerate(prompts)]
         except PromptTooLong as exc:
             raise TrainerError(f"task.config.sample.prompts: {exc}") from None
         conditions = [encode_images(vae, torch.stack([image_to_tensor(image) for image in sources]))] if sources else []
         latent_shape = (model.mmdit_config.in_channels, 1, settings.height // 8, settings.width // 8)
-        images = sample_images(model.eval(), vae, features, latent_shape=latent_shape, seed=settings.seed,
-                               num_steps=settings.num_steps, guidance_scale=settings.guidance_scale,
-                               shift=resolution_shift(image_token_count(latent_shape), self.config.flow),
-                               condition_latents=conditions)
+        return sample_images(model.eval(), vae, features, latent_shape=latent_shape, seed=settings.seed,
+                             num_steps=settings.num_steps, guidance_scale=settings.guidance_scale,
+                             shift=resolution_shift(image_token_count(latent_shape), self.config.flow),
+                             condition_latents=conditions)
+
+    def write_samples(self, model: nn.Module, out_dir: Path, checkpoint: str) -> Path:
+        """Images for the configured prompts (edits: with their source images), their grid (`grid.png`,
+        prompts row by row) and `samples.json` listing checkpoint, prompts and files; returns the grid."""
+        from trainer.sampling import image_grid
+
+        settings = self.config.sample
+        images = self.generate_images(model, settings.prompts,
+                                      [Image.open(path) for path in settings.source_images])
         out_dir.mkdir(parents=True, exist_ok=True)
         for number, image in enumerate(images):
             image.save(out_dir / f"sample-{number:03d}.png")
