@@ -42,6 +42,8 @@ STAGE_MODULES: dict[str, str] = {
     "caption_rendered_text": "data_engine.textrender.stages",
     "verify_rendered_text": "data_engine.textrender.stages",
     "render_text_edit": "data_engine.textrender.edit",
+    "video_pair_change": "data_engine.editing.pairs",
+    "video_pair_instruction": "data_engine.editing.instructions",
 }
 
 READER_MODULES: dict[str, str] = {
@@ -51,6 +53,7 @@ READER_MODULES: dict[str, str] = {
     "image_shards": "data_engine.captioning.reader",
     "text_seeds": "data_engine.textrender.reader",
     "text_edit_seeds": "data_engine.textrender.reader",
+    "video_files": "data_engine.editing.video",
 }
 
 # Modules that register report section kinds, asked in this order before the stage section (the fallback).

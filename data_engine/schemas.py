@@ -148,8 +148,36 @@ LIFTED_OBJECT = ShardSchema(
     + DECISION_FIELDS,
 )
 
+# One row per candidate frame pair of one shot of a video (data_engine/editing): both frames as PNG bytes at
+# their stored size, where they come from, and the scores the pair stages decide on. A video that cannot be
+# read, and a sampled frame dropped as blurred, are rows too (no pair_id), rejected with their reason.
+VIDEO_PAIR = ShardSchema(
+    "video_pair",
+    1,
+    PROVENANCE_FIELDS
+    + (
+        pa.field("video_id", pa.string()),  # the reader's item key: the video's path under the input
+        pa.field("shot_id", pa.int32()),  # 0-based shot of the video
+        pa.field("pair_id", pa.string()),  # "<video_id>#<source frame>-<target frame>"
+        pa.field("source_frame_index", pa.int32()),  # decode order
+        pa.field("target_frame_index", pa.int32()),
+        pa.field("source_timestamp_s", pa.float64()),
+        pa.field("target_timestamp_s", pa.float64()),
+        pa.field("source_image", pa.binary()),  # PNG
+        pa.field("target_image", pa.binary()),  # PNG
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("source_sharpness", pa.float32()),  # variance of the Laplacian at the stored size
+        pa.field("target_sharpness", pa.float32()),
+        pa.field("sharpness_threshold", pa.float32()),  # the video's own blur threshold
+        pa.field("change_score", pa.float32()),  # fraction of pixels that changed (data_engine.editing.pairs)
+    )
+    + DECISION_FIELDS,
+)
+
 SCHEMAS: dict[str, ShardSchema] = {
-    s.name: s for s in (IMAGE_SAMPLE, CAPTION, QA_CONVERSATION, EDIT_TRIPLET, MULTIVIEW_SAMPLE, LIFTED_OBJECT)
+    s.name: s
+    for s in (IMAGE_SAMPLE, CAPTION, QA_CONVERSATION, EDIT_TRIPLET, MULTIVIEW_SAMPLE, LIFTED_OBJECT, VIDEO_PAIR)
 }
 
 

@@ -1,0 +1,1 @@
+"""Editing data: open-domain pairs from video (shots -> frames -> pairs -> VLM instructions)."""
