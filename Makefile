@@ -23,12 +23,12 @@ RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRES
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
-        curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit report \
+        curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit report \
         novel-views novel-views-models train-grpo train-nft
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit novel-views novel-views-models train-grpo train-nft"
+	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit novel-views novel-views-models train-grpo train-nft"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -119,6 +119,10 @@ spatial-qa: setup
 lift-video: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/lift_video.yaml) --out out/lift_video/lifted_objects)
 	@$(call RUN_JOB,pipelines/jobs/spatial_qa.yaml --set input=out/lift_video/lifted_objects --out out/lift_video/spatial_qa)
+
+# Video -> shots -> sampled sharp frames -> pairs inside one shot -> VLM edit instructions (tiny Qwen3-VL here).
+video-pairs: setup tiny-models
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/video_pairs.yaml))
 
 render-multiview: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/multiview.yaml))

@@ -67,6 +67,13 @@ def clean_generation(raw: str) -> str:
     return _THINK_BLOCK.sub("", raw).strip()
 
 
+def json_body(raw: str) -> str:
+    """The text a JSON answer is parsed from: the output without a think block and without a code fence."""
+    text = clean_generation(raw)
+    fenced = _CODE_FENCE.match(text)
+    return fenced.group(1) if fenced else text
+
+
 def parse_caption(caption_type: str, raw: str) -> ParsedCaption:
     text = clean_generation(raw)
     if not text:
@@ -114,9 +121,7 @@ class ParsedScore:
 def parse_score(raw: str) -> ParsedScore:
     """Strict: after a think block and a code fence are removed, the output must be exactly one JSON object
     {"score": integer 0..100} (no prose around it, no other key, no repeated key, no boolean, no 72.5)."""
-    text = clean_generation(raw)
-    fenced = _CODE_FENCE.match(text)
-    body = fenced.group(1) if fenced else text
+    body = json_body(raw)
     try:
         value = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
     except json.JSONDecodeError as exc:
