@@ -4,7 +4,7 @@ Every video is a textured backdrop with a few coloured shapes that move at const
 - `hard_cut`: two shots (different backdrop and shapes), the second starting exactly at frame `frames // 2`;
 - `blurred_stretch`: one shot whose middle third goes out of focus and back (Gaussian blur ramping up over
   `BLUR_RAMP_FRAMES` frames, then full, then down again);
-- `still_then_moving`: one shot whose shapes stand still for the first half (identical frames), then move.
+- `still_then_moving`: one shot whose shapes stand still up to the middle frame (identical frames), then move.
 The frame pixels are a pure function of (kind, seed, frame index), so tests state expected shots, blurred
 frames and still stretches by construction (`VideoSpec`), never from the code under test.
 
@@ -66,8 +66,8 @@ class VideoSpec:
 
     @property
     def still_frames(self) -> range:
-        """Frames identical to frame 0 (the shapes have not started moving)."""
-        return range(self.frames // 2) if self.kind == "still_then_moving" else range(0)
+        """Frames identical to frame 0: the shapes start moving after frame `frames // 2`."""
+        return range(self.frames // 2 + 1) if self.kind == "still_then_moving" else range(0)
 
 
 def _backdrop(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -91,7 +91,7 @@ def render_frame(spec: VideoSpec, index: int) -> np.ndarray:
     rng = np.random.default_rng([spec.seed, shot])
     image = _backdrop(rng, spec.width, spec.height)
     shot_start = spec.cut_frame if shot else 0
-    moving_since = len(spec.still_frames)
+    moving_since = spec.frames // 2 if spec.kind == "still_then_moving" else 0
     elapsed = max(0, index - max(shot_start, moving_since))
     for shape in _shapes(rng, spec.width, spec.height):
         x, y = shape["start"] + shape["velocity"] * elapsed
