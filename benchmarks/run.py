@@ -11,7 +11,7 @@ from benchmarks.common import update_readme_table
 BENCHMARKS = ("runtime_overhead", "readers", "niqe", "iqa_cascade", "caption_overhead", "caption_chain",
               "embedding_overhead",
               "tagging", "semdedup", "caption_content_filter", "spatial_qa", "lifting", "render", "text_render", "packing",
-              "deepspeed_cpu_step", "mmdit_cpu_step", "load", "grpo_step")
+              "deepspeed_cpu_step", "mmdit_cpu_step", "load", "grpo_step", "video_pairs")
 
 
 def main(argv: list[str] | None = None) -> None:

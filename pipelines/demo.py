@@ -2,7 +2,8 @@
 
 1. generate a small corpus (procedural images with known degradations, a few photos);
 2. run every data stage on one local Ray: decode + statistics, spatial QA on procedural scenes, 3D lifting of
-   noisy procedural RGB-D sequences and spatial QA on the lifted scenes, multi-view and spatial-edit rendering
+   noisy procedural RGB-D sequences and spatial QA on the lifted scenes, edit pairs from procedural videos
+   (PyAV-encoded: hard cuts, blurred stretches, moving shapes) with VLM instructions, multi-view and spatial-edit rendering
    (Blender), and the report's image flow as one chain of jobs, each reading the accepted rows of the one
    before: raw -> the Table 4 curation job once per training-stage preset -> OCR-aware captions of the 512p
    preset's accepted images (tiny Qwen3-VL) and caption filters -> embedding + tagging and the global
@@ -48,6 +49,7 @@ class DemoSize:
     n_procedural: int = 24  # procedural images in the corpus (besides the fixed photos and broken files)
     n_scenes: int = 4  # procedural 3D scenes for spatial QA
     n_sequences: int = 2  # procedural RGB-D sequences for 3D lifting
+    n_videos: int = 3  # procedural videos (a hard cut, a blurred stretch, still then moving) for edit pairs
     n_assets: int = 6  # procedural assets per rendering job
     train_steps: int | None = None  # None: the trainer configs' own run.max_steps
 
@@ -76,6 +78,7 @@ def demo_jobs(out: Path, raw: Path, size: DemoSize) -> list[JobConfig]:
     runs += [("curate_images.yaml", raw, f"curated_{preset}", [f"preset={preset}"]) for preset in CURATION_PRESETS]
     runs += [("spatial_qa.yaml", f"procedural://{size.n_scenes}?seed=0", "spatial_qa", []),
              ("lift_video.yaml", f"procedural://{size.n_sequences}?seed=0", "lift_video/lifted_objects", []),
+             ("video_pairs.yaml", f"procedural://{size.n_videos}?seed=0", "video_pairs", []),
              ("spatial_qa.yaml", out / "lift_video" / "lifted_objects", "lift_video/spatial_qa", []),
              ("caption.yaml", out / f"curated_{CAPTIONED_PRESET}", "captions", []),
              ("rebalance.yaml", out / "captions", "rebalanced", []),
@@ -143,11 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-scenes", type=int, default=DemoSize.n_scenes, help="procedural 3D scenes for spatial QA")
     parser.add_argument("--n-sequences", type=int, default=DemoSize.n_sequences,
                         help="procedural RGB-D sequences for 3D lifting")
+    parser.add_argument("--n-videos", type=int, default=DemoSize.n_videos,
+                        help="procedural videos for edit pairs (kinds in turn: hard cut, blurred stretch, still then moving)")
     parser.add_argument("--n-assets", type=int, default=DemoSize.n_assets, help="procedural assets per render job")
     parser.add_argument("--train-steps", type=int, help="optimizer steps per model (default: the trainer configs')")
     parser.add_argument("--address", help="Ray cluster address (default: a local Ray)")
     args = parser.parse_args(argv)
-    size = DemoSize(args.n_procedural, args.n_scenes, args.n_sequences, args.n_assets, args.train_steps)
+    size = DemoSize(n_procedural=args.n_procedural, n_scenes=args.n_scenes, n_sequences=args.n_sequences,
+                    n_videos=args.n_videos, n_assets=args.n_assets, train_steps=args.train_steps)
     try:
         run_demo(Path(args.out), size, address=args.address)
     except (*USAGE_ERRORS, DemoError) as exc:

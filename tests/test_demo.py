@@ -20,7 +20,8 @@ TRAIN_STEPS = 3
 def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser, tmp_path):
     out = tmp_path / "demo"
     # Three scenes: procedural-0-000002 hashes into the default 10% held out, so the MLLM is evaluated on it.
-    report = run_demo(out, DemoSize(n_procedural=6, n_scenes=3, n_sequences=1, n_assets=2, train_steps=TRAIN_STEPS))
+    report = run_demo(out, DemoSize(n_procedural=6, n_scenes=3, n_sequences=1, n_videos=1, n_assets=2,
+                                     train_steps=TRAIN_STEPS))
     manifest = read_manifest(out / "images")
     labels = json.loads((out / "raw" / "labels.json").read_text())
     assert manifest["rows_written"] == len(labels["files"])
@@ -46,6 +47,8 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     # RGB-D video: lifted objects of one sequence, then spatial QA on its lifted scene
     assert read_manifest(out / "lift_video/lifted_objects")["rows_accepted"] > 0
     assert read_manifest(out / "lift_video/spatial_qa")["rows_accepted"] > 0
+    # Video: pairs inside the shots of one procedural video reach the VLM (the tiny one's answers are noise)
+    assert read_manifest(out / "video_pairs")["stages"][-1]["rows_in"] > 0
 
     for run, follow_up in (("train-mllm", "eval/step-00000003.json"), ("train-mmdit", "samples/step-00000003/grid.png")):
         steps = [record for record in read_train_log(out / run / "train_log.jsonl") if record["event"] == "step"]
