@@ -202,10 +202,6 @@ def split_sharp(frames: list[SampledFrame], config: FrameSamplingConfig) -> tupl
     return threshold, [frame.sharpness >= threshold for frame in frames]
 
 
-def shot_of(frame_index: int, shots: list[tuple[int, int]]) -> int:
-    return next(shot for shot, (start, end) in enumerate(shots) if start <= frame_index < end)
-
-
 def iter_shot_frames(frames: list[SampledFrame]) -> Iterator[list[SampledFrame]]:
     """The frames of each shot in order (frames come sorted by index, so shots are contiguous)."""
     current: list[SampledFrame] = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
@@ -35,9 +34,11 @@ def reader_over(tmp_path: Path, files: dict[str, bytes], **config) -> tuple[Vide
     return reader, reader.list_items(str(tmp_path))
 
 
-@pytest.mark.parametrize("container", ["mp4", "webm", "mkv"])
-def test_a_hard_cut_at_frame_48_gives_two_exact_shots(container: str) -> None:
-    found = read_video(encode_video(CUT_SPEC, container), f"cut.{container}", VideoFilesConfig())
+@pytest.mark.parametrize("container, detector", [("mp4", "content"), ("webm", "content"), ("mkv", "content"),
+                                                 ("mkv", "adaptive")])
+def test_a_hard_cut_at_frame_48_gives_two_exact_shots(container: str, detector: str) -> None:
+    config = VideoFilesConfig(sampling={"detector": {"kind": detector}})
+    found = read_video(encode_video(CUT_SPEC, container), f"cut.{container}", config)
     assert found.frame_count == 96
     assert found.shots == [(0, 48), (48, 96)]
     # Every sampled frame carries its shot and timestamp (frame index / 24 fps).
@@ -108,7 +109,8 @@ def test_a_missing_transnetv2_model_is_a_one_line_config_error(tmp_path: Path) -
     with pytest.raises(ValidationError, match="transnetv2.onnx is not a file"):
         VideoFilesConfig(sampling={"detector": {"kind": "transnetv2", "model_path": str(missing)}})
     with pytest.raises(JobConfigError) as error:
-        load_job(JOBS_DIR / "video_pairs.yaml", [f"reader.sampling.detector={json.dumps({'kind': 'transnetv2', 'model_path': str(missing)})}"])
+        detector = json.dumps({"kind": "transnetv2", "model_path": str(missing)})
+        load_job(JOBS_DIR / "video_pairs.yaml", [f"reader.sampling.detector={detector}"])
     assert "transnetv2.onnx is not a file" in str(error.value) and "\n" not in str(error.value)
 
 
