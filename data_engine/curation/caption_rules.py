@@ -7,15 +7,21 @@ A rule file maps categories (collage, watermark, screenshot, ...) to
   its inflections (collage: collages, collaged; screenshot: screenshots);
 - Chinese keywords: substrings (Chinese has no spaces between words);
 - patterns: Python regular expressions, searched case-insensitively;
-- exclude: phrases inside which a hit does not count (九宫格火锅 is a hot pot, not a photo grid).
+- exclude: phrases inside which a hit does not count (九宫格火锅 is a hot pot, not a photo grid);
+- cues and combinations: a concept that no single word names ("a login page with a password field and a
+  button" is a screenshot) is evidence from several vocabularies. `cues` names vocabularies of weak evidence
+  (English words, Chinese substrings and patterns, matched as above); a `combinations` entry lists cue names
+  that must all hit within one sentence for the category to match (a UI surface and a UI control, an
+  on-image mark and where it sits on the image). `vetoes` names cues that, hit in a sentence, void the
+  category's hits in that sentence (a watermark in a banknote is not a mark on the image).
 A hit that the file's `negation` section says is negated does not count either: an English cue ("no",
 "without", "not a") a few words before it in the same clause, an English suffix right after it
 ("watermark-free"), or a Chinese cue (没有, 无, 不是) a few characters before it in the same clause.
 
-`CaptionRules.matches(text)` says which categories a caption hits and, for each, the first rule that hit, so
-a reviewer sees why a row was flagged. A rule file that cannot work (bad YAML, an unknown key, an empty
-keyword, a pattern that matches the empty string) is a one-line `CaptionRulesError` naming the file and
-the rule.
+`CaptionRules.matches(text)` says which categories a caption hits and, for each, the first rule that hit (a
+combination as `surface+control`), so a reviewer sees why a row was flagged. A rule file that cannot work
+(bad YAML, an unknown key, an empty keyword, a pattern that matches the empty string, a combination naming
+a cue the category lacks) is a one-line `CaptionRulesError` naming the file and the rule.
 """
 
 from __future__ import annotations
@@ -26,13 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules" / "caption_content.yaml"
 _LATIN = r"0-9A-Za-z\u00C0-\u024F"
 _WORD_JOINER = r"[\s\-]?"
 # A zero-width match anywhere in this text means the pattern can match nothing at all.
 _PROBE = "A sample caption: 一张照片, 2 cats."
+# Where a sentence ends, the scope of a combination: a full stop followed by a space (not the dot of
+# www.site.com or 2.5) or a Chinese sentence mark.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n+")
 
 
 class CaptionRulesError(ValueError):
@@ -58,24 +67,56 @@ class _Keywords(BaseModel):
         return _nonblank(words, "keyword")
 
 
+def _compilable(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            compiled = re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"pattern {pattern!r} is not a regular expression ({exc})") from None
+        if any(match.end() == match.start() for match in compiled.finditer(_PROBE)):
+            raise ValueError(f"pattern {pattern!r} matches the empty string")
+    return patterns
+
+
+class _Cue(_Keywords):
+    """One vocabulary of weak evidence: words as keywords are, and patterns."""
+
+    patterns: list[str] = Field(default_factory=list)
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        return _compilable(patterns)
+
+
 class _Category(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     keywords: _Keywords = Field(default_factory=_Keywords)
     patterns: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
+    cues: dict[str, _Cue] = Field(default_factory=dict)
+    combinations: list[list[str]] = Field(default_factory=list)
+    vetoes: list[str] = Field(default_factory=list)
 
     @field_validator("patterns")
     @classmethod
-    def _compilable(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                compiled = re.compile(pattern, re.IGNORECASE)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a regular expression ({exc})") from None
-            if any(match.end() == match.start() for match in compiled.finditer(_PROBE)):
-                raise ValueError(f"pattern {pattern!r} matches the empty string")
-        return patterns
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        return _compilable(patterns)
+
+    @model_validator(mode="after")
+    def _combinations_name_cues(self) -> _Category:
+        for combination in self.combinations:
+            if len(set(combination)) < 2:
+                raise ValueError(f"combination {combination} needs two different cues (one cue alone is a keyword)")
+            unknown = sorted(set(combination) - set(self.cues))
+            if unknown:
+                raise ValueError(f"combination {combination} names {unknown}, not cues of this category "
+                                 f"({', '.join(self.cues) or 'none'})")
+        unknown = sorted(set(self.vetoes) - set(self.cues))
+        if unknown:
+            raise ValueError(f"vetoes name {unknown}, not cues of this category ({', '.join(self.cues) or 'none'})")
+        return self
 
     @field_validator("exclude")
     @classmethod
@@ -113,6 +154,9 @@ class _CompiledCategory:
     name: str
     rules: tuple[tuple[str, re.Pattern[str]], ...]  # (rule as written, compiled matcher), in file order
     exclude: re.Pattern[str] | None
+    cues: dict[str, tuple[re.Pattern[str], ...]]  # cue name -> its matchers
+    combinations: tuple[tuple[str, ...], ...]
+    vetoes: tuple[re.Pattern[str], ...]  # the matchers of the veto cues
 
 
 class _Negator:
@@ -159,22 +203,48 @@ class CaptionRules:
     def category_names(self) -> tuple[str, ...]:
         return tuple(category.name for category in self.categories)
 
-    def _counts(self, category: _CompiledCategory, text: str, match: re.Match[str]) -> bool:
+    def _counts(self, category: _CompiledCategory, text: str, match: re.Match[str], vetoed: bool = True) -> bool:
         if category.exclude is not None and any(
                 excluded.start() <= match.start() and match.end() <= excluded.end()
                 for excluded in category.exclude.finditer(text)):
             return False
-        return not self.negator.negated(text, match.start(), match.end())
+        if self.negator.negated(text, match.start(), match.end()):
+            return False
+        return not (vetoed and category.vetoes and self._hits(category, _sentence(text, match.start()),
+                                                                 *category.vetoes, vetoed=False))
+
+    def _hits(self, category: _CompiledCategory, text: str, *matchers: re.Pattern[str], vetoed: bool = True) -> bool:
+        return any(self._counts(category, text, match, vetoed)
+                   for matcher in matchers for match in matcher.finditer(text))
+
+    def _combination(self, category: _CompiledCategory, text: str) -> str | None:
+        """The first combination whose cues all hit in one sentence of `text`, as `cue+cue`."""
+        for sentence in _SENTENCE_END.split(text):
+            hit = {name for name, matchers in category.cues.items() if self._hits(category, sentence, *matchers)}
+            for combination in category.combinations:
+                if hit.issuperset(combination):
+                    return "+".join(combination)
+        return None
 
     def matches(self, text: str) -> dict[str, str]:
         """category -> the first rule of that category with a hit in `text` that counts."""
         found = {}
         for category in self.categories:
-            for written, matcher in category.rules:
-                if any(self._counts(category, text, match) for match in matcher.finditer(text)):
-                    found[category.name] = written
-                    break
+            written = next((written for written, matcher in category.rules if self._hits(category, text, matcher)),
+                           None) or self._combination(category, text)
+            if written is not None:
+                found[category.name] = written
         return found
+
+
+def _sentence(text: str, position: int) -> str:
+    """The sentence of `text` that holds `position` (sentences end where `_SENTENCE_END` says)."""
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        if end.start() >= position:
+            return text[start:end.start()]
+        start = end.end()
+    return text[start:]
 
 
 def _english_phrase(phrase: str) -> str:
@@ -219,10 +289,17 @@ def load_caption_rules(path: Path = DEFAULT_RULES) -> CaptionRules:
                         parsed.negation, sha256)
 
 
+def _word_rules(words: _Keywords, patterns: list[str]) -> list[tuple[str, re.Pattern[str]]]:
+    rules = [(word, english_keyword(word)) for word in words.en]
+    rules += [(word, re.compile(re.escape(word))) for word in words.zh]
+    return rules + [(pattern, re.compile(pattern, re.IGNORECASE)) for pattern in patterns]
+
+
 def _compile(name: str, category: _Category) -> _CompiledCategory:
-    rules = [(word, english_keyword(word)) for word in category.keywords.en]
-    rules += [(word, re.compile(re.escape(word))) for word in category.keywords.zh]
-    rules += [(pattern, re.compile(pattern, re.IGNORECASE)) for pattern in category.patterns]
     exclude = re.compile("|".join(re.escape(phrase) for phrase in category.exclude), re.IGNORECASE) \
         if category.exclude else None
-    return _CompiledCategory(name, tuple(rules), exclude)
+    cues = {cue: tuple(matcher for _, matcher in _word_rules(words, words.patterns))
+            for cue, words in category.cues.items()}
+    return _CompiledCategory(name, tuple(_word_rules(category.keywords, category.patterns)), exclude, cues,
+                             tuple(tuple(combination) for combination in category.combinations),
+                             tuple(matcher for cue in category.vetoes for matcher in cues[cue]))
