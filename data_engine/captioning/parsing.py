@@ -118,20 +118,50 @@ class ParsedScore:
     detail: str | None = None
 
 
-def parse_score(raw: str) -> ParsedScore:
-    """Strict: after a think block and a code fence are removed, the output must be exactly one JSON object
-    {"score": integer 0..100} (no prose around it, no other key, no repeated key, no boolean, no 72.5)."""
+def _strict_json_object(raw: str, validator: jsonschema.Draft202012Validator) -> tuple[dict | None, str | None]:
+    """(value, None) when, after a think block and a code fence are removed, the output is exactly one JSON
+    value that `validator` accepts (no prose around it, no repeated key); else (None, what was wrong)."""
     body = json_body(raw)
     try:
         value = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
     except json.JSONDecodeError as exc:
-        return ParsedScore(None, f"{exc.msg} at char {exc.pos}: {body[:_MAX_DETAIL]!r}")
+        return None, f"{exc.msg} at char {exc.pos}: {body[:_MAX_DETAIL]!r}"
     except _DuplicateKey as exc:
-        return ParsedScore(None, f"key {exc} appears twice: {body[:_MAX_DETAIL]!r}")
-    error = jsonschema.exceptions.best_match(_SCORE_VALIDATOR.iter_errors(value))
-    if error is None and not isinstance(value["score"], int):  # JSON Schema counts 72.0 as an integer
-        return ParsedScore(None, f"score: {value['score']!r} is not an integer")
+        return None, f"key {exc} appears twice: {body[:_MAX_DETAIL]!r}"
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "<root>"
-        return ParsedScore(None, f"{where}: {error.message}"[:_MAX_DETAIL])
+        return None, f"{where}: {error.message}"[:_MAX_DETAIL]
+    return value, None
+
+
+def parse_score(raw: str) -> ParsedScore:
+    """Strict: the output must be exactly one JSON object {"score": integer 0..100} (no prose around it, no
+    other key, no repeated key, no boolean, no 72.5)."""
+    value, detail = _strict_json_object(raw, _SCORE_VALIDATOR)
+    if value is None:
+        return ParsedScore(None, detail)
+    if not isinstance(value["score"], int):  # JSON Schema counts 72.0 as an integer
+        return ParsedScore(None, f"score: {value['score']!r} is not an integer")
     return ParsedScore(value["score"])
+
+
+def category_flags_schema(categories: tuple[str, ...]) -> dict:
+    """The content judge's answer: one boolean per category, every category, nothing else."""
+    return {"type": "object", "properties": {category: {"type": "boolean"} for category in categories},
+            "required": list(categories), "additionalProperties": False}
+
+
+@dataclass(frozen=True)
+class ParsedFlags:
+    categories: tuple[str, ...] | None  # the categories answered true; None when the output is refused
+    detail: str | None = None
+
+
+def parse_category_flags(raw: str, categories: tuple[str, ...]) -> ParsedFlags:
+    """Strict: exactly one JSON object with a boolean for each of `categories` and no other key ("yes", 1 or
+    a missing category is a refusal, never a guess)."""
+    value, detail = _strict_json_object(raw, jsonschema.Draft202012Validator(category_flags_schema(categories)))
+    if value is None:
+        return ParsedFlags(None, detail)
+    return ParsedFlags(tuple(category for category in categories if value[category]))

@@ -275,8 +275,20 @@ def rules_sha256(path: Path) -> str:
         raise CaptionRulesError(f"{path}: cannot read rule file ({exc.strerror})") from None
 
 
+# Compiled rule files by (path, sha256): compiling a few hundred keyword patterns takes about a second, and a
+# job validates its config more than once; an edited file has a new hash and is compiled again.
+_COMPILED: dict[tuple[str, str], CaptionRules] = {}
+
+
 def load_caption_rules(path: Path = DEFAULT_RULES) -> CaptionRules:
     sha256 = rules_sha256(path)
+    key = (str(Path(path).resolve()), sha256)
+    if key not in _COMPILED:
+        _COMPILED[key] = _load(Path(path), sha256)
+    return _COMPILED[key]
+
+
+def _load(path: Path, sha256: str) -> CaptionRules:
     try:
         parsed = _RuleFile.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
     except yaml.YAMLError as exc:
