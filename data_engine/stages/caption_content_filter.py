@@ -51,12 +51,13 @@ class ContentJudgeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _prompt_defines_every_category(self) -> ContentJudgeConfig:
+        if not self.categories:
+            raise ValueError("judge.categories is empty")
         prompts = load_prompt_set(self.prompt_version)
         definitions = prompts.text("definitions")
         missing = [category for category in self.categories if category not in definitions]
-        if not self.categories or missing:
-            raise ValueError(f"judge.categories {list(self.categories)}: {self.prompt_version} defines "
-                             f"{sorted(definitions)}; missing {missing}" if missing else "judge.categories is empty")
+        if missing:
+            raise ValueError(f"judge.categories {missing}: {self.prompt_version} defines only {sorted(definitions)}")
         try:
             prompts.text("instruction").format(definitions="", captions="", keys="")
         except (KeyError, IndexError) as exc:
