@@ -118,7 +118,7 @@ class ParsedScore:
     detail: str | None = None
 
 
-def _strict_json_object(raw: str, validator: jsonschema.Draft202012Validator) -> tuple[dict | None, str | None]:
+def strict_json_object(raw: str, validator: jsonschema.Draft202012Validator) -> tuple[dict | None, str | None]:
     """(value, None) when, after a think block and a code fence are removed, the output is exactly one JSON
     value that `validator` accepts (no prose around it, no repeated key); else (None, what was wrong)."""
     body = json_body(raw)
@@ -138,7 +138,7 @@ def _strict_json_object(raw: str, validator: jsonschema.Draft202012Validator) ->
 def parse_score(raw: str) -> ParsedScore:
     """Strict: the output must be exactly one JSON object {"score": integer 0..100} (no prose around it, no
     other key, no repeated key, no boolean, no 72.5)."""
-    value, detail = _strict_json_object(raw, _SCORE_VALIDATOR)
+    value, detail = strict_json_object(raw, _SCORE_VALIDATOR)
     if value is None:
         return ParsedScore(None, detail)
     if not isinstance(value["score"], int):  # JSON Schema counts 72.0 as an integer
@@ -161,7 +161,7 @@ class ParsedFlags:
 def parse_category_flags(raw: str, categories: tuple[str, ...]) -> ParsedFlags:
     """Strict: exactly one JSON object with a boolean for each of `categories` and no other key ("yes", 1 or
     a missing category is a refusal, never a guess)."""
-    value, detail = _strict_json_object(raw, jsonschema.Draft202012Validator(category_flags_schema(categories)))
+    value, detail = strict_json_object(raw, jsonschema.Draft202012Validator(category_flags_schema(categories)))
     if value is None:
         return ParsedFlags(None, detail)
     return ParsedFlags(tuple(category for category in categories if value[category]))

@@ -19,7 +19,6 @@ Columns: `instruction`, `instruction_zh`, `change_type`, `confidence`, `source_c
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from PIL import Image
 from pydantic import Field, model_validator
 
 from data_engine.captioning.backends import BackendConfig, GenerationRequest
-from data_engine.captioning.parsing import clean_generation, json_body
+from data_engine.captioning.parsing import clean_generation, json_body, strict_json_object
 from data_engine.captioning.prompts import PromptSet, load_prompt_set
 from data_engine.stage import (REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage,
                                stored_threshold)
@@ -79,16 +78,11 @@ def ungrounded_words(instruction: str, captions: Sequence[str], ignore: frozense
 def judge_instruction(raw: str, source_caption: str, target_caption: str, ignore: frozenset[str]) -> JudgedInstruction:
     """The model's answer checked: parsed strictly, not a "no change", and grounded in the two captions."""
     body = json_body(raw)
-    try:
-        value = json.loads(body)
-    except json.JSONDecodeError as exc:
-        return JudgedInstruction(None, "instruction_unparseable", f"{exc.msg} at char {exc.pos}: {body[:_MAX_DETAIL]!r}")
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(value))
-    if error is None and not all(value[key].strip() for key in ("instruction", "instruction_zh")):
+    value, detail = strict_json_object(raw, _VALIDATOR)
+    if value is None:
+        return JudgedInstruction(None, "instruction_unparseable", detail)
+    if not all(value[key].strip() for key in ("instruction", "instruction_zh")):
         return JudgedInstruction(None, "instruction_unparseable", f"an instruction is blank: {body[:_MAX_DETAIL]!r}")
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "<root>"
-        return JudgedInstruction(None, "instruction_unparseable", f"{where}: {error.message}"[:_MAX_DETAIL])
     value = {key: value[key].strip() if isinstance(value[key], str) else float(value[key]) for key in value}
     if value["change_type"] == "none" or _NO_CHANGE.search(value["instruction"]):
         return JudgedInstruction(None, "no_visible_change", body[:_MAX_DETAIL])
