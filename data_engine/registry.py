@@ -42,6 +42,12 @@ STAGE_MODULES: dict[str, str] = {
     "caption_rendered_text": "data_engine.textrender.stages",
     "verify_rendered_text": "data_engine.textrender.stages",
     "render_text_edit": "data_engine.textrender.edit",
+    "edit_change": "data_engine.editing.curation",
+    "edit_region": "data_engine.editing.curation",
+    "edit_quality": "data_engine.editing.curation",
+    "edit_intent_judge": "data_engine.editing.curation",
+    "refine_instruction": "data_engine.editing.refine",
+    "balance_edits": "data_engine.editing.balance",
 }
 
 READER_MODULES: dict[str, str] = {
@@ -51,10 +57,12 @@ READER_MODULES: dict[str, str] = {
     "image_shards": "data_engine.captioning.reader",
     "text_seeds": "data_engine.textrender.reader",
     "text_edit_seeds": "data_engine.textrender.reader",
+    "edit_sources": "data_engine.editing.adapters",
 }
 
 # Modules that register report section kinds, asked in this order before the stage section (the fallback).
-REPORT_SECTION_MODULES: list[str] = ["data_engine.rebalance.report", "data_engine.annotation.report"]
+REPORT_SECTION_MODULES: list[str] = ["data_engine.rebalance.report", "data_engine.annotation.report",
+                                     "data_engine.editing.balance"]
 
 
 def register_modules(*, stages: Mapping[str, str] | None = None, readers: Mapping[str, str] | None = None,
