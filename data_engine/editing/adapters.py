@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from data_engine.readers import InputError, Reader, ReaderConfig, register_reader, row_id
 from data_engine.rebalance.sampling import uniform
-from data_engine.shards import read_shard, shard_paths
+from data_engine.shards import ShardDirError, open_parquet, read_shard, shard_paths
 from data_engine.storage import Location
 
 from data_engine.editing.triplet import EDIT_TRIPLET, Domain, TripletError, labels_from, triplet_columns
@@ -176,6 +176,7 @@ def adapt_text_edit(row: dict[str, Any], source: EditSource, config: EditSources
                            metadata=_json({key: value for key, value in metadata.items() if key != "blueprint"}))
 
 
+VIDEO_PAIR_REQUIRED = ("source_image", "target_image", "instruction")
 VIDEO_PAIR_KEPT = ("pair_id", "video_id", "shot_id", "source_timestamp_s", "target_timestamp_s", "change_score",
                    "change_type", "confidence", "source_caption", "target_caption", "instruction", "instruction_zh")
 
@@ -258,6 +259,20 @@ def _external_rows(location: Location) -> list[dict[str, Any]]:
         return pq.read_table(handle).to_pylist()
 
 
+def _shard_rows(location: Location, adapter: str) -> list[dict[str, Any]]:
+    """The rows of one upstream shard: edit-triplet shards whole (checked against their schema), video-pair
+    shards by the columns the video adapter reads (their schema is the video job's)."""
+    if adapter != "video_pairs":
+        return read_shard(location).to_pylist()
+    with open_parquet(location) as parquet:
+        present = set(parquet.schema_arrow.names)
+    missing = [name for name in VIDEO_PAIR_REQUIRED if name not in present]
+    if missing:
+        raise ShardDirError(f"{location}: not video-pair shards (missing columns {missing})")
+    wanted = ["id", "license", *VIDEO_PAIR_REQUIRED, *VIDEO_PAIR_KEPT]
+    return read_shard(location, columns=[name for name in dict.fromkeys(wanted) if name in present]).to_pylist()
+
+
 @register_reader
 class EditSourcesReader(Reader):
     kind = "edit_sources"
@@ -304,7 +319,7 @@ class EditSourcesReader(Reader):
             base = where.parent if where.is_file() else where
             if (int(number), name) not in by_file:
                 by_file[int(number), name] = (
-                    {r["id"]: r for r in read_shard(base / name).to_pylist()} if source.adapter in _SHARD_ADAPTERS
+                    {r["id"]: r for r in _shard_rows(base / name, source.adapter)} if source.adapter in _SHARD_ADAPTERS
                     else {f"{n:09d}": r for n, r in enumerate(_external_rows(base / name))})
             rows.append(self._triplet_row(source, base / name, f"{name}#{key}", by_file[int(number), name].get(key)))
         return pa.Table.from_pylist(rows, schema=self.schema.arrow())
