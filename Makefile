@@ -23,12 +23,12 @@ RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRES
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
-        curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit report \
+        curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit edit-data text-render text-render-prompts train-mllm train-mmdit report \
         novel-views novel-views-models train-grpo train-nft
 
 help:
 	@echo "make demo | test | bench | setup | tiny-models | report"
-	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit text-render text-render-prompts train-mllm train-mmdit novel-views novel-views-models train-grpo train-nft"
+	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit edit-data text-render text-render-prompts train-mllm train-mmdit novel-views novel-views-models train-grpo train-nft"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
 system-deps:
@@ -130,6 +130,19 @@ render-multiview: setup
 render-edit: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/spatial_edit.yaml))
 
+# Editing data (report 5.1): every edit source under out/demo as one triplet format -> curation -> instruction
+# refinement -> balancing (edit_data.yaml), then the latents the MMDiT editing configs train on. The text-edit
+# pairs and video pairs join when out/demo/text_render/edits and out/demo/video_pairs exist.
+out/demo/render/spatial_edit/_manifest.json: | setup
+	@$(call RUN_JOB,pipelines/jobs/spatial_edit.yaml --out out/demo/render/spatial_edit)
+
+out/demo/video_pairs/_manifest.json: | setup tiny-models
+	@$(call RUN_JOB,pipelines/jobs/video_pairs.yaml --out out/demo/video_pairs)
+
+edit-data: out/demo/render/spatial_edit/_manifest.json out/demo/video_pairs/_manifest.json tiny-models
+	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/edit_data.yaml))
+	@$(if $(CONFIG),,$(call RUN_JOB,pipelines/jobs/cache_edit_latents.yaml))
+
 # Text rendering in Chromium: captioned text images (OCR-verified), then text-edit pairs.
 text-render: setup
 	@$(call RUN_JOB,$(or $(CONFIG),pipelines/jobs/text_render.yaml))
@@ -161,21 +174,22 @@ train-mmdit: out/demo/rebalanced/_manifest.json
 	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 
 # RL post-training (trainer/objectives/flow_grpo.py, diffusion_nft.py) on the same cached latents: reward_mean,
-# kl and ratio per step in <out_dir>/train_log.jsonl. train-nft reads cached edit-triplet latents
-# (cache_latents kind=edit) at out/demo/edit_latents.
+# kl and ratio per step in <out_dir>/train_log.jsonl. train-nft reads the balanced edit triplets' latents
+# (cache_edit_latents.yaml) at out/demo/edit_latents, which `make edit-data` (or the demo) writes.
 train-grpo: out/demo/rebalanced/_manifest.json
 	@$(call RUN_JOB,pipelines/jobs/cache_latents.yaml)
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/grpo_t2i_tiny.yaml)
 	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/grpo_t2i_tiny.yaml)
 
 train-nft: tiny-models
+	@test -f out/demo/edit_latents/_manifest.json || $(MAKE) --no-print-directory edit-data
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/nft_edit_tiny.yaml)
 	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/nft_edit_tiny.yaml)
 
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
 REPORT_DIRS = $(wildcard out/demo/images out/demo/curated_* out/demo/spatial_qa out/demo/captions \
                          out/demo/rebalanced out/demo/rewritten out/demo/latents out/demo/render/* out/demo/train-* out/demo/lift_video/* \
-                         out/spatial_qa out/lift_video/* out/render/multiview out/render/spatial_edit out/text_render/images out/text_render/edits out/text_render/from_prompts \
+                         out/spatial_qa out/lift_video/* out/render/multiview out/render/spatial_edit out/demo/edit_data out/demo/edit_latents out/text_render/images out/text_render/edits out/text_render/from_prompts \
                          out/train-mllm-tiny out/train-mmdit-tiny out/train-grpo-tiny out/train-nft-tiny)
 report: setup
 	@$(if $(REPORT_DIRS),$(PY) -m pipelines report --out out/report.html $(REPORT_DIRS),echo "nothing to report yet: run make demo or a stage target first")

@@ -12,7 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationEr
 from data_engine.curation.presets import PresetName
 from data_engine.readers import ImageFolderConfig, ReaderConfig
 from data_engine.registry import READER_MODULES, STAGE_MODULES, reader_class, stage_class
-from data_engine.schemas import SCHEMAS
+from data_engine.schemas import schema_names
 from data_engine.stage import Resources, Stage, StageConfig
 from data_engine.storage import StorageConfig, StorageError, check_allowed
 
@@ -120,8 +120,8 @@ class JobConfig(BaseModel):
     @field_validator("schema_name")
     @classmethod
     def _known_schema(cls, name: str) -> str:
-        if name not in SCHEMAS:
-            raise ValueError(f"unknown schema {name!r}; allowed: {', '.join(sorted(SCHEMAS))}")
+        if name not in schema_names():
+            raise ValueError(f"unknown schema {name!r}; allowed: {', '.join(schema_names())}")
         return name
 
     @model_validator(mode="after")

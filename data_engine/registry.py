@@ -44,6 +44,12 @@ STAGE_MODULES: dict[str, str] = {
     "render_text_edit": "data_engine.textrender.edit",
     "video_pair_change": "data_engine.editing.pairs",
     "video_pair_instruction": "data_engine.editing.instructions",
+    "edit_change": "data_engine.editing.curation",
+    "edit_region": "data_engine.editing.curation",
+    "edit_quality": "data_engine.editing.curation",
+    "edit_intent_judge": "data_engine.editing.curation",
+    "refine_instruction": "data_engine.editing.refine",
+    "balance_edits": "data_engine.editing.balance",
 }
 
 READER_MODULES: dict[str, str] = {
@@ -54,10 +60,12 @@ READER_MODULES: dict[str, str] = {
     "text_seeds": "data_engine.textrender.reader",
     "text_edit_seeds": "data_engine.textrender.reader",
     "video_files": "data_engine.editing.video",
+    "edit_sources": "data_engine.editing.adapters",
 }
 
 # Modules that register report section kinds, asked in this order before the stage section (the fallback).
-REPORT_SECTION_MODULES: list[str] = ["data_engine.rebalance.report", "data_engine.annotation.report"]
+REPORT_SECTION_MODULES: list[str] = ["data_engine.rebalance.report", "data_engine.annotation.report",
+                                     "data_engine.editing.balance"]
 
 
 def register_modules(*, stages: Mapping[str, str] | None = None, readers: Mapping[str, str] | None = None,

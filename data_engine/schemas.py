@@ -10,6 +10,7 @@ media); `md5`/`sha256` are of the original source file so exact duplicates are f
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -97,20 +98,6 @@ QA_CONVERSATION = ShardSchema(
     + DECISION_FIELDS,
 )
 
-EDIT_TRIPLET = ShardSchema(
-    "edit_triplet",
-    1,
-    PROVENANCE_FIELDS
-    + (
-        pa.field("source_image", IMAGE_REF),
-        pa.field("reference_images", pa.list_(IMAGE_REF)),
-        pa.field("instruction", pa.string()),
-        pa.field("target_image", IMAGE_REF),
-        pa.field("metadata", pa.string()),  # JSON
-    )
-    + DECISION_FIELDS,
-)
-
 MULTIVIEW_SAMPLE = ShardSchema(
     "multiview_sample",
     1,
@@ -177,15 +164,31 @@ VIDEO_PAIR = ShardSchema(
 
 SCHEMAS: dict[str, ShardSchema] = {
     s.name: s
-    for s in (IMAGE_SAMPLE, CAPTION, QA_CONVERSATION, EDIT_TRIPLET, MULTIVIEW_SAMPLE, LIFTED_OBJECT, VIDEO_PAIR)
+    for s in (IMAGE_SAMPLE, CAPTION, QA_CONVERSATION, MULTIVIEW_SAMPLE, LIFTED_OBJECT, VIDEO_PAIR)
 }
+# Schemas a subpackage owns beside its typed helpers, registered when that module is imported (on first use
+# here: the module imports this one for the shared fields, so it cannot be imported at the top).
+SCHEMA_MODULES: dict[str, str] = {"edit_triplet": "data_engine.editing.triplet"}
+
+
+def register_schema(schema: ShardSchema) -> ShardSchema:
+    if SCHEMAS.get(schema.name, schema) is not schema:
+        raise SchemaError(f"schema {schema.name!r} defined twice")
+    SCHEMAS[schema.name] = schema
+    return schema
+
+
+def schema_names() -> list[str]:
+    return sorted(set(SCHEMAS) | set(SCHEMA_MODULES))
 
 
 def get_schema(name: str) -> ShardSchema:
+    if name not in SCHEMAS and name in SCHEMA_MODULES:
+        importlib.import_module(SCHEMA_MODULES[name])
     try:
         return SCHEMAS[name]
     except KeyError:
-        raise SchemaError(f"unknown schema {name!r}; known: {', '.join(sorted(SCHEMAS))}") from None
+        raise SchemaError(f"unknown schema {name!r}; known: {', '.join(schema_names())}") from None
 
 
 def conform_table(table: pa.Table, schema: pa.Schema, *, where: str) -> pa.Table:

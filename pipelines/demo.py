@@ -3,8 +3,9 @@
 1. generate a small corpus (procedural images with known degradations, a few photos);
 2. run every data stage on one local Ray: decode + statistics, spatial QA on procedural scenes, 3D lifting of
    noisy procedural RGB-D sequences and spatial QA on the lifted scenes, edit pairs from procedural videos
-   (PyAV-encoded: hard cuts, blurred stretches, moving shapes) with VLM instructions, multi-view and spatial-edit rendering
-   (Blender), and the report's image flow as one chain of jobs, each reading the accepted rows of the one
+   (PyAV-encoded: hard cuts, blurred stretches, moving shapes) with VLM instructions, multi-view and spatial-edit
+   rendering (Blender), the edit triplets of every edit source (curated, refined, balanced) and their latents,
+   and the report's image flow as one chain of jobs, each reading the accepted rows of the one
    before: raw -> the Table 4 curation job once per training-stage preset -> OCR-aware captions of the 512p
    preset's accepted images (tiny Qwen3-VL) and caption filters -> embedding + tagging and the global
    rebalance step (one job) -> VAE latent + text feature caching of the rebalanced selection;
@@ -84,7 +85,10 @@ def demo_jobs(out: Path, raw: Path, size: DemoSize) -> list[JobConfig]:
              ("rebalance.yaml", out / "captions", "rebalanced", []),
              ("cache_latents.yaml", out / "rebalanced", "latents", []),
              ("multiview.yaml", "procedural", "render/multiview", [f"reader.count={size.n_assets}"]),
-             ("spatial_edit.yaml", "procedural", "render/spatial_edit", [f"reader.count={size.n_assets}"])]
+             ("spatial_edit.yaml", "procedural", "render/spatial_edit", [f"reader.count={size.n_assets}"]),
+             # every edit source the demo built, as triplets: curated, refined, balanced; then their latents
+             ("edit_data.yaml", out, "edit_data", []),
+             ("cache_edit_latents.yaml", out / "edit_data", "edit_latents", [])]
     return [load_job(JOBS_DIR / job_file, [f"input={source}", f"output={out / target}", *overrides])
             for job_file, source, target, overrides in runs]
 

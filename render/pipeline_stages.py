@@ -17,7 +17,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from data_engine.readers import InputError, Reader, ReaderConfig, register_reader, row_id
-from data_engine.schemas import EDIT_TRIPLET, IMAGE_REF, MULTIVIEW_SAMPLE, ShardSchema
+from data_engine.editing.triplet import EDIT_TRIPLET
+from data_engine.schemas import IMAGE_REF, MULTIVIEW_SAMPLE, ShardSchema
 from data_engine.stage import REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, register_stage
 from render.assets import FORMAT_BY_SUFFIX
 from render.client import RenderDeviceUnavailable, RenderWorker, RenderWorkerError, render_devices, render_python

@@ -61,8 +61,10 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
     assert widths and all(width > 0 for width in widths)
     kinds = {kind: page.locator(f"section.kind-{kind}").count()
-             for kind in ("stage", "spatial_qa", "multiview", "spatial_edit", "rebalance", "trainer")}
-    assert kinds == {"stage": 7, "spatial_qa": 2, "multiview": 1, "spatial_edit": 1, "rebalance": 1, "trainer": 2}
+             for kind in ("stage", "spatial_qa", "multiview", "spatial_edit", "rebalance", "edit_balance", "trainer")}
+    # spatial_edit: the renders and the edit latents (edit triplets both); edit_balance: the edit_data job
+    assert kinds == {"stage": 7, "spatial_qa": 2, "multiview": 1, "spatial_edit": 2, "rebalance": 1,
+                     "edit_balance": 1, "trainer": 2}
     # The report opens with one funnel across the jobs of the flow, each count its manifest's.
     curated, captions = manifests[f"curated_{CAPTIONED_PRESET}"], manifests["captions"]
     expected = [("raw files", len(labels["files"])),

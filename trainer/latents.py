@@ -33,7 +33,8 @@ from pydantic import Field
 
 from data_engine.model_refs import resolve_model_path
 from data_engine.readers import register_reader
-from data_engine.schemas import CAPTION, EDIT_TRIPLET, MULTIVIEW_SAMPLE
+from data_engine.editing.triplet import EDIT_TRIPLET
+from data_engine.schemas import CAPTION, MULTIVIEW_SAMPLE
 from data_engine.stage import (REJECT_COLUMN, REJECT_DETAIL_COLUMN, Resources, Stage, StageConfig, StageUnavailable,
                                register_stage)
 from data_engine.upstream import UpstreamShardsReader

@@ -14,7 +14,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from data_engine.readers import InputError, Reader, ReaderConfig, procedural_items, register_reader, row_id
-from data_engine.schemas import CAPTION, EDIT_TRIPLET
+from data_engine.editing.triplet import EDIT_TRIPLET
+from data_engine.schemas import CAPTION
 
 class TextSeedsConfig(ReaderConfig):
     kind: Literal["text_seeds"] = "text_seeds"

@@ -161,7 +161,8 @@ def test_caption_job_runs_on_an_image_job_output(ray_local, images: list[bytes],
 
 def test_image_shards_reader_marks_vanished_rows_and_names_foreign_shards(tmp_path: Path) -> None:
     from data_engine.captioning.reader import ImageShardsReader
-    from data_engine.schemas import EDIT_TRIPLET, IMAGE_SAMPLE
+    from data_engine.editing.triplet import EDIT_TRIPLET
+    from data_engine.schemas import IMAGE_SAMPLE
     from data_engine.shards import ShardDirError, write_shard
     from data_engine.upstream import UpstreamShardsConfig
 

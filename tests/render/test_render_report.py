@@ -13,7 +13,7 @@ import pytest
 
 from data_engine.executor import run_job
 from data_engine.report import ReportOptions, write_html_report
-from data_engine.schemas import EDIT_TRIPLET
+from data_engine.editing.triplet import EDIT_TRIPLET
 from data_engine.shards import atomic_write_json, iter_shards, write_shard
 from pipelines.jobfile import JOBS_DIR, load_job
 from tests.browser import open_page

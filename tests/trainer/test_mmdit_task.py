@@ -12,7 +12,7 @@ import torch
 import yaml
 from PIL import Image
 
-from data_engine.schemas import EDIT_TRIPLET
+from data_engine.editing.triplet import EDIT_TRIPLET
 from data_engine.shards import read_shard, shard_paths
 from data_engine.stage_runner import apply_stage
 from trainer.cli import main as cli_main
