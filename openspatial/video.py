@@ -29,11 +29,11 @@ class VideoLiftingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     association: AssociationConfig = AssociationConfig()
-    # Per-frame masks (bleeding, missed, re-associated) make more wrong tracks than a tracker's: a view agrees
-    # only at mask IoU 0.5, and an object never seen without a left/right image cut is rejected; on noisy
-    # procedural room scans (seeds other than the benchmark's) this took precision at 3D IoU 0.5 from 0.74 to
-    # 0.87 for a recall drop from 0.75 to 0.68.
-    lifting: LiftingConfig = LiftingConfig(min_view_iou=0.5, require_whole_view=True)
+    # Per-frame masks (bleeding, missed, re-associated) make more wrong tracks than a tracker's: an object never
+    # seen without a left/right image cut is rejected (with the view agreement at mask IoU 0.5, this took
+    # precision at 3D IoU 0.5 on noisy procedural room scans of seeds other than the benchmark's from 0.74 to
+    # 0.87 for a recall drop from 0.75 to 0.68).
+    lifting: LiftingConfig = LiftingConfig(require_whole_view=True)
     duplicate_iou: float = Field(default=0.25, gt=0, le=1)  # same-category kept boxes overlapping this much
 
 
