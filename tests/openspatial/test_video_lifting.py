@@ -78,7 +78,7 @@ def test_association_under_noise_keeps_tracks_pure():
 
 def test_noisy_procedural_sequences_lift_with_recall_and_precision():
     """Every ground-truth object counts (unseen ones are misses). The floors sit a little below what the pipeline
-    reaches on these seeds at this small size (recall@0.25 0.78, precision@0.5 0.74, mean IoU 0.61); the
+    reaches on these seeds at this small size (recall@0.25 0.70, precision@0.5 0.83, mean IoU 0.67); the
     full-size figures are the benchmark's (benchmarks/lifting.py)."""
     score = None
     for index in range(3):
