@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from edit_fixtures import (box_mask, write_external, write_spatial_edit_shard, write_text_edit_shard,
+from tests.editing.edit_fixtures import (box_mask, write_external, write_spatial_edit_shard, write_text_edit_shard,
                       write_video_pair_shard)
 from PIL import Image
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pytest
-from edit_fixtures import box_mask, png, scene
+from tests.editing.edit_fixtures import box_mask, png, scene
 
 from data_engine.editing.triplet import EDIT_TRIPLET, TripletLabels, triplet_columns
 from data_engine.job import StageSpec

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from edit_fixtures import write_spatial_edit_shard, write_text_edit_shard, write_video_pair_shard
+from tests.editing.edit_fixtures import write_spatial_edit_shard, write_text_edit_shard, write_video_pair_shard
 
 from data_engine.executor import run_job
 from data_engine.redecide import redecide

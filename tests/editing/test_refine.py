@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from edit_fixtures import png, scene
+from tests.editing.edit_fixtures import png, scene
 
 from data_engine.camera_move import CameraMove, format_camera_move
 from data_engine.editing.refine import parse_refined
