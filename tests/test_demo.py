@@ -62,8 +62,9 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     assert widths and all(width > 0 for width in widths)
     kinds = {kind: page.locator(f"section.kind-{kind}").count()
              for kind in ("stage", "spatial_qa", "multiview", "spatial_edit", "rebalance", "edit_balance", "trainer")}
-    # spatial_edit: the renders and the edit latents (edit triplets both); edit_balance: the edit_data job
-    assert kinds == {"stage": 7, "spatial_qa": 2, "multiview": 1, "spatial_edit": 2, "rebalance": 1,
+    # spatial_edit: the renders and the edit latents (edit triplets both); edit_balance: the edit_data job;
+    # stage: decode, the three curation presets, captions, latents and the video pairs
+    assert kinds == {"stage": 8, "spatial_qa": 2, "multiview": 1, "spatial_edit": 2, "rebalance": 1,
                      "edit_balance": 1, "trainer": 2}
     # The report opens with one funnel across the jobs of the flow, each count its manifest's.
     curated, captions = manifests[f"curated_{CAPTIONED_PRESET}"], manifests["captions"]
