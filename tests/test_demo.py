@@ -63,7 +63,7 @@ def test_demo_runs_every_stage_trains_both_models_and_reports(ray_local, browser
     kinds = {kind: page.locator(f"section.kind-{kind}").count()
              for kind in ("stage", "spatial_qa", "multiview", "spatial_edit", "rebalance", "edit_balance", "trainer")}
     # spatial_edit: the renders and the edit latents (edit triplets both); edit_balance: the edit_data job;
-    # stage: decode, the three curation presets, captions, latents and the video pairs
+    # stage: every output without a section kind of its own (the video pairs are the eighth)
     assert kinds == {"stage": 8, "spatial_qa": 2, "multiview": 1, "spatial_edit": 2, "rebalance": 1,
                      "edit_balance": 1, "trainer": 2}
     # The report opens with one funnel across the jobs of the flow, each count its manifest's.
