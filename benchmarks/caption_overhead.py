@@ -12,6 +12,7 @@ import io
 import pyarrow as pa
 from PIL import Image
 
+from benchmarks.common import MIN_REPEATS, start_benchmark
 from benchmarks.overhead import write_stage_overhead
 from data_engine.job import StageSpec
 from data_engine.readers import row_id
@@ -29,11 +30,12 @@ def gradient_png(index: int, side: int) -> bytes:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--side", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
     args = parser.parse_args(argv)
+    start_benchmark()
     images = [gradient_png(i, args.side) for i in range(args.images)]
     table = pa.Table.from_pylist([{"id": row_id("bench", str(i)), "source_dataset": "bench", "upstream_id": str(i),
                                    "license": "none", "image_bytes": image} for i, image in enumerate(images)],
@@ -46,15 +48,13 @@ def main(argv: list[str] | None = None) -> None:
     batches = [[request for image in images[start:start + args.batch_size]
                 for request in stage.requests_for_row(image, [])]
                for start in range(0, len(images), args.batch_size)]
-    stage.backend.generate(batches[0])  # warm up
-
     def direct() -> None:
         for requests in batches:
             stage.backend.generate(requests)
 
     write_stage_overhead(NAME, stage, table, direct, batch_size=args.batch_size, unit="images", repeats=args.repeats,
                          baseline="TransformersBackend.generate on the same prepared requests (tiny Qwen3-VL)",
-                         command=f"python -m benchmarks.caption_overhead --images {args.images}")
+                         command=f"python -m benchmarks.caption_overhead --images {args.images} --repeats {args.repeats}")
 
 
 if __name__ == "__main__":
