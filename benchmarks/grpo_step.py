@@ -1,18 +1,18 @@
 """One Flow-GRPO update of the tiny MMDiT on the CPU, split into its phases: rollout (SDE sampling with
 step log-probs, CFG), reward (tiny Wan VAE decode + tiny aesthetic predictor) and train (the trained steps'
 forward passes, reference passes for the KL, backward and the optimizer step). `rollout_fraction` = rollout /
-total; no goal yet (issue 18)."""
+total; no goal yet (issue 18). The phases run in sequence inside each update, so they are not interleaved
+contenders: one warm-up update, then `--updates` (>= 5) timed ones, median/min/max per phase."""
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import time
 
 import torch
 
-from benchmarks.common import write_result
+from benchmarks.common import MIN_REPEATS, spread, start_benchmark, write_result
 from trainer.models.mmdit import MMDiT, preset_config
 from trainer.objectives.flow_grpo import (FlowGRPOConfig, flow_grpo_loss, group_advantages, sde_sample,
                                           trained_step_indices)
@@ -23,11 +23,14 @@ NAME = "grpo_step"
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.grpo_step", description=__doc__.splitlines()[0])
-    parser.add_argument("--updates", type=int, default=5, help="timed updates after one warm-up update")
+    parser.add_argument("--updates", type=int, default=MIN_REPEATS, help="timed updates after one warm-up update")
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--latent-side", type=int, default=16, help="latent grid side (128 px images -> 16)")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
+    if args.updates < MIN_REPEATS:
+        parser.error(f"--updates must be at least {MIN_REPEATS}")
+    machine = start_benchmark()
 
     config = FlowGRPOConfig(group_size=4, num_steps=6, timestep_fraction=0.5, guidance_scale=4.5, kl_beta=0.04)
     torch.manual_seed(0)
@@ -61,19 +64,15 @@ def main(argv: list[str] | None = None) -> dict:
             for key, seconds in (("rollout", rolled - started), ("reward", rewarded - rolled),
                                  ("train", trained - rewarded)):
                 phases[key].append(seconds)
-    medians = {key: statistics.median(values) for key, values in phases.items()}
-    total = sum(medians.values())
-    metrics = {f"{key}_s": round(value, 3) for key, value in medians.items()}
-    for key, values in phases.items():
-        metrics.update({f"{key}_s_min": round(min(values), 3), f"{key}_s_max": round(max(values), 3)})
-    fractions = [rollout / (rollout + reward + train) for rollout, reward, train in zip(*phases.values())]
-    metrics.update(total_s=round(total, 3), rollout_fraction=round(medians["rollout"] / total, 3),
-                   rollout_fraction_min=round(min(fractions), 3), rollout_fraction_max=round(max(fractions), 3))
+    totals = [sum(values) for values in zip(*phases.values())]
+    metrics = {f"{key}_s": spread(values, 3) for key, values in phases.items()}
+    metrics.update(total_s=spread(totals, 3),
+                   rollout_fraction=spread([r / t for r, t in zip(phases["rollout"], totals)], 3))
     notes = {"prompts": args.prompts, "group_size": config.group_size, "num_steps": config.num_steps,
              "trained_steps": len(steps), "latent_side": args.latent_side, "updates": args.updates,
              "torch_threads": torch.get_num_threads(), "seconds": phases}
     if args.write:
-        write_result(NAME, metrics, baseline="none (phase split of one update; no goal yet)",
+        write_result(NAME, metrics, baseline="none (phase split of one update; no goal yet)", machine=machine,
                      command=" ".join(["python -m benchmarks.grpo_step", *(argv or [])]), notes=notes)
     return {"metrics": metrics, "notes": notes}
 

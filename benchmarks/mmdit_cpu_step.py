@@ -3,20 +3,18 @@
 Both run the same model (same initial weights), the same flow-matching loss on the same synthetic batch of
 one bucket, and AdamW; the engine adds what the trainer really does per step in one process (ZeRO stage 0 as
 mmdit_t2i_tiny.yaml sets it, gloo, gradient clipping, the LR scheduler). Ratio = engine step time / plain
-step time (1.0 = no overhead).
+step time (1.0 = no overhead), step by step of the harness's interleaved repeats (goal <= 1.2).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import tempfile
-import time
 
 import torch
 
-from benchmarks.common import write_result
+from benchmarks.common import MIN_REPEATS, interleaved, ratio_spread, spread, start_benchmark, write_result
 from trainer.config import parse_config
 from trainer.engine import close_distributed, create_engine, init_distributed
 from trainer.models.mmdit import MMDiT, preset_config
@@ -32,18 +30,6 @@ def synthetic_batch(batch_size: int, latent_side: int, text_tokens: int, text_di
                       torch.ones(batch_size, text_tokens, dtype=torch.bool))
 
 
-def time_interleaved(plain_step, engine_step, steps: int, warmup: int) -> tuple[list[float], list[float]]:
-    """Per-step seconds of both sides, taking turns step by step so outside load falls on both alike."""
-    plain, engine = [], []
-    for index in range(warmup + steps):
-        for step, seconds in ((plain_step, plain), (engine_step, engine)):
-            started = time.perf_counter()
-            step()
-            if index >= warmup:
-                seconds.append(time.perf_counter() - started)
-    return plain, engine
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mmdit_cpu_step", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -53,6 +39,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--text-tokens", type=int, default=32)
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
+    if args.steps < MIN_REPEATS:
+        parser.error(f"--steps must be at least {MIN_REPEATS}")
+    machine = start_benchmark()
 
     torch.manual_seed(0)
     plain_model = MMDiT(preset_config("tiny")).train()
@@ -87,21 +76,21 @@ def main(argv: list[str] | None = None) -> dict:
                 engine.backward(loss)
                 engine.step()
 
-            plain, deepspeed = time_interleaved(plain_step, engine_step, args.steps, args.warmup)
+            seconds = interleaved({"plain": plain_step, "deepspeed": engine_step}, repeats=args.steps,
+                                  warmup=args.warmup)
         finally:
             close_distributed()
 
-    plain_median, engine_median = statistics.median(plain), statistics.median(deepspeed)
-    # Step-time ratio, as benchmarks/deepspeed_cpu_step.py reports it for the MLLM (target <= 1.2).
-    metrics = {"ratio_to_plain_torch": round(engine_median / plain_median, 3),
-               "plain_step_ms": round(1000 * plain_median, 2),
-               "deepspeed_step_ms": round(1000 * engine_median, 2)}
+    metrics = {"ratio_to_plain_torch": ratio_spread(seconds["deepspeed"], seconds["plain"]),
+               "plain_step_ms": spread([1000 * s for s in seconds["plain"]], 2),
+               "deepspeed_step_ms": spread([1000 * s for s in seconds["deepspeed"]], 2)}
     notes = {"batch_size": args.batch_size, "latent_side": args.latent_side, "text_tokens": args.text_tokens,
              "steps": args.steps, "warmup": args.warmup, "torch_threads": torch.get_num_threads(),
-             "seconds": {"plain": plain, "deepspeed": deepspeed}}
+             "seconds": seconds}
     if args.write:
         write_result(NAME, metrics, baseline="plain PyTorch loop: same tiny MMDiT, loss, batch, AdamW and clipping",
-                     command=" ".join(["python -m benchmarks.mmdit_cpu_step", *(argv or [])]), notes=notes)
+                     command=" ".join(["python -m benchmarks.mmdit_cpu_step", *(argv or [])]), notes=notes,
+                     machine=machine, goals={"ratio_to_plain_torch": ("<=", 1.2)})
     return {"metrics": metrics, "notes": notes}
 
 

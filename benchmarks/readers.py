@@ -2,8 +2,9 @@
 the same files' bytes in a plain loop.
 
 Each reader lists its input and reads every item in shards of `--shard-rows` in this process (no Ray), which
-is what a read task does per shard. Ratios are throughput(reader) / throughput(plain reads); the page cache is
-warm for every contender (each is run once before timing), so the figures compare the readers' own cost.
+is what a read task does per shard. Ratios are throughput(reader) / throughput(plain reads), round by round of
+the harness's interleaved repeats; the page cache is warm for every contender (each is run once before timing,
+which also checks that it returns every byte), so the figures compare the readers' own cost.
 
 The Parquet files are written as an image table should be: without dictionary encoding of the bytes column
 (every image is distinct, so a dictionary only adds work; pyarrow's default made reads 2-3x slower here).
@@ -12,10 +13,8 @@ The Parquet files are written as an image table should be: without dictionary en
 from __future__ import annotations
 
 import argparse
-import statistics
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from benchmarks.common import write_result
+from benchmarks.common import MIN_REPEATS, interleaved, rate_spread, ratio_spread, start_benchmark, write_result
 from benchmarks.runtime_overhead import make_photo_set
 from data_engine.io.parquet_reader import ParquetImagesConfig, ParquetImagesReader
 from data_engine.io.tar_reader import TarConfig, TarReader
@@ -61,23 +60,14 @@ def reader_pass(reader: Reader, input_uri: str, shard_rows: int) -> int:
     return total
 
 
-def timed(run: Callable[[], int], repeats: int, expected_bytes: int) -> list[float]:
-    assert run() == expected_bytes, "a reader lost or added bytes"  # warm-up and correctness check
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
-    return seconds
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--shard-rows", type=int, default=256)
     parser.add_argument("--files-per-container", type=int, default=250)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
     args = parser.parse_args(argv)
+    machine = start_benchmark(threads=1)
 
     with tempfile.TemporaryDirectory(prefix="bench-readers-") as work_dir:
         work = Path(work_dir)
@@ -92,17 +82,20 @@ def main(argv: list[str] | None = None) -> None:
             "parquet": lambda: reader_pass(ParquetImagesReader(ParquetImagesConfig(bytes_column="image")),
                                            str(tables), args.shard_rows),
         }
-        seconds = {name: timed(run, args.repeats, total_bytes) for name, run in contenders.items()}
+        for name, run in contenders.items():  # the warm-up, and a check that no reader loses or adds bytes
+            if run() != total_bytes:
+                raise RuntimeError(f"reader {name} returned a different number of image bytes")
+        seconds = interleaved(contenders, repeats=args.repeats, warmup=0)
 
-    median = {name: statistics.median(values) for name, values in seconds.items()}
-    metrics = {f"{name}_ratio": round(median["plain"] / median[name], 3) for name in ("folder", "tar", "parquet")}
-    metrics["plain_mb_per_s"] = round(total_bytes / 1e6 / median["plain"], 1)
-    write_result(NAME, metrics,
+    metrics = {f"{name}_ratio": ratio_spread(seconds["plain"], seconds[name]) for name in ("folder", "tar", "parquet")}
+    metrics["plain_mb_per_s"] = rate_spread(total_bytes / 1e6, seconds["plain"], 1)
+    write_result(NAME, metrics, machine=machine,
                  baseline="plain loop reading the same JPEG files' bytes (throughput ratio, higher is faster)",
                  command=f"python -m benchmarks.readers --images {args.images} --shard-rows {args.shard_rows} "
                          f"--files-per-container {args.files_per_container} --repeats {args.repeats}",
                  notes={"images": args.images, "bytes": total_bytes, "seconds": seconds,
-                        "images_per_s": {name: round(args.images / m, 1) for name, m in median.items()}})
+                        "images_per_s": {name: rate_spread(args.images, values, 1)
+                                         for name, values in seconds.items()}})
 
 
 if __name__ == "__main__":

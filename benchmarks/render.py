@@ -6,9 +6,10 @@
 - overhead_vs_bare_bpy: that per-view time at 256 px over a bare bpy script in one process rendering the
   same scene with the same settings (`configure_render`, same passes and samples) straight to an RGBA PNG
   (target <= 1.10). The bare script gets no depth or mask files out, so the ratio charges us for those.
-  Its passes and ours alternate, so a change in machine load hits both sides alike.
-- reuse_speedup: per-view time with a fresh worker process per view (start-up, bpy import, scene build)
-  over the reused worker's (target >= 3).
+  Both are warmed up and the harness interleaves their passes, so a change in machine load hits both alike;
+  the ratio is taken pass by pass.
+- reuse_speedup: per-view time with a fresh worker process per view (start-up, bpy import, scene build;
+  median over `--fresh-views` views) over the reused worker's (target >= 3).
 Renders use every core (`threads: 0`), as a dedicated render node would.
 """
 
@@ -24,7 +25,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from benchmarks.common import write_result
+from benchmarks.common import MIN_REPEATS, interleaved, ratio_spread, spread, start_benchmark, write_result
 from render.client import RenderWorker, render_python, render_views
 from render.multiview import camera_at
 from render.preprocess import prepare_asset
@@ -42,16 +43,9 @@ def bench_scene(worker: RenderWorker, size: int, n_views: int):
     return scene, cameras
 
 
-def pipeline_pass(worker: RenderWorker, scene: RenderScene, cameras: list) -> float:
-    """Seconds per view of one `render_views` call over all cameras."""
-    started = time.perf_counter()
+def pipeline_pass(worker: RenderWorker, scene: RenderScene, cameras: list) -> None:
+    """One `render_views` call over all cameras."""
     render_views(worker, scene, cameras, SETTINGS)
-    return (time.perf_counter() - started) / len(cameras)
-
-
-def pipeline_seconds_per_view(worker: RenderWorker, scene: RenderScene, cameras: list, repeats: int) -> float:
-    pipeline_pass(worker, scene, cameras[:1])  # scene built and kernels warm before timing
-    return statistics.median(pipeline_pass(worker, scene, cameras) for _ in range(repeats))
 
 
 # One pass over the cameras per line read from stdin, timed inside Blender, straight to PNG files.
@@ -105,52 +99,49 @@ class BareBpyScript:
         self.process.wait()
 
 
-def alternating_seconds_per_view(worker: RenderWorker, bare: BareBpyScript, scene: RenderScene, cameras: list,
-                                 repeats: int) -> tuple[float, float]:
-    """Median seconds per view of our pipeline and of the bare script, their passes taken in turn."""
-    pipeline_pass(worker, scene, cameras[:1])
-    bare.seconds_per_view()  # both warm before timing
-    ours, theirs = [], []
-    for _ in range(repeats):
-        ours.append(pipeline_pass(worker, scene, cameras))
-        theirs.append(bare.seconds_per_view())
-    return statistics.median(ours), statistics.median(theirs)
-
-
-def fresh_process_seconds_per_view(scene: RenderScene, cameras: list) -> float:
-    started = time.perf_counter()
+def fresh_process_seconds_per_view(scene: RenderScene, cameras: list) -> list[float]:
+    seconds = []
     for camera in cameras:
+        started = time.perf_counter()
         with RenderWorker() as worker:
             render_views(worker, scene, [camera], SETTINGS)
-    return (time.perf_counter() - started) / len(cameras)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--views", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
+    parser.add_argument("--fresh-views", type=int, default=MIN_REPEATS)
     parser.add_argument("--sizes", type=int, nargs=2, default=(256, 512), metavar=("SMALL", "LARGE"))
     args = parser.parse_args(argv)
+    machine = start_benchmark()
     small, large = args.sizes
     with RenderWorker() as worker, tempfile.TemporaryDirectory(prefix="bench-bare-") as scratch:
         scene, cameras_small = bench_scene(worker, small, args.views)
         _, cameras_large = bench_scene(worker, large, args.views)
         with BareBpyScript(scene, cameras_small, Path(scratch)) as bare_script:
-            per_view_small, bare = alternating_seconds_per_view(worker, bare_script, scene, cameras_small,
-                                                                args.repeats)
-        per_view_large = pipeline_seconds_per_view(worker, scene, cameras_large, args.repeats)
-    fresh = fresh_process_seconds_per_view(scene, cameras_small[: max(2, args.views // 2)])
+            seconds = interleaved({"ours": lambda: pipeline_pass(worker, scene, cameras_small),
+                                   "bare": bare_script.seconds_per_view}, repeats=args.repeats)
+        seconds["ours_large"] = interleaved({"ours_large": lambda: pipeline_pass(worker, scene, cameras_large)},
+                                            repeats=args.repeats)["ours_large"]
+    fresh = fresh_process_seconds_per_view(scene, [cameras_small[i % args.views] for i in range(args.fresh_views)])
+    per_view = {side: [s / args.views for s in values] for side, values in seconds.items()}
     metrics = {
-        f"seconds_per_view_{small}": round(per_view_small, 4),
-        f"seconds_per_view_{large}": round(per_view_large, 4),
-        "overhead_vs_bare_bpy": round(per_view_small / bare, 3),
-        "reuse_speedup": round(fresh / per_view_small, 2),
+        f"seconds_per_view_{small}": spread(per_view["ours"]),
+        f"seconds_per_view_{large}": spread(per_view["ours_large"]),
+        "overhead_vs_bare_bpy": ratio_spread(per_view["ours"], per_view["bare"]),
+        "reuse_speedup": round(statistics.median(fresh) / statistics.median(per_view["ours"]), 2),
     }
-    write_result(NAME, metrics, baseline=f"bare bpy script, same scene and settings ({bare:.4f} s/view at {small} px); "
-                                         f"fresh worker per view ({fresh:.3f} s/view)",
+    write_result(NAME, metrics, machine=machine,
+                 baseline=f"bare bpy script, same scene and settings ({statistics.median(per_view['bare']):.4f} s/view "
+                          f"at {small} px); fresh worker per view ({statistics.median(fresh):.3f} s/view)",
                  command="python -m benchmarks.render",
+                 goals={"overhead_vs_bare_bpy": ("<=", 1.10), "reuse_speedup": (">=", 3)},
                  notes={"engine": "Cycles CPU", "samples": SETTINGS.samples, "denoise": False, "views": args.views,
-                        "asset": "procedural chair 00001"})
+                        "asset": "procedural chair 00001", "seconds_per_pass": seconds,
+                        "fresh_seconds_per_view": spread(fresh)})
 
 
 if __name__ == "__main__":

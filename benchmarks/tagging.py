@@ -26,7 +26,8 @@ import pyarrow as pa
 from benchmarks.common import MIN_REPEATS, interleaved, rate_spread, ratio_spread, spread, start_benchmark, write_result
 from benchmarks.embedding_overhead import synthetic_captions
 from data_engine.readers import row_id
-from data_engine.rebalance.tagging import embed
+from data_engine.rebalance.tagging import default_embedding_model, embed, load_encoder
+from data_engine.schemas import CAPTION
 from data_engine.stage_runner import apply_stage
 from data_engine.stages.rebalance_tags import TagCaptionsConfig, TagCaptionsStage
 
@@ -47,12 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     stage.setup()  # builds (or loads the cached) leaf embeddings: not timed, a node does it once
     batch_size = TagCaptionsStage.default_resources.batch_size
     captions = synthetic_captions(args.captions, seed=1)
-    from data_engine.rebalance.tagging import default_embedding_model, load_encoder
-
     queries = embed(load_encoder(default_embedding_model()), captions)
-    table = pa.table({"id": [row_id("bench", str(i)) for i in range(len(captions))],
-                      "caption_embedding": pa.array(queries.tolist(), type=pa.list_(pa.float32())),
-                      "reject_reason": pa.nulls(len(captions), pa.string())})
+    table = pa.Table.from_pylist([{"id": row_id("bench", str(i)), "source_dataset": "bench", "upstream_id": str(i),
+                                   "license": "none"} for i in range(len(captions))], schema=CAPTION.arrow())
+    table = table.append_column("caption_embedding", pa.array(queries.tolist(), type=pa.list_(pa.float32())))
     tags = torch.from_numpy(stage.tag_vectors)
     query_batches = [torch.from_numpy(queries[start:start + batch_size]) for start in range(0, len(queries), batch_size)]
     block = stage.config.block_tags

@@ -4,22 +4,20 @@ the runtime's per-row bookkeeping) against a bare Playwright loop that loads the
 page and screenshots it, in the same Debian Chromium with the same flags.
 
 Both sides start their browser outside the timed region (a worker keeps it for its lifetime), render every
-page once untimed (fonts and caches warm), then take turns: repeat i times ours, then theirs, so drift on a
-shared machine hits both. `overhead_ratio` = median seconds of ours / median of theirs (goal <= 1.2);
-renders per second per core are of one worker (one page at a time).
+page once untimed (fonts and caches warm), then the harness interleaves them, so drift on a shared machine
+hits both. `overhead_ratio` = seconds of ours / seconds of theirs, round by round (goal <= 1.2); renders per
+second per core are of one worker (one page at a time).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import pyarrow as pa
 from playwright.sync_api import sync_playwright
 
-from benchmarks.common import write_result
+from benchmarks.common import MIN_REPEATS, interleaved, rate_spread, ratio_spread, start_benchmark, write_result
 from data_engine.readers import row_id
 from data_engine.schemas import CAPTION
 from data_engine.stage_runner import apply_stage
@@ -33,8 +31,9 @@ NAME = "text_render"
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pages", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
     args = parser.parse_args(argv)
+    machine = start_benchmark(threads=1)
 
     config = ProceduralLayoutConfig()
     keys = [f"procedural/0/{index:06d}" for index in range(args.pages)]
@@ -50,45 +49,33 @@ def main(argv: list[str] | None = None) -> None:
     browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=list(CHROMIUM_ARGS))
     page = browser.new_page(device_scale_factor=1)
 
-    def ours() -> float:
-        started = time.perf_counter()
+    def ours() -> None:
         out, _ = apply_stage(stage, table, batch_size=len(keys))
-        elapsed = time.perf_counter() - started
         rejected = [r for r in out.column("reject_reason").to_pylist() if r is not None]
-        assert not rejected, rejected  # both sides must produce every page
-        return elapsed
+        if rejected:
+            raise RuntimeError(f"the stage rejected pages: {rejected}")  # both sides must produce every page
 
-    def theirs() -> float:
-        started = time.perf_counter()
+    def theirs() -> None:
         for html, width, height in pages:
             page.set_viewport_size({"width": width, "height": height})
             page.set_content(html, wait_until="load")
             page.screenshot(type="png", clip={"x": 0, "y": 0, "width": width, "height": height})
-        return time.perf_counter() - started
 
     try:
-        ours(), theirs()  # warm-up, untimed
-        timings: dict[str, list[float]] = {"ours": [], "theirs": []}
-        for _ in range(args.repeats):
-            timings["ours"].append(ours())
-            timings["theirs"].append(theirs())
+        timings = interleaved({"ours": ours, "theirs": theirs}, repeats=args.repeats)
     finally:
         stage.renderer.close()
         browser.close()
         playwright.stop()
-    median = {side: statistics.median(values) for side, values in timings.items()}
     metrics = {
-        "overhead_ratio": round(median["ours"] / median["theirs"], 3),
-        "stage_renders_per_s_per_core": round(args.pages / median["ours"], 2),
-        "bare_renders_per_s_per_core": round(args.pages / median["theirs"], 2),
+        "overhead_ratio": ratio_spread(timings["ours"], timings["theirs"]),
+        "stage_renders_per_s_per_core": rate_spread(args.pages, timings["ours"]),
+        "bare_renders_per_s_per_core": rate_spread(args.pages, timings["theirs"]),
     }
-    write_result(NAME, metrics, baseline="bare Playwright loop: set_content + screenshot of the same pages' HTML, "
+    write_result(NAME, metrics, machine=machine, goals={"overhead_ratio": ("<=", 1.2)},
+                 baseline="bare Playwright loop: set_content + screenshot of the same pages' HTML, "
                  "same Chromium and flags, one page", command=f"python -m benchmarks.text_render {' '.join(argv or [])}".strip(),
-                 notes={"pages": args.pages, "repeats_interleaved": args.repeats,
-                        "seconds_ours": {"median": round(median["ours"], 4), "min": round(min(timings["ours"]), 4),
-                                         "max": round(max(timings["ours"]), 4)},
-                        "seconds_theirs": {"median": round(median["theirs"], 4), "min": round(min(timings["theirs"]), 4),
-                                           "max": round(max(timings["theirs"]), 4)}})
+                 notes={"pages": args.pages, "repeats_interleaved": args.repeats, "seconds": timings})
 
 
 if __name__ == "__main__":

@@ -69,3 +69,12 @@ def test_result_file_records_machine_and_goals_and_the_table_shows_spreads(tmp_p
     assert len(result["machine"]["git_commit"].split("+")[0]) == 40
     table = common.results_table()
     assert "| demo | `ratio` 1.3 (1.1-1.5), `count` 7 | `ratio` <= 1.2: MISSED | the plain loop |" in table
+
+
+def test_make_bench_runs_every_benchmark_module():
+    from benchmarks import run
+
+    modules = {path.stem for path in (common.REPO / "benchmarks").glob("*.py")}
+    listed = set(run.BENCHMARKS) | set(run.GPU_BENCHMARKS) | set(run.NOT_BENCHMARKS)
+    assert modules - listed == set(), "a benchmark module that `make bench` does not run"
+    assert set(run.BENCHMARKS) <= modules

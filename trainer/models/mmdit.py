@@ -329,6 +329,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def matmul_parameters(model: MMDiT) -> int:
-    """Weights of the linear layers that every image/text token passes through (for FLOP estimates)."""
-    return sum(module.weight.numel() for module in model.blocks.modules() if isinstance(module, nn.Linear))
+def stream_matmul_parameters(model: MMDiT) -> tuple[int, int]:
+    """Linear-layer weights an image token and a text token pass through, over all blocks (for FLOP
+    estimates: the last block's text stream computes keys and values only)."""
+    def linear_weights(module: nn.Module) -> int:
+        return sum(layer.weight.numel() for layer in module.modules() if isinstance(layer, nn.Linear))
+
+    return (sum(linear_weights(block.image) for block in model.blocks),
+            sum(linear_weights(block.text) for block in model.blocks))
