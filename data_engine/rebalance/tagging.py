@@ -113,20 +113,19 @@ def diversity_sample(taxonomy: Taxonomy, leaf_positions: np.ndarray, scores: np.
     leaf is kept; the `target` best of those are returned (node indices, scores), best first.
     """
     nodes = taxonomy.leaves[leaf_positions]
-    chosen = None
-    for depth in range(int(taxonomy.depth[nodes].max()) + 1):
-        parents = taxonomy.ancestor_at_depth(nodes, depth)
-        if len(np.unique(parents)) >= target:
-            chosen = parents
-            break
-    if chosen is None:
-        chosen = nodes
+    ancestors = taxonomy.ancestors[nodes, :int(taxonomy.depth[nodes].max()) + 1]  # (tags, depths)
+    # The number of distinct ancestors never falls with depth (a subtree splits or stays whole one level
+    # down), so the coarsest depth with `target` of them is found by bisection.
+    low, high = 0, ancestors.shape[1]  # high: no depth has enough, the leaves themselves are the subtrees
+    while low < high:
+        middle = (low + high) // 2
+        if len(np.unique(ancestors[:, middle])) >= target:
+            high = middle
+        else:
+            low = middle + 1
+    chosen = ancestors[:, low] if low < ancestors.shape[1] else nodes
     order = np.argsort(-scores, kind="stable")
-    seen: set[int] = set()
-    keep = []
-    for i in order:  # best first: the first leaf met in a subtree is its best child
-        if int(chosen[i]) not in seen:
-            seen.add(int(chosen[i]))
-            keep.append(i)
-    keep = keep[:target]
+    # best first: the first leaf met in a subtree is its best child
+    first_in_subtree = np.unique(chosen[order], return_index=True)[1]
+    keep = order[np.sort(first_in_subtree)][:target]
     return nodes[keep], scores[keep]

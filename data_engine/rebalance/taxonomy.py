@@ -36,12 +36,16 @@ class Taxonomy:
     sha256: str
     depth: np.ndarray = field(init=False)
     leaves: np.ndarray = field(init=False)  # node indices of the leaves, the tag vocabulary
+    # (nodes, max depth + 1): column d holds each node's ancestor at depth d (the node itself when it is not
+    # deeper), so a caption's tags find their ancestors at any depth in one lookup.
+    ancestors: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.depth = _depths(self.parents)
         has_child = np.zeros(len(self.ids), dtype=bool)
         has_child[self.parents[self.parents >= 0]] = True
         self.leaves = np.flatnonzero(~has_child)
+        self.ancestors = _ancestor_table(self.parents, self.depth)
 
     def leaf_texts(self) -> list[str]:
         texts = []
@@ -52,12 +56,18 @@ class Taxonomy:
 
     def ancestor_at_depth(self, nodes: np.ndarray, depth: int) -> np.ndarray:
         """Each node's ancestor at `depth` (the node itself when it is not deeper)."""
-        current = np.asarray(nodes).copy()
-        while True:
-            deeper = self.depth[current] > depth
-            if not deeper.any():
-                return current
-            current[deeper] = self.parents[current[deeper]]
+        return self.ancestors[np.asarray(nodes), min(depth, self.ancestors.shape[1] - 1)]
+
+
+def _ancestor_table(parents: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Column d from column d + 1: a node deeper than d has, at depth d, the parent of its ancestor at d + 1."""
+    columns = int(depth.max()) + 1 if len(depth) else 1
+    table = np.empty((len(parents), columns), dtype=np.int32)
+    table[:, -1] = np.arange(len(parents))
+    for level in range(columns - 2, -1, -1):
+        below = table[:, level + 1]
+        table[:, level] = np.where(depth[below] > level, parents[below], below)
+    return table
 
 
 def _depths(parents: np.ndarray) -> np.ndarray:

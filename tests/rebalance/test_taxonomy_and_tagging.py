@@ -99,6 +99,40 @@ def test_diversity_sampling_keeps_the_best_child_per_subtree(tmp_path: Path) -> 
     assert pick(9) == ["terrier", "hound", "lion", "hammer"]  # fewer leaves than the target: all of them
 
 
+def test_diversity_sampling_matches_a_walk_up_the_tree_on_random_trees(tmp_path: Path) -> None:
+    """Against a second implementation written from the definition: walk each leaf up through its parents,
+    try depths from the root down, keep the first leaf met per subtree in score order."""
+    rng = np.random.default_rng(4)
+    for tree in range(3):
+        rows = [("n0", "", "n0", "", "")] + [(f"n{i}", f"n{int(rng.integers(0, i))}", f"n{i}", "", "")
+                                             for i in range(1, 400)]
+        taxonomy = load_taxonomy(write_tsv(tmp_path / f"t{tree}.tsv", rows))
+        parent = {i: int(p) for i, p in enumerate(taxonomy.parents)}
+
+        def ancestor(node: int, depth: int) -> int:
+            while taxonomy.depth[node] > depth:
+                node = parent[node]
+            return node
+
+        for target in (1, 3, 10, 60):
+            positions = rng.choice(len(taxonomy.leaves), size=min(80, len(taxonomy.leaves)), replace=False)
+            scores = rng.random(len(positions)).astype(np.float32)
+            scores[5] = scores[6]  # a tie keeps the earlier of the two
+            nodes = [int(taxonomy.leaves[p]) for p in positions]
+            for depth in range(max(taxonomy.depth[n] for n in nodes) + 1):
+                groups = [ancestor(n, depth) for n in nodes]
+                if len(set(groups)) >= target:
+                    break
+            expected, seen = [], set()
+            for i in sorted(range(len(nodes)), key=lambda i: -scores[i]):
+                if groups[i] not in seen:
+                    seen.add(groups[i])
+                    expected.append(nodes[i])
+            got, kept = diversity_sample(taxonomy, positions, scores, target)
+            assert got.tolist() == expected[:target]
+            assert kept.tolist() == [float(scores[nodes.index(n)]) for n in expected[:target]]
+
+
 CAPTIONS = ["A spotted Dalmatian runs across a park.", "Two Dalmatian puppies with black spots sleep on a rug.",
             "A Dalmatian dog with spots sits by a fire truck.", "A white poodle with a curly coat at a grooming salon.",
             "A Siberian husky pulls a sled through the snow."]
