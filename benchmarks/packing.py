@@ -4,7 +4,8 @@ The task's own first-fit-decreasing plan over data windows, at the production pa
 (2048), on three sample sets:
 - `demo_spatial_qa`: the rows of the demo's spatial QA job (`pipelines/jobs/spatial_qa.yaml`: procedural
   scenes at 320x240, every QA sub-task, EN + ZH), read in this process by the job's own reader and formatted by
-  the MLLM task exactly as in training (`--scenes` scenes; the demo itself uses 4);
+  the MLLM task exactly as in training (`--scenes` scenes, 64 by default so that the last, partly filled pack
+  weighs little; the demo itself uses 4);
 - `long_tail`: lengths drawn from a log-normal (median 512 tokens, sigma 1.1) capped at the 8192 pack length,
   the shape of a mixed corpus where a few samples fill a whole pack;
 - `varied` (the figure before issue 17, still reported as `packing_efficiency`): synthetic spatial and general
@@ -91,9 +92,9 @@ def figures(task: MllmSftTask, lengths: list[int], window: int, pad_batch: int, 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenes", type=int, default=16, help="procedural scenes of the spatial QA job")
+    parser.add_argument("--scenes", type=int, default=64, help="procedural scenes of the spatial QA job")
     parser.add_argument("--long-tail", type=int, default=20_000, help="samples of the long-tail distribution")
-    parser.add_argument("--varied", type=int, default=1024, help="synthetic varied-image samples")
+    parser.add_argument("--varied", type=int, default=2048, help="synthetic varied-image samples (as before issue 17)")
     parser.add_argument("--max-length", type=int, default=8192)
     parser.add_argument("--window", type=int, default=2048)
     parser.add_argument("--pad-batch", type=int, default=8)
