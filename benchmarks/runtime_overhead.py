@@ -1,12 +1,14 @@
 """Runtime overhead: the decode_image stage over the same JPEG files, through the Ray runtime at 1 and 2
 workers versus a plain single-process Python loop doing the same work.
 
-Each contender lives in its own process pinned with `taskset` to the cores it is stated to use: the plain loop
-and "1 worker" (`ray.init(num_cpus=1)`: driver, raylet, GCS and the worker all on core 0) on one core,
-"2 workers" on two. Each process starts once (Ray and its workers warm: a production job runs for hours,
-so start-up is not overhead per row) and then runs one whole pass per request; the harness warms each up
-with one untimed pass and interleaves the timed passes. Per-job fixed costs (planning, scheduling, the
-manifest) are timed.
+Each contender lives in its own process pinned, as `taskset -a -p` does, to the cores it is stated to use: the
+plain loop and "1 worker" (`ray.init(num_cpus=1)`: driver, raylet, GCS and the worker, every thread of each,
+on core 0) on one core, "2 workers" on two. Ray starts on every core (its 30 s start-up deadline is too short
+for one core of a loaded machine) and its processes are pinned once it is up; workers it starts later inherit
+the raylet's cores. Each process starts once (Ray and its workers warm: a production job runs for hours, so
+start-up is not overhead per row) and then runs one whole pass per request; the harness warms each up with
+one untimed pass and interleaves the timed passes. Per-job fixed costs (planning, scheduling, the manifest)
+are timed.
 
 Both sides write the same shards: the plain loop reads with the job's reader, runs the stage through the
 stage runner and writes each shard with `data_engine.shards.write_shard` (stats sidecar, temp name, fsync,
@@ -82,12 +84,39 @@ def plain_pass(photos: Path, out: Path, shard_rows: int) -> None:
         write_shard(out, shard, table, [stats.to_json()], row_group_rows=job.row_group_rows)
 
 
-def serve(kind: str, ray_cpus: int, photos: Path, work: Path, shard_rows: int) -> None:
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, frontier = [], [pid]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            found.append(child)
+            frontier.append(child)
+    return found
+
+
+def pin_process_tree(cores: set[int]) -> None:
+    """Every thread of this process and of all its descendants on `cores` (what `taskset -a -p` does)."""
+    for pid in [os.getpid(), *descendants(os.getpid())]:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                os.sched_setaffinity(int(task.name), cores)
+            except (OSError, ValueError):
+                pass  # the thread ended meanwhile
+
+
+def serve(kind: str, cores: set[int], ray_cpus: int, photos: Path, work: Path, shard_rows: int) -> None:
     """Contender process: one pass per line read from stdin, each into a fresh output directory."""
     if ray_cpus:
         from data_engine.executor import init_local_ray, run_job
 
         init_local_ray(num_cpus=ray_cpus, object_store_memory=256 * 2**20)
+    pin_process_tree(cores)
     print("READY", flush=True)
     for number, _ in enumerate(sys.stdin):
         out = work / f"{kind}-{number}"
@@ -100,13 +129,13 @@ def serve(kind: str, ray_cpus: int, photos: Path, work: Path, shard_rows: int) -
 
 
 class ContenderProcess:
-    """A contender in its own process under `taskset -c cores`; calling it runs one pass and waits for it."""
+    """A contender in its own process pinned to `cores`; calling it runs one pass and waits for it."""
 
     def __init__(self, kind: str, cores: str, ray_cpus: int, photos: Path, work: Path, shard_rows: int) -> None:
         repo = str(Path(__file__).parents[1])
         self.kind = kind
         self.process = subprocess.Popen(
-            ["taskset", "-c", cores, sys.executable, "-m", "benchmarks.runtime_overhead", "--serve", kind,
+            [sys.executable, "-m", "benchmarks.runtime_overhead", "--serve", kind, "--cores", cores,
              "--ray-cpus", str(ray_cpus), "--photos", str(photos), "--work", str(work),
              "--shard-rows", str(shard_rows)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=repo,
@@ -142,12 +171,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard-rows", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
     parser.add_argument("--serve", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
+    parser.add_argument("--cores", help=argparse.SUPPRESS)
     parser.add_argument("--ray-cpus", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--photos", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.ray_cpus, args.photos, args.work, args.shard_rows)
+        serve(args.serve, {int(core) for core in args.cores.split(",")}, args.ray_cpus, args.photos, args.work,
+              args.shard_rows)
         return
     if os.cpu_count() is None or os.cpu_count() < 2:
         raise SystemExit("benchmarks.runtime_overhead pins contenders to cores 0 and 0,1: it needs two cores")
@@ -173,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     write_result(NAME, metrics, machine=machine,
                  baseline="plain single-process loop on core 0: same reader, decode_image stage and shard writes "
-                          "(stats, temp, fsync, rename); Ray pinned by taskset to core 0 (1 worker) / cores 0-1",
+                          "(stats, temp, fsync, rename); every Ray process pinned to core 0 (1 worker) / cores 0-1",
                  command=f"python -m benchmarks.runtime_overhead --images {args.images} "
                          f"--shard-rows {args.shard_rows} --repeats {args.repeats}",
                  goals={"ratio_1_worker": (">=", 0.9), "ratio_2_workers": (">=", 1.7)},
