@@ -113,9 +113,18 @@ def pin_process_tree(cores: set[int]) -> None:
 def serve(kind: str, cores: set[int], ray_cpus: int, photos: Path, work: Path, shard_rows: int) -> None:
     """Contender process: one pass per line read from stdin, each into a fresh output directory."""
     if ray_cpus:
+        import ray
+
         from data_engine.executor import init_local_ray, run_job
 
-        init_local_ray(num_cpus=ray_cpus, object_store_memory=256 * 2**20)
+        for attempt in range(3):  # on a loaded machine Ray's fixed 30 s start-up deadline can pass
+            try:
+                init_local_ray(num_cpus=ray_cpus, object_store_memory=256 * 2**20)
+                break
+            except Exception as error:  # Ray raises a bare Exception for it
+                if "timed out during startup" not in str(error) or attempt == 2:
+                    raise
+                ray.shutdown()
     pin_process_tree(cores)
     print("READY", flush=True)
     for number, _ in enumerate(sys.stdin):
