@@ -198,6 +198,7 @@ EDIT_SMALL = ["reader.count=2", "reader.shard_rows=1", "stages.render_spatial_ed
               "stages.render_spatial_edit.config.spatial_edit.render.samples=2"]
 LIFT_SMALL = ["input=procedural://2?seed=0", "reader.shard_rows=1", "reader.procedural.width=160",
               "reader.procedural.height=120"]
+TWO_PROCEDURAL = ["input=procedural://2?seed=0", "reader.shard_rows=1"]  # a shard for each node
 RENDER_JOBS = {"multiview.yaml", "spatial_edit.yaml"}
 UPSTREAM = {"caption.yaml": "demo.yaml", "cache_latents.yaml": "caption.yaml", "rebalance.yaml": "caption.yaml",
             "rewrite.yaml": "caption.yaml", "text_render_prompts.yaml": "caption.yaml"}
@@ -265,8 +266,7 @@ class ShippedJobs:
         corpus = [f"input={self.corpus}", f"reader.shard_rows={CORPUS_SHARD_ROWS}"]
         inputs = {"demo.yaml": corpus, "curate_images.yaml": corpus,
                   "spatial_qa.yaml": QA_SMALL, "multiview.yaml": MULTIVIEW_SMALL, "spatial_edit.yaml": EDIT_SMALL,
-                  "lift_video.yaml": LIFT_SMALL, "text_render.yaml": ["input=procedural://4?seed=0", "reader.shard_rows=2"],
-                  "text_edit.yaml": ["input=procedural://4?seed=0", "reader.shard_rows=2"]}
+                  "lift_video.yaml": LIFT_SMALL, "text_render.yaml": TWO_PROCEDURAL, "text_edit.yaml": TWO_PROCEDURAL}
         if job in UPSTREAM:
             return [f"input={self.local(UPSTREAM[job])}"]
         if job not in inputs:
