@@ -68,6 +68,26 @@ def _rss_bytes(pid: int | str) -> int:
     return 0
 
 
+def _descendants(root: int) -> list[str]:
+    """Pids of every process under `root`: the driver's local Ray (GCS, raylet, daemons) and the workers the
+    raylet starts. Another Ray on the machine (a test session's, another user's) is not under it."""
+    children: dict[str, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+            parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] if entry.name.isdigit() else None
+        except (OSError, IndexError):
+            continue
+        if parent is not None:
+            children.setdefault(parent, []).append(entry.name)
+    found, pending = [], [str(root)]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
 def _process_kind(cmdline: list[str]) -> str | None:
     """The kind of a Ray process from its command line (Ray workers retitle themselves `ray::...`)."""
     if not cmdline:
@@ -85,7 +105,8 @@ def _process_kind(cmdline: list[str]) -> str | None:
 
 
 class Monitor(threading.Thread):
-    """Samples, every `interval` s: the driver's RSS, every Ray process's RSS by kind, object-store bytes."""
+    """Samples, every `interval` s: the driver's RSS, the RSS of each of its Ray's processes by kind, and
+    object-store bytes."""
 
     def __init__(self, interval: float = 0.5) -> None:
         super().__init__(daemon=True)
@@ -94,27 +115,35 @@ class Monitor(threading.Thread):
         self.driver_peak = 0
         self.kind_peak: dict[str, int] = {}
         self.object_store_peak: int | None = None  # None: the store's stats could not be read
+        self._cluster_state: Any = None
 
-    def run(self) -> None:
+    def object_store_bytes(self) -> int:
+        """Bytes in use in the object stores of this driver's cluster, all nodes (what `ray memory --stats-only`
+        reads from a raylet). The cluster is named by its GCS address: without one, Ray looks for a cluster on
+        the machine and refuses when it finds more than one (another user's, a test session's)."""
         import ray
         from ray._private.internal_api import get_memory_info_reply, get_state_from_address
 
+        if self._cluster_state is None:
+            self._cluster_state = get_state_from_address(ray.get_runtime_context().gcs_address)
+        return get_memory_info_reply(self._cluster_state).store_stats.object_store_bytes_used
+
+    def run(self) -> None:
+        import ray
+
         while not self.stop.is_set():
             self.driver_peak = max(self.driver_peak, _rss_bytes("self"))
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit():
-                    continue
+            for pid in _descendants(os.getpid()):
                 try:
-                    cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
                 except OSError:
                     continue
                 kind = _process_kind([part for part in cmdline if part])
                 if kind:
-                    self.kind_peak[kind] = max(self.kind_peak.get(kind, 0), _rss_bytes(entry.name))
+                    self.kind_peak[kind] = max(self.kind_peak.get(kind, 0), _rss_bytes(pid))
             if ray.is_initialized():
                 try:
-                    used = get_memory_info_reply(get_state_from_address()).store_stats.object_store_bytes_used
-                    self.object_store_peak = max(self.object_store_peak or 0, used)
+                    self.object_store_peak = max(self.object_store_peak or 0, self.object_store_bytes())
                 except Exception:  # the cluster starting or stopping between two samples
                     pass
             self.stop.wait(self.interval)

@@ -314,7 +314,7 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
     listing = items if item_bytes is None else [f"{item}\t{size}" for item, size in zip(items, item_bytes)]
     listing_hash = hashlib.sha256("\n".join(listing).encode()).hexdigest()
 
-    with output_lock(out):
+    with _disk_full_in_one_line(out), output_lock(out):
         done = open_output_dir(out, job_fingerprint(job, listing_hash))
         pending = [p for p in plans if p.shard_id not in done]
         _log(f"[{job.name}] {len(items)} items in {len(plans)} shards; {len(done)} already complete, "
@@ -356,9 +356,23 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
     return manifest
 
 
+@contextlib.contextmanager
+def _disk_full_in_one_line(out: Location) -> Iterator[None]:
+    """A full disk, wherever the output's files are written (a shard in a worker, the lock, the job's
+    fingerprint or the manifest here), becomes one line naming the output; the writer of a failed file has
+    already deleted it (data_engine.shards)."""
+    try:
+        yield
+    except Exception as exc:
+        full = _disk_full_file(exc)
+        if full is None:
+            raise
+        raise ShardDirError(f"{out}: no space left on device writing {full}; free space and rerun to resume "
+                            "(complete shards are kept)") from None
+
+
 def _execute(dataset: Any, out: Location) -> None:
-    """Drive the streaming execution (the writer emits one row per shard written); a full disk becomes one
-    line naming the output (the writer has already deleted its partial file)."""
+    """Drive the streaming execution (the writer emits one row per shard written)."""
     try:
         for _ in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             pass
@@ -366,10 +380,6 @@ def _execute(dataset: Any, out: Location) -> None:
         failure = setup_failure(exc)
         if failure is not None:
             raise failure from None  # the worker's traceback is in its log; the user gets the one line
-        full = _disk_full_file(exc)
-        if full is not None:
-            raise ShardDirError(f"{out}: no space left on device writing {full}; free space and rerun to resume "
-                                "(complete shards are kept)") from None
         lost = _lost_to_the_cluster(exc)
         if lost is not None:
             raise ShardDirError(f"{out}: {lost} after Ray's retries; rerun to resume (complete shards are kept)"
@@ -396,14 +406,16 @@ _DISK_FULL = re.compile(r"\[Errno 28\][^\n]*?(?:: '([^'\n]+)')?$", re.MULTILINE)
 
 def _disk_full_file(exc: BaseException) -> str | None:
     """The file a full disk stopped, from what Ray raised: a worker's exception reaches the driver wrapped, and
-    often only as text, so the chain's messages are searched for ENOSPC (pyarrow's own reports have no errno)."""
+    often only as text, so the chain's messages are searched for ENOSPC (pyarrow's own reports have no errno).
+    In a worker's traceback the error that names the file (data_engine.shards adds the name) comes last."""
     current: BaseException | None = exc
     while current is not None:
         if isinstance(current, OSError) and current.errno == errno.ENOSPC:
             return str(current.filename or "a shard")
-        match = _DISK_FULL.search(str(current))
-        if match or os.strerror(errno.ENOSPC) in str(current):
-            return match.group(1) if match and match.group(1) else "a shard"
+        text = str(current)
+        named = [match.group(1) for match in _DISK_FULL.finditer(text) if match.group(1)]
+        if named or _DISK_FULL.search(text) or os.strerror(errno.ENOSPC) in text:
+            return named[-1] if named else "a shard"
         current = current.__cause__ or current.__context__
     return None
 

@@ -27,6 +27,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +89,28 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+@contextmanager
+def _temp_beside(path: Path) -> Iterator[Path]:
+    """A temporary name next to `path` for a file written whole, then renamed. A write that fails (a full
+    disk) deletes it, giving the space back at once, and its error names the file: pyarrow's and a plain
+    write()'s errors name none."""
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
+    try:
+        yield temp
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(temp)) from exc
+        raise
+
+
 def atomic_write_bytes(path: Path | Location, data: bytes) -> None:
     location = as_location(path)
     if not location.is_local:
         location.write_bytes(data)  # one put: the old object or the whole new one
         return
     path = location.local_path
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
-    with open(temp, "wb") as handle:
+    with _temp_beside(path) as temp, open(temp, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -110,8 +125,7 @@ def atomic_write_json(path: Path | Location, payload: Any, *, crashpoint: str | 
         atomic_write_bytes(location, data)
         return
     path = location.local_path
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
-    with open(temp, "wb") as handle:
+    with _temp_beside(path) as temp, open(temp, "wb") as handle:
         handle.write(data[: len(data) // 2])
         handle.flush()
         _pause_at(crashpoint, path.name)
@@ -152,15 +166,10 @@ def write_shard(out_dir: ShardDir, shard_id: int, table: pa.Table, stage_stats: 
     directory = out.local_path
     atomic_write_json(directory / stats_file_name(shard_id), stats)
     final = directory / shard_file_name(shard_id)
-    temp = final.with_name(f"{TEMP_PREFIX}{final.name}.{uuid.uuid4().hex}")
-    try:
+    with _temp_beside(final) as temp:
         _write_parquet(temp, table, row_group_rows, tag)
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
-    except OSError:
-        # A failed write (a full disk) gives its space back at once; the temp name was never trusted anyway.
-        temp.unlink(missing_ok=True)
-        raise
     _pause_at("shard_before_rename", tag)
     os.replace(temp, final)
     _fsync_dir(directory)

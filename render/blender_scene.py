@@ -9,7 +9,6 @@ drivers are therefore left unevaluated by Blender.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -306,12 +305,10 @@ def render_view(camera: dict[str, Any], out_stem: Path) -> dict[str, Any]:
     """Render one camera; write .npy arrays: RGBA uint8 (straight alpha, sRGB), depth float32 (metres along
     the optical axis, 0 where nothing was hit) and the uint8 index mask (object pass indices). Raw arrays,
     not PNGs: the main side decodes them next, so encoding here would be work done twice."""
-    started = time.perf_counter()
     set_camera(camera)
     exr_path = out_stem.with_suffix(".exr")
     bpy.context.scene.render.filepath = str(exr_path)
     bpy.ops.render.render(write_still=True)
-    render_seconds = time.perf_counter() - started
     channels = _read_exr(exr_path)
     exr_path.unlink()
     premultiplied = np.stack([channels[name] for name in _EXR_COMBINED[:3]], axis=-1)
@@ -321,7 +318,7 @@ def render_view(camera: dict[str, Any], out_stem: Path) -> dict[str, Any]:
     np.save(paths["image"], _straight_srgba(premultiplied, channels[_EXR_COMBINED[3]]))
     np.save(paths["depth"], depth)
     np.save(paths["mask"], np.round(channels[_EXR_INDEX]).astype(np.uint8))
-    return {**paths, "render_seconds": render_seconds, "seconds": time.perf_counter() - started}
+    return paths
 
 
 def cast_rays(origin: list[float], directions: list[list[float]], max_distance: float,

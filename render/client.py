@@ -159,7 +159,6 @@ class RenderedView:
     rgba: np.ndarray  # H x W x 4 uint8, straight alpha, sRGB
     depth: np.ndarray  # H x W float32, metres along the optical axis, 0 where nothing was hit
     index_mask: np.ndarray  # H x W uint8 object pass indices, 0 = background
-    seconds: float
 
 
 def render_views(worker: RenderWorker, scene: RenderScene, cameras: list[Camera], settings: RenderSettings,
@@ -171,7 +170,7 @@ def render_views(worker: RenderWorker, scene: RenderScene, cameras: list[Camera]
                                            "settings": settings.model_dump(mode="json"), "out_dir": str(scratch)},
                                 timeout=timeout)
         return [RenderedView(rgba=np.load(view["image"]), depth=np.load(view["depth"]),
-                             index_mask=np.load(view["mask"]), seconds=view["seconds"]) for view in result["views"]]
+                             index_mask=np.load(view["mask"])) for view in result["views"]]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

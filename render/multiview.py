@@ -261,5 +261,4 @@ def render_multiview_sample(worker: RenderWorker, prepared: PreparedAsset, seed:
         "rejected_cameras": json.dumps(rejected),
         "reprojection_error_px": errors,
         "silhouette_iou": overlaps,
-        "render_seconds": float(sum(r.seconds for r in rendered)),
     }

@@ -174,8 +174,7 @@ class RenderMultiviewStage(RenderStage):
                 pa.field("depths", pa.list_(IMAGE_REF)),  # 16-bit PNG, millimetres on the subject, 0 elsewhere
                 pa.field("rejected_cameras", pa.string()),  # JSON: camera candidates refused, with reasons
                 pa.field("reprojection_error_px", pa.list_(pa.float32())),  # per view, render/checks.py
-                pa.field("silhouette_iou", pa.list_(pa.float32())),
-                pa.field("render_seconds", pa.float32()))
+                pa.field("silhouette_iou", pa.list_(pa.float32())))
 
     def replaced_columns(self) -> tuple[str, ...]:
         return ("views", "cameras", "main_view_index", "collage", "structured_caption", "dense_caption")

@@ -11,9 +11,12 @@ from data_engine.executor import run_job
 from data_engine.shards import iter_shards
 from pipelines.jobfile import JOBS_DIR, load_job
 from render.checks import VISIBILITY_REASONS, reprojection_check
+from render.client import RenderWorker
 from render.images import decode_ref, depth_from_png, grid_shape
+from render.multiview import MultiviewSettings, render_multiview_sample
 from render.preprocess import SUBJECT_PASS_INDEX, asset_for_item, prepare_asset
-from render.scene import Camera
+from render.procedural import GENERATORS, procedural_item_key
+from render.scene import Camera, RenderSettings
 
 
 def _rows(out):
@@ -74,6 +77,19 @@ def test_multiview_rows_carry_views_cameras_masks_depth_and_caption(multiview_ru
         for rejection in json.loads(row["rejected_cameras"]):
             assert rejection["reason"] in VISIBILITY_REASONS
             assert "of the subject's silhouette seen" in rejection["detail"]
+
+
+def test_a_multiview_row_is_the_same_from_another_render_process(render_worker, render_env_python):
+    """A rerun, a resume or another node must write the same row: nothing in it may depend on the run (a wall
+    time once did, so a submitted job never matched its local run)."""
+    settings = MultiviewSettings(n_views=2, width=48, height=48, render=RenderSettings(samples=2))
+    asset = asset_for_item(procedural_item_key(next(iter(GENERATORS)), 0), None)
+    rows = []
+    with RenderWorker(render_env_python) as fresh:
+        for worker in (render_worker, fresh):
+            prepared = prepare_asset(asset, worker, target_extent=None)
+            rows.append(render_multiview_sample(worker, prepared, seed=3, settings=settings))
+    assert rows[0] == rows[1]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -61,20 +62,28 @@ def rows_of(out: Path) -> dict[str, dict]:
     return rows
 
 
+class Reference(NamedTuple):
+    """An uninterrupted run: what every interrupted one must end up writing."""
+
+    out: Path
+    rows: dict[str, dict]
+    manifest: dict
+    seconds: float
+
+
 @pytest.fixture(scope="module")
 def reference(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "out"
     started = time.perf_counter()
     finish(start_job(corpus, out))
-    return rows_of(out), read_manifest(out), time.perf_counter() - started
+    return Reference(out, rows_of(out), read_manifest(out), time.perf_counter() - started)
 
 
-def assert_same_as_reference(out: Path, reference) -> None:
-    rows, manifest, _ = reference
-    assert rows_of(out) == rows
+def assert_same_as_reference(out: Path, reference: Reference) -> None:
+    assert rows_of(out) == reference.rows
     resumed = read_manifest(out)
     for key in ("rows_in", "rows_written", "rows_accepted", "rejects", "config_hash", "shards"):
-        assert resumed[key] == manifest[key], key
+        assert resumed[key] == reference.manifest[key], key
 
 
 @pytest.mark.parametrize("point", ["shard_mid_write", "shard_before_rename", "manifest_mid_write"])
@@ -99,8 +108,7 @@ def test_kill_at_crashpoint_then_resume(corpus, reference, tmp_path, point):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kill_at_random_moment_then_resume(corpus, reference, tmp_path, seed):
     out = tmp_path / "out"
-    _, _, reference_seconds = reference
-    delay = random.Random(seed).uniform(0.3, reference_seconds)
+    delay = random.Random(seed).uniform(0.3, reference.seconds)
     process = start_job(corpus, out)
     time.sleep(delay)
     kill_job(process)

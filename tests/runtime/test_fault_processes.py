@@ -1,14 +1,18 @@
-"""Faults that need a job of its own (the CLI in a subprocess, with its own Ray): a full disk in the shard
-writer, and two runs on the same output directory at once."""
+"""Faults that need a job of its own (the CLI in a subprocess, with its own Ray): a full disk (injected in the
+shard writer, and a real size-limited filesystem), and two runs on the same output directory at once."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from data_engine.shards import CRASHPOINT_ENV, ENOSPC_ENV, MANIFEST_NAME, TEMP_PREFIX, completed_shards
+from data_engine.output_dir import LOCK_NAME
+from data_engine.shards import (CRASHPOINT_ENV, ENOSPC_ENV, MANIFEST_NAME, TEMP_PREFIX, completed_shards, iter_shards,
+                                read_manifest, shard_file_name)
 from tests.runtime.test_exactly_once import (assert_same_as_reference, corpus, finish, kill_job,  # noqa: F401
                                              reference, start_job)
 
@@ -29,6 +33,73 @@ def test_disk_full_fails_in_one_line_and_the_rerun_completes_once(corpus, refere
     assert not list(out.glob(f"{TEMP_PREFIX}*"))
     finish(start_job(corpus, out))  # space is back
     assert_same_as_reference(out, reference)
+
+
+PAGE = 4096  # tmpfs counts whole pages per file
+
+
+def disk_pages(directory: Path) -> int:
+    return sum(-(-path.stat().st_size // PAGE) for path in directory.iterdir() if path.name != MANIFEST_NAME)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem of a chosen size: tmpfs, which `remount` can grow in place (space freed)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+
+    def mount(pages: int, *, remount: bool = False) -> None:
+        options = f"{'remount,' if remount else ''}size={pages * PAGE}"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], check=True,
+                       capture_output=True, text=True)
+
+    try:
+        mount(1)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        why = getattr(exc, "stderr", None) or str(exc)
+        pytest.skip(f"no size-limited filesystem: `mount -t tmpfs` needs root with CAP_SYS_ADMIN ({why.strip()})")
+    try:
+        yield mount_point, mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+
+
+def run_out_of_space(corpus: Path, out: Path, file_prefix: str) -> None:
+    job = start_job(corpus, out)
+    output, _ = job.communicate(timeout=240)
+    assert job.returncode == 2, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert last.startswith(f"error: {out}: no space left on device writing {out}/{file_prefix}"), last
+    assert last.endswith("free space and rerun to resume (complete shards are kept)")
+
+
+def test_a_real_full_disk_fails_in_one_line_keeps_complete_shards_and_the_rerun_completes_once(
+        corpus, reference, small_disk):
+    disk, mount = small_disk
+    out = disk / "out"
+    # One page: the run's lock fits, its job fingerprint does not (the driver's own writes, before Ray starts).
+    run_out_of_space(corpus, out, f"{TEMP_PREFIX}_job.json")
+    assert [path.name for path in out.iterdir()] == [LOCK_NAME]
+    # Room for about half of what the reference run wrote: some shards complete, then the disk is full.
+    mount(disk_pages(reference.out) // 2, remount=True)
+    run_out_of_space(corpus, out, "")
+    kept = completed_shards(out)
+    assert kept and len(kept) < len(reference.manifest["shards"]), kept
+    # What is under a final name is whole and right; nothing half-written is left and no manifest claims the run.
+    for _, table in iter_shards(out):
+        for row in table.to_pylist():
+            assert row == reference.rows[row["id"]]
+    assert not (out / MANIFEST_NAME).exists()
+    assert not list(out.glob(f"{TEMP_PREFIX}*"))
+    written = {shard: os.stat(out / shard_file_name(shard)) for shard in kept}
+    mount(disk_pages(reference.out) * 2, remount=True)  # space is back
+    finish(start_job(corpus, out))
+    assert_same_as_reference(out, reference)
+    # The rerun resumed: the shards the full disk did not stop were kept as they were, not written again.
+    for shard, before in written.items():
+        after = os.stat(out / shard_file_name(shard))
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), shard
+    assert read_manifest(out)["timings"]["shards_skipped"] == len(kept)
 
 
 def test_a_second_run_on_the_same_output_refuses_until_the_first_dies(corpus, reference, tmp_path):
