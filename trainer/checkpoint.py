@@ -76,6 +76,14 @@ def resolve_tag(root: Path, tag: str | None) -> str:
     return latest["tag"]
 
 
+def saved_tags(root: Path) -> list[str]:
+    """Every complete checkpoint's tag in step order: up to the one `latest.json` names (a later directory is a
+    save that never finished)."""
+    latest = resolve_tag(root, None)
+    tags = sorted(path.name for path in root.glob("step-*") if path.is_dir())
+    return [tag for tag in tags if tag_step(tag) <= tag_step(latest)]
+
+
 def save_checkpoint(engine: Any, root: Path, step: int, rank: int, data_state: dict[str, Any]) -> None:
     import torch.distributed as dist
 

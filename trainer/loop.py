@@ -55,15 +55,19 @@ def trained_model(config: TrainConfig, checkpoint_tag: str) -> tuple[Task, torch
     task = build_task(config, single_process_info(config.engine))
     model = task.build_model()
     if checkpoint_tag != "base":
-        state = checkpoint.load_module_weights(checkpoint.checkpoint_root(config.run.out_dir), checkpoint_tag)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        loaded = {id(parameter) for name, parameter in model.named_parameters() if name in state}
-        untied = [name for name, parameter in model.named_parameters()
-                  if name in missing and id(parameter) not in loaded]
-        if unexpected or untied:
-            raise TrainerError(f"checkpoint {checkpoint_tag}: weights do not match the model "
-                               f"(missing {untied[:3]}, unexpected {unexpected[:3]})")
+        load_checkpoint_weights(model, config, checkpoint_tag)
     return task, model
+
+
+def load_checkpoint_weights(model: torch.nn.Module, config: TrainConfig, checkpoint_tag: str) -> None:
+    """Put checkpoint `checkpoint_tag`'s weights into `model` (`sample --checkpoint all` reuses one model)."""
+    state = checkpoint.load_module_weights(checkpoint.checkpoint_root(config.run.out_dir), checkpoint_tag)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    loaded = {id(parameter) for name, parameter in model.named_parameters() if name in state}
+    untied = [name for name, parameter in model.named_parameters() if name in missing and id(parameter) not in loaded]
+    if unexpected or untied:
+        raise TrainerError(f"checkpoint {checkpoint_tag}: weights do not match the model "
+                           f"(missing {untied[:3]}, unexpected {unexpected[:3]})")
 
 
 def _all_ranks_finite(value: torch.Tensor) -> bool:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from trainer.core import StepTotals, register_task
+from trainer.rewards.mixing import reward_means
 from trainer.objectives.flow_matching import (MMDiTEditTask, MMDiTTaskConfig, image_token_count, interpolate,
                                               resolution_shift, velocity_target)
 from trainer.sampling import euler_sample
@@ -82,8 +83,9 @@ def diffusion_nft_loss(model: nn.Module, old: nn.Module, data: torch.Tensor, r: 
     return nft_loss_from_velocities(v_theta, v_old, velocity_target(noise, data), r, beta)
 
 
-# (edits, instructions, group size) -> mixed advantages [B] (trainer.rewards.mixing.RewardMixer.group_advantage)
-AdvantageFunction = Callable[[torch.Tensor, list[str], int], torch.Tensor]
+# (edits, instructions, group size, source latents or None) -> mixed advantages [B]
+# (trainer.rewards.mixing.RewardMixer.group_advantage)
+AdvantageFunction = Callable[[torch.Tensor, list[str], int, torch.Tensor | None], torch.Tensor]
 
 
 def nft_update(model: nn.Module, old: nn.Module, advantage_fn: AdvantageFunction, text_states: torch.Tensor,
@@ -97,7 +99,8 @@ def nft_update(model: nn.Module, old: nn.Module, advantage_fn: AdvantageFunction
     noise = torch.randn(states.shape[0], *latent_shape, generator=generator).to(text_states)
     edits = euler_sample(old, noise, states, mask, num_steps=config.num_steps, guidance_scale=1.0, shift=shift,
                          condition_latents=conditions)
-    advantages = advantage_fn(edits, [p for p in instructions for _ in range(group)], group).to(edits)
+    advantages = advantage_fn(edits, [p for p in instructions for _ in range(group)], group,
+                              conditions[0] if conditions else None).to(edits)
     r = optimality_probability(advantages, config.advantage_clip)
     loss = diffusion_nft_loss(model, old, edits, r, config.beta, states, mask, conditions, generator)
     return {"loss": loss, "r_mean": r.mean().detach(), "advantage_abs": advantages.abs().mean().detach()}
@@ -134,7 +137,7 @@ class DiffusionNFTEditTask(MMDiTEditTask):
         self.old.to(batch["latents"].device)
         latent_shape = batch["latents"].shape[1:]
         shift = resolution_shift(image_token_count(batch["latents"].shape), self.config.flow)
-        instructions = [f"instruction {n}" for n in range(batch["latents"].shape[0])]
-        return nft_update(model, self.old, self.rewards.group_advantage, batch["text_states"], batch["text_mask"],
-                          instructions, [batch["source_latents"]], latent_shape, self.config.nft, shift,
-                          self.generator)
+        losses = nft_update(model, self.old, self.rewards.group_advantage, batch["text_states"], batch["text_mask"],
+                            batch["prompts"], [batch["source_latents"]], latent_shape, self.config.nft, shift,
+                            self.generator)
+        return {**losses, **reward_means(self.rewards)}

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from trainer.core import StepTotals, register_task
+from trainer.rewards.mixing import reward_means
 from trainer.objectives.flow_matching import MMDiTTaskConfig, MMDiTTextToImageTask, resolution_shift, image_token_count
 from trainer.sampling import guided_velocity, sampling_timesteps
 
@@ -252,6 +253,7 @@ class FlowGRPOTask(MMDiTTextToImageTask):
         latent_shape = batch["latents"].shape[1:]
         shift = resolution_shift(image_token_count(batch["latents"].shape), self.config.flow)
         self.reference.to(batch["latents"].device)
-        prompts = [f"prompt {n}" for n in range(batch["latents"].shape[0])]
-        return grpo_update(model, self.reference, self.rewards.latent_reward, batch["text_states"],
-                           batch["text_mask"], prompts, latent_shape, self.config.grpo, shift, self.generator)
+        losses = grpo_update(model, self.reference, self.rewards.latent_reward, batch["text_states"],
+                             batch["text_mask"], batch["prompts"], latent_shape, self.config.grpo, shift,
+                             self.generator)
+        return {**losses, **reward_means(self.rewards)}

@@ -34,10 +34,12 @@ class RewardOutput:
 
 
 class Reward:
-    """Base of a reward model; `needs_images` False means it reads latents only (no VAE decode)."""
+    """Base of a reward model; `needs_images` False means it reads latents only (no VAE decode);
+    `needs_source_images` True means it compares an edit with its source (the source latents are decoded too)."""
 
     name = ""
     needs_images = True
+    needs_source_images = False
 
     def score(self, batch: RewardInput) -> RewardOutput:
         raise NotImplementedError
