@@ -150,7 +150,7 @@ def _train_steps(config: TrainConfig, dist_info: DistInfo, log: RunLog, result: 
         if step % config.run.log_every == 0 or step == total_steps:
             log.step(step, metrics)
         if (config.run.save_every and step % config.run.save_every == 0) or step == total_steps:
-            checkpoint.save_checkpoint(engine, root, step, dist_info.rank, stream.state())
+            checkpoint.save_checkpoint(engine, root, step, dist_info.rank, stream.state(), task.state_dict())
             log.event("checkpoint", step=step, tag=checkpoint.step_tag(step))
 
 
@@ -175,8 +175,9 @@ def train(config: TrainConfig) -> TrainResult:
         root = checkpoint.checkpoint_root(config.run.out_dir)
         start_step = 0
         if config.run.resume and checkpoint.read_latest(root) is not None:
-            start_step, data_state = checkpoint.load_checkpoint(engine, root, dist_info.rank)
+            start_step, data_state, task_state = checkpoint.load_checkpoint(engine, root, dist_info.rank)
             stream.load_state(data_state)
+            task.load_state_dict(task_state)
         result = TrainResult(start_step=start_step)
         log = RunLog(config.run.out_dir, enabled=dist_info.rank == 0, total_steps=total_steps,
                      start_step=start_step, progress=config.run.progress, tensorboard=config.run.tensorboard)

@@ -112,3 +112,62 @@ def test_grpo_task_trains_and_logs_reward_and_kl(latent_dir: Path, tmp_path: Pat
     assert {"kl", "ratio_mean", "reward_mean", "reward/latent_probe"} <= set(steps[0])
     # one reward of weight 1: the weighted sum is that reward
     assert steps[0]["reward_mean"] == pytest.approx(steps[0]["reward/latent_probe"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def edit_latent_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cached edit latents of two accepted triplets (the edit_rows pair, its undecodable row left out)."""
+    from data_engine.output_dir import standalone_manifest, write_manifest
+    from data_engine.schemas import EDIT_TRIPLET
+    from data_engine.shards import write_shard
+
+    out = tmp_path_factory.mktemp("rl-edit-latents")
+    stage = CacheLatentsStage(CacheLatentsConfig(kind="edit", resolution=32, torch_threads=1))
+    stage.setup()
+    processed, _ = apply_stage(stage, edit_rows().take([0, 0]), batch_size=4)
+    schema = EDIT_TRIPLET.arrow(stage.output_fields())
+    write_shard(out, 0, processed.select(schema.names).cast(schema), [])
+    write_manifest(out, standalone_manifest(EDIT_TRIPLET, "edit_latents", {}, [2]))
+    return out
+
+
+def rl_config(task: str, data: Path, out: Path) -> dict:
+    objective = {"grpo": {"group_size": 2, "num_steps": 2, "guidance_scale": 2.0}} if task == "mmdit_grpo_t2i" \
+        else {"nft": {"group_size": 2, "num_steps": 2, "ema_ramp": 0.3}}
+    return {"task": {"name": task, "config": {"preset": "tiny", **objective,
+                                               "rewards": [{"name": "latent_probe", "weight": 1.0}]}},
+            "data": {"window": 2, "datasets": [{"name": "rows", "path": str(data)}]},
+            "optim": {"lr": 1e-3, "warmup_steps": 0},
+            "engine": {"zero_stage": 0, "micro_batch_size": 2},
+            "run": {"out_dir": str(out), "max_steps": 4, "save_every": 2, "log_every": 1, "progress": False,
+                    "tensorboard": False}}
+
+
+@pytest.mark.parametrize("task", ["mmdit_grpo_t2i", "mmdit_nft_edit"])
+def test_resume_after_step_two_repeats_the_uninterrupted_run(task: str, latent_dir: Path, edit_latent_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """Killed after its step-2 checkpoint (only that one survives), the run resumes to the same rewards, losses
+    and weights at step 4: the rollout generator and the NFT old policy travel with the checkpoint."""
+    import shutil
+
+    from trainer import checkpoint
+
+    data = latent_dir if task == "mmdit_grpo_t2i" else edit_latent_dir
+    uninterrupted = train(parse_config(rl_config(task, data, tmp_path / "full")))
+    crashed = tmp_path / "crashed"
+    root = checkpoint.checkpoint_root(crashed)
+    root.mkdir(parents=True)
+    shutil.copytree(checkpoint.checkpoint_root(tmp_path / "full") / checkpoint.step_tag(2), root / checkpoint.step_tag(2))
+    (root / checkpoint.LATEST_NAME).write_text(json.dumps({"tag": checkpoint.step_tag(2), "step": 2}))
+    resumed = train(parse_config(rl_config(task, data, crashed)))
+    assert resumed.start_step == 2 and resumed.steps == [3, 4]
+    assert resumed.losses == uninterrupted.losses[2:]
+
+    def logged(run: Path) -> list[float]:
+        return [entry["reward/latent_probe"] for entry in map(json.loads, (run / "train_log.jsonl").read_text()
+                                                                     .splitlines()) if entry["event"] == "step"]
+
+    assert logged(crashed) == logged(tmp_path / "full")[2:]
+    final = [checkpoint.load_module_weights(checkpoint.checkpoint_root(run), "latest") for run in (tmp_path / "full", crashed)]
+    assert final[0].keys() == final[1].keys()
+    assert all(torch.equal(final[0][name], final[1][name]) for name in final[0])

@@ -129,6 +129,14 @@ class DiffusionNFTEditTask(MMDiTEditTask):
         self.updates = 0
         return model
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "old": self.old.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.old.load_state_dict(state["old"])
+        self.updates = state["updates"]
+
     def compute_loss(self, model: Any, batch: dict[str, Any], totals: StepTotals | None = None) -> dict[str, Any]:
         module = getattr(model, "module", model)
         if self.updates:  # the previous call's optimizer step has happened: move the old policy
