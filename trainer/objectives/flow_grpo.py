@@ -139,14 +139,22 @@ def group_advantages(rewards: torch.Tensor, group_size: int, std_over: str = "gr
     """(advantages, keep) for rewards `[P * G]` ordered prompt by prompt; groups with no spread: A 0, keep 0.
 
     Per group (reward - group mean) / std with the population std of the group (`std_over="group"`) or of
-    the whole batch (`"batch"`), so a kept group has mean 0 and, with group std, std 1."""
+    the whole batch (`"batch"`), so a kept group has mean 0 and, with group std, std 1. A NaN reward (a judge
+    whose answer did not parse) is unknown, not low: the statistics use the group's other samples and that
+    sample gets A 0, keep 0."""
     grouped = rewards.view(-1, group_size).double()
-    centred = grouped - grouped.mean(dim=1, keepdim=True)
-    group_std = grouped.std(dim=1, unbiased=False, keepdim=True)
-    keep = group_std > min_spread
-    scale = group_std if std_over == "group" else rewards.double().std(unbiased=False).expand_as(group_std)
+    known = ~torch.isnan(grouped)
+    count = known.sum(dim=1, keepdim=True).clamp(min=1)
+    mean = torch.where(known, grouped, 0.0).sum(dim=1, keepdim=True) / count
+    centred = torch.where(known, grouped - mean, 0.0)
+    group_std = (centred.pow(2).sum(dim=1, keepdim=True) / count).sqrt()
+    keep = (group_std > min_spread) & known
+    if std_over == "group":
+        scale = group_std
+    else:
+        scale = rewards.double()[~torch.isnan(rewards)].std(unbiased=False).expand_as(group_std)
     advantages = torch.where(keep, centred / scale.clamp(min=min_spread), torch.zeros_like(centred))
-    return advantages.flatten().to(rewards.dtype), keep.expand_as(grouped).flatten().to(rewards.dtype)
+    return advantages.flatten().to(rewards.dtype), keep.flatten().to(rewards.dtype)
 
 
 def clipped_policy_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
@@ -248,6 +256,12 @@ class FlowGRPOTask(MMDiTTextToImageTask):
 
         self.rewards = build_reward_mixer(self.config.rewards, vae=self.config.vae)
         return model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
 
     def compute_loss(self, model: Any, batch: dict[str, Any], totals: StepTotals | None = None) -> dict[str, Any]:
         latent_shape = batch["latents"].shape[1:]

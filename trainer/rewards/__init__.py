@@ -3,8 +3,9 @@
 A reward scores a batch of generated images: `Reward.score(RewardInput) -> RewardOutput` (one float per
 image plus a details dict per image: the OCR text read back, the parse failure of a judge, ...).
 Rewards are built from config specs `{name: <registered name>, weight: w, ...reward options}`;
-`RewardMixer` combines them (trainer/rewards/mixing.py). Registered here: `aesthetic`, `clip_score`, `ocr`,
-`latent_probe` (trainer/rewards/scorers.py).
+`RewardMixer` combines them (trainer/rewards/mixing.py). Registered: `aesthetic`, `clip_score`, `ocr`,
+`latent_probe` (trainer/rewards/scorers.py); `vlm_instruction_following`, `vlm_consistency`, `naturalness`
+(trainer/rewards/judge.py). A reward that cannot score an image says why in its details and scores NaN.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def register_reward(name: str):
 
 
 def build_reward(spec: dict[str, Any]) -> Reward:
+    import trainer.rewards.judge  # noqa: F401  (registers the VLM editing rewards)
     import trainer.rewards.scorers  # noqa: F401  (registers the built-in rewards)
 
     options = {key: value for key, value in spec.items() if key not in ("name", "weight", "role")}

@@ -70,6 +70,7 @@ class RewardMixer:
         self.vae_path = vae
         self.vae: Any = None
         self.last_means: dict[str, float] = {}
+        self.last_unscored: dict[str, float] = {}
 
     @classmethod
     def from_specs(cls, specs: list[dict[str, Any]], vae: str | None = None,
@@ -107,7 +108,8 @@ class RewardMixer:
         batch = RewardInput(prompts=prompts, images=images, latents=latents.detach(), source_images=sources)
         raw = {name: torch.tensor(entry.reward.score(batch).scores, dtype=torch.float32)
                for name, entry in self.rewards.items()}
-        self.last_means = {name: float(value.mean()) for name, value in raw.items()}
+        self.last_means = {name: float(value.nanmean()) for name, value in raw.items()}
+        self.last_unscored = {name: float(value.isnan().float().mean()) for name, value in raw.items()}
         return gated_scores(raw, {name: entry.role for name, entry in self.rewards.items() if entry.role}, self.gate)
 
     def latent_reward(self, latents: torch.Tensor, prompts: list[str],
@@ -125,5 +127,7 @@ class RewardMixer:
 
 
 def reward_means(mixer: RewardMixer) -> dict[str, torch.Tensor]:
-    """The last scored batch's mean raw score per reward, as `reward/<key>` training-log metrics."""
-    return {f"reward/{name}": torch.tensor(value) for name, value in mixer.last_means.items()}
+    """The last scored batch's mean raw score per reward (`reward/<key>`, over the scored images) and the share
+    of images a reward could not score (`unscored/<key>`: a judge answer that did not parse), for the log."""
+    return {**{f"reward/{name}": torch.tensor(value) for name, value in mixer.last_means.items()},
+            **{f"unscored/{name}": torch.tensor(value) for name, value in mixer.last_unscored.items()}}
