@@ -192,6 +192,7 @@ class LatentExample:
     text_states: torch.Tensor  # [L, text_dim]
     source_latent: torch.Tensor | None  # [C, F, H, W] for edits
     prompt: str = ""  # the text behind text_states: the drawn caption, or the edit instruction (RL rewards read it)
+    seed: int = 0  # the sample's seed (RL rollouts draw their noise from it, whatever the rank layout)
 
 
 def cached_prompt_text(row: dict[str, Any], key: str) -> str:
@@ -246,7 +247,7 @@ class MMDiTFlowTask(Task):
             source = tensor_from_bytes(row["source_latent"], row["source_latent_shape"])
         return LatentExample(tensor_from_bytes(row["latent"], row["latent_shape"]),
                              tensor_from_bytes(feature["states"], (feature["tokens"], row["text_dim"])), source,
-                             cached_prompt_text(row, key))
+                             cached_prompt_text(row, key), sample.seed)
 
     def plan_micro_batches(self, examples: Sequence[LatentExample]) -> list[list[int]]:
         """Micro-batches of one bucket each (same latent shape), buckets in order of first appearance."""
@@ -266,7 +267,8 @@ class MMDiTFlowTask(Task):
             text_states[row, :example.text_states.shape[0]] = example.text_states
             text_mask[row, :example.text_states.shape[0]] = True
         batch = {"latents": torch.stack([example.latent for example in examples]), "text_states": text_states,
-                 "text_mask": text_mask, "prompts": [example.prompt for example in examples]}
+                 "text_mask": text_mask, "prompts": [example.prompt for example in examples],
+                 "seeds": torch.tensor([example.seed for example in examples], dtype=torch.int64)}
         if examples[0].source_latent is not None:
             batch["source_latents"] = torch.stack([example.source_latent for example in examples])
         return batch
