@@ -180,7 +180,8 @@ class ShippedJobs:
 
     def overrides(self, job: str) -> list[str]:
         upstream = {"caption.yaml": "demo.yaml", "cache_latents.yaml": "caption.yaml", "rebalance.yaml": "caption.yaml",
-                    "rewrite.yaml": "caption.yaml", "text_render_prompts.yaml": "caption.yaml"}
+                    "rewrite.yaml": "caption.yaml", "text_render_prompts.yaml": "caption.yaml",
+                    "cache_edit_latents.yaml": "text_edit.yaml"}
         inputs = {"demo.yaml": [f"input={self.corpus}"], "curate_images.yaml": [f"input={self.corpus}"],
                   "spatial_qa.yaml": QA_SMALL, "multiview.yaml": MULTIVIEW_SMALL, "spatial_edit.yaml": EDIT_SMALL,
                   "lift_video.yaml": LIFT_SMALL, "text_render.yaml": ["input=procedural://4?seed=0", "reader.shard_rows=2"],
