@@ -118,7 +118,7 @@ def test_grpo_task_trains_and_logs_reward_and_kl(latent_dir: Path, tmp_path: Pat
 def edit_latent_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Cached edit latents of two accepted triplets (the edit_rows pair, its undecodable row left out)."""
     from data_engine.output_dir import standalone_manifest, write_manifest
-    from data_engine.schemas import EDIT_TRIPLET
+    from data_engine.editing.triplet import EDIT_TRIPLET
     from data_engine.shards import write_shard
 
     out = tmp_path_factory.mktemp("rl-edit-latents")
