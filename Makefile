@@ -173,18 +173,19 @@ train-mmdit: out/demo/rebalanced/_manifest.json
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/mmdit_t2i_tiny.yaml)
 
-# RL post-training (trainer/objectives/flow_grpo.py, diffusion_nft.py) on the same cached latents: reward_mean,
-# kl and ratio per step in <out_dir>/train_log.jsonl. train-nft reads the balanced edit triplets' latents
-# (cache_edit_latents.yaml) at out/demo/edit_latents, which `make edit-data` (or the demo) writes.
+# RL post-training (trainer/objectives/flow_grpo.py, diffusion_nft.py): reward per reward, kl / r and the loss per
+# step in <out_dir>/train_log.jsonl, a sample grid per checkpoint; `make report` draws them. train-grpo scores
+# rollouts for the demo's captions (cached latents); train-nft edits the balanced edit triplets (latents cached
+# by cache_edit_latents.yaml at out/demo/edit_latents, which `make edit-data` or the demo writes).
 train-grpo: out/demo/rebalanced/_manifest.json
 	@$(call RUN_JOB,pipelines/jobs/cache_latents.yaml)
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/grpo_t2i_tiny.yaml)
-	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/grpo_t2i_tiny.yaml)
+	@$(PY) -m trainer sample --checkpoint all --config $(or $(CONFIG),trainer/configs/grpo_t2i_tiny.yaml)
 
 train-nft: tiny-models
 	@test -f out/demo/edit_latents/_manifest.json || $(MAKE) --no-print-directory edit-data
 	@$(PY) -m trainer train --config $(or $(CONFIG),trainer/configs/nft_edit_tiny.yaml)
-	@$(PY) -m trainer sample --config $(or $(CONFIG),trainer/configs/nft_edit_tiny.yaml)
+	@$(PY) -m trainer sample --checkpoint all --config $(or $(CONFIG),trainer/configs/nft_edit_tiny.yaml)
 
 # One HTML report over whatever the stage targets above have written so far (each directory gets its section).
 REPORT_DIRS = $(wildcard out/demo/images out/demo/curated_* out/demo/spatial_qa out/demo/captions \

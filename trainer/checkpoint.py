@@ -1,4 +1,5 @@
-"""Checkpoints: DeepSpeed states (model, optimizer, scheduler) plus, per rank, data position and RNG states.
+"""Checkpoints: DeepSpeed states (model, optimizer, scheduler) plus, per rank, data position, RNG states and the
+task's own state (`Task.state_dict`).
 
 Layout under `<out_dir>/checkpoints/`:
   step-00000040/            DeepSpeed's files for that tag, and `rank-00000.pt` ... (data state, RNG)
@@ -76,20 +77,30 @@ def resolve_tag(root: Path, tag: str | None) -> str:
     return latest["tag"]
 
 
-def save_checkpoint(engine: Any, root: Path, step: int, rank: int, data_state: dict[str, Any]) -> None:
+def saved_tags(root: Path) -> list[str]:
+    """Every complete checkpoint's tag in step order: up to the one `latest.json` names (a later directory is a
+    save that never finished)."""
+    latest = resolve_tag(root, None)
+    tags = sorted(path.name for path in root.glob("step-*") if path.is_dir())
+    return [tag for tag in tags if tag_step(tag) <= tag_step(latest)]
+
+
+def save_checkpoint(engine: Any, root: Path, step: int, rank: int, data_state: dict[str, Any],
+                    task_state: dict[str, Any] | None = None) -> None:
     import torch.distributed as dist
 
     tag = step_tag(step)
     engine.save_checkpoint(str(root), tag=tag, save_latest=False)
-    torch.save({"step": step, "data": data_state, "rng": rng_state()}, root / tag / f"rank-{rank:05d}.pt")
+    torch.save({"step": step, "data": data_state, "rng": rng_state(), "task": task_state or {}},
+               root / tag / f"rank-{rank:05d}.pt")
     dist.barrier()
     if rank == 0:
         atomic_write_json(root / LATEST_NAME, {"tag": tag, "step": step})
     dist.barrier()
 
 
-def load_checkpoint(engine: Any, root: Path, rank: int) -> tuple[int, dict[str, Any]]:
-    """Restore the latest checkpoint into `engine`; returns (step, this rank's data state)."""
+def load_checkpoint(engine: Any, root: Path, rank: int) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Restore the latest checkpoint into `engine`; returns (step, this rank's data state, its task state)."""
     tag = resolve_tag(root, None)
     rank_file = root / tag / f"rank-{rank:05d}.pt"
     if not rank_file.is_file():
@@ -100,7 +111,7 @@ def load_checkpoint(engine: Any, root: Path, rank: int) -> tuple[int, dict[str, 
         raise TrainerError(f"{root / tag}: DeepSpeed could not load this checkpoint")
     state = torch.load(rank_file, weights_only=False)
     set_rng_state(state["rng"])
-    return int(state["step"]), state["data"]
+    return int(state["step"]), state["data"], state.get("task", {})
 
 
 def load_module_weights(root: Path, tag: str | None) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@
         -> <run.out_dir>/eval/<tag>.json: {"checkpoint", "step", "samples", "overall",
            "per_subtask": {name: {"n", "metric", "score"}}, "predictions"} (trainer/evaluation/spatial_qa.py)
     python -m trainer export --config CONFIG [--checkpoint latest|TAG] --out DIR
-    python -m trainer sample --config CONFIG [--checkpoint latest|TAG] [--out DIR]   (tasks that generate images)
+    python -m trainer sample --config CONFIG [--checkpoint latest|TAG|all] [--out DIR]   (image generators)
         -> <run.out_dir>/samples/<tag>/: grid.png, sample-NNN.png, samples.json (checkpoint, prompts, files)
 
 Launch `train` with torchrun or the `deepspeed` launcher (`deepspeed --hostfile H --module trainer train ...`)
@@ -132,16 +132,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     from trainer import checkpoint
-    from trainer.loop import trained_model
+    from trainer.loop import load_checkpoint_weights, trained_model
     from trainer.sampling import samples_dir
 
     config = _load(args)
-    tag = checkpoint.resolve_tag(checkpoint.checkpoint_root(config.run.out_dir), args.checkpoint)
-    task, model = trained_model(config, tag)
-    out = Path(args.out) if args.out else samples_dir(config.run.out_dir, tag)
-    out.mkdir(parents=True, exist_ok=True)
-    grid = task.write_samples(model, out, tag)
-    print(f"sample: {tag} -> {grid}", file=sys.stderr)
+    root = checkpoint.checkpoint_root(config.run.out_dir)
+    if args.checkpoint == "all":
+        if args.out:
+            raise TrainerError("sample --checkpoint all writes one directory per checkpoint; drop --out")
+        tags = checkpoint.saved_tags(root)
+    else:
+        tags = [checkpoint.resolve_tag(root, args.checkpoint)]
+    task, model = trained_model(config, tags[0])
+    for tag in tags:
+        if tag != tags[0]:
+            load_checkpoint_weights(model, config, tag)
+        out = Path(args.out) if args.out else samples_dir(config.run.out_dir, tag)
+        out.mkdir(parents=True, exist_ok=True)
+        grid = task.write_samples(model, out, tag)
+        print(f"sample: {tag} -> {grid}", file=sys.stderr)
     return 0
 
 
@@ -169,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="dry run: mean samples per micro-batch (packing tasks: per pack; "
                                       "default engine.micro_batch_size)")
         if name != "train":
-            command.add_argument("--checkpoint", default="latest",
-                                 help="latest, a tag such as step-00000100" + (", or base" if name == "eval" else ""))
+            extra = {"eval": ", or base", "sample": ", or all (every saved checkpoint, in step order)"}.get(name, "")
+            command.add_argument("--checkpoint", default="latest", help="latest, a tag such as step-00000100" + extra)
         if name == "eval":
             command.add_argument("--out", help="result JSON (default: <run.out_dir>/eval/<checkpoint tag>.json; "
                                                "format in trainer/evaluation/spatial_qa.py)")

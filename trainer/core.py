@@ -22,6 +22,7 @@ How the shared loop uses a task (trainer/loop.py; `step` counts optimizer steps)
                                   micro-batches per step on all ranks)
     per micro-batch: losses = task.compute_loss(engine, task.to_device(batch), totals)
                      losses["loss"] is what is back-propagated; every other entry is logged
+    task.state_dict() / load_state_dict(state)        (saved with each checkpoint, restored on resume)
     task.evaluate(model, samples) -> {metric: value}   (`python -m trainer eval`)
     TaskClass.meta_model(config)                      (`python -m trainer train --dry-run`: weights-free)
     task.export(model, out_dir)                       (`python -m trainer export`)
@@ -182,6 +183,16 @@ class Task:
 
     def step_totals(self, batch: dict[str, Any], totals: StepTotals | None) -> StepTotals:
         return totals if totals is not None else StepTotals(self.loss_counts(batch), 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state the task keeps outside the model (the RL tasks' rollout generator, DiffusionNFT's EMA
+        old policy); saved per rank with every checkpoint and given back to `load_state_dict` on resume, so a
+        resumed run repeats the uninterrupted one exactly."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise TrainerError(f"task {self.name}: the checkpoint holds task state {sorted(state)} it cannot restore")
 
     def evaluate(self, model: Any, samples: Iterable[Sample]) -> dict[str, Any]:
         raise TrainerError(f"task {self.name}: evaluation is not implemented")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,6 +212,39 @@ class MultiviewCollagesReader(UpstreamShardsReader, kind="multiview_collages", s
                 "reject_detail": source["reject_detail"]}
 
 
+# ---------------------------------------------------------------- edit pairs
+
+
+@dataclass(frozen=True)
+class EditPair:
+    """What the trainer takes from an edit row: the instruction and the encoded source and target images."""
+
+    instruction: str
+    source_bytes: bytes | None
+    target_bytes: bytes | None
+    row_id: str = ""
+
+    def source_image(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.source_bytes or b"")).convert("RGB")
+
+
+def edit_pair(row: dict[str, Any]) -> EditPair:
+    """The trainer's one reader of an edit row (edit latent caching, the DiffusionNFT sample grid): every edit
+    source (spatial-edit renders, text edits, video pairs) writes `edit_triplet` rows, so a change of the triplet
+    format is one edit here."""
+    return EditPair(row.get("instruction") or "", (row.get("source_image") or {}).get("bytes"),
+                    (row.get("target_image") or {}).get("bytes"), row.get("id") or "")
+
+
+def read_edit_pairs(path: Path, limit: int) -> list[EditPair]:
+    """The first `limit` accepted edit pairs of an edit-triplet shard directory, in file order."""
+    from trainer.config import DatasetSpec
+    from trainer.data import iter_accepted
+
+    samples = iter_accepted(DatasetSpec(name="edits", path=path), (EDIT_TRIPLET.name,), "all")
+    return [edit_pair(sample.row) for sample, _ in zip(samples, range(limit))]
+
+
 # ---------------------------------------------------------------- the caching stage
 
 TEXT_FEATURE = pa.struct([("key", pa.string()), ("tokens", pa.int32()), ("states", pa.binary())])
@@ -281,9 +315,9 @@ class CacheLatentsStage(Stage[CacheLatentsConfig]):
             target_bytes, source_bytes = row["image_bytes"], None
             prompts = self._caption_prompts(row)
         else:
-            target_bytes = (row["target_image"] or {}).get("bytes")
-            source_bytes = (row["source_image"] or {}).get("bytes")
-            prompts = {"instruction": row["instruction"]} if row["instruction"] else {}
+            pair = edit_pair(row)
+            target_bytes, source_bytes = pair.target_bytes, pair.source_bytes
+            prompts = {"instruction": pair.instruction} if pair.instruction else {}
         if not prompts:
             return {REJECT_COLUMN: "no_text", REJECT_DETAIL_COLUMN: "no caption/instruction to condition on"}
         try:

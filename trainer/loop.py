@@ -55,15 +55,19 @@ def trained_model(config: TrainConfig, checkpoint_tag: str) -> tuple[Task, torch
     task = build_task(config, single_process_info(config.engine))
     model = task.build_model()
     if checkpoint_tag != "base":
-        state = checkpoint.load_module_weights(checkpoint.checkpoint_root(config.run.out_dir), checkpoint_tag)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        loaded = {id(parameter) for name, parameter in model.named_parameters() if name in state}
-        untied = [name for name, parameter in model.named_parameters()
-                  if name in missing and id(parameter) not in loaded]
-        if unexpected or untied:
-            raise TrainerError(f"checkpoint {checkpoint_tag}: weights do not match the model "
-                               f"(missing {untied[:3]}, unexpected {unexpected[:3]})")
+        load_checkpoint_weights(model, config, checkpoint_tag)
     return task, model
+
+
+def load_checkpoint_weights(model: torch.nn.Module, config: TrainConfig, checkpoint_tag: str) -> None:
+    """Put checkpoint `checkpoint_tag`'s weights into `model` (`sample --checkpoint all` reuses one model)."""
+    state = checkpoint.load_module_weights(checkpoint.checkpoint_root(config.run.out_dir), checkpoint_tag)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    loaded = {id(parameter) for name, parameter in model.named_parameters() if name in state}
+    untied = [name for name, parameter in model.named_parameters() if name in missing and id(parameter) not in loaded]
+    if unexpected or untied:
+        raise TrainerError(f"checkpoint {checkpoint_tag}: weights do not match the model "
+                           f"(missing {untied[:3]}, unexpected {unexpected[:3]})")
 
 
 def _all_ranks_finite(value: torch.Tensor) -> bool:
@@ -146,7 +150,7 @@ def _train_steps(config: TrainConfig, dist_info: DistInfo, log: RunLog, result: 
         if step % config.run.log_every == 0 or step == total_steps:
             log.step(step, metrics)
         if (config.run.save_every and step % config.run.save_every == 0) or step == total_steps:
-            checkpoint.save_checkpoint(engine, root, step, dist_info.rank, stream.state())
+            checkpoint.save_checkpoint(engine, root, step, dist_info.rank, stream.state(), task.state_dict())
             log.event("checkpoint", step=step, tag=checkpoint.step_tag(step))
 
 
@@ -171,8 +175,9 @@ def train(config: TrainConfig) -> TrainResult:
         root = checkpoint.checkpoint_root(config.run.out_dir)
         start_step = 0
         if config.run.resume and checkpoint.read_latest(root) is not None:
-            start_step, data_state = checkpoint.load_checkpoint(engine, root, dist_info.rank)
+            start_step, data_state, task_state = checkpoint.load_checkpoint(engine, root, dist_info.rank)
             stream.load_state(data_state)
+            task.load_state_dict(task_state)
         result = TrainResult(start_step=start_step)
         log = RunLog(config.run.out_dir, enabled=dist_info.rank == 0, total_steps=total_steps,
                      start_step=start_step, progress=config.run.progress, tensorboard=config.run.tensorboard)

@@ -1,5 +1,5 @@
 """The trainer section of the HTML report (`python -m pipelines report RUN_DIR`): the loss curve from
-`train_log.jsonl`, the checkpoints, eval results per sub-task and checkpoint (`python -m trainer eval` writes
+`train_log.jsonl` (RL runs: reward, KL and r curves too), the checkpoints, eval results per sub-task and checkpoint (`python -m trainer eval` writes
 `eval/<tag>.json`, format in trainer/evaluation/spatial_qa.py), and the fixed-prompt sample grid of each checkpoint with
 its prompts (`python -m trainer sample` writes `samples/<tag>/grid.png` and `samples.json`).
 
@@ -73,7 +73,30 @@ def render_training(records: list[dict[str, Any]], directory: Path) -> str:
              ("Checkpoints", ", ".join(checkpoints) or "none")]
     curve = render_line_chart([Series("loss", [(r["step"], r["loss"]) for r in steps], SERIES_COLORS[1])],
                               x_label="step", y_label="loss")
-    return render_key_values([(k, v) for k, v in pairs if v is not None]) + heading("Training loss") + curve
+    return (render_key_values([(k, v) for k, v in pairs if v is not None]) + heading("Training loss") + curve
+            + render_rl_curves(steps))
+
+
+# RL post-training metrics (trainer/objectives/flow_grpo.py, diffusion_nft.py): a chart per group, one series
+# per logged key the group selects, drawn only when the log has them.
+RL_CHARTS = (
+    ("Rewards", "mean score per reward (reward/<key>) and of the weighted sum (reward_mean)",
+     lambda key: key == "reward_mean" or key.startswith("reward/")),
+    ("KL to the reference", "Flow-GRPO: per element, over the trained steps", lambda key: key == "kl"),
+    ("Optimality probability r", "DiffusionNFT: batch mean of r in [0, 1]", lambda key: key == "r_mean"),
+)
+
+
+def render_rl_curves(steps: list[dict[str, Any]]) -> str:
+    parts = []
+    for title, note, selects in RL_CHARTS:
+        keys = sorted({key for record in steps for key in record if selects(key)})
+        if not keys:
+            continue
+        series = [Series(key, [(r["step"], r[key]) for r in steps if isinstance(r.get(key), (int, float))],
+                         SERIES_COLORS[(number + 1) % len(SERIES_COLORS)]) for number, key in enumerate(keys)]
+        parts.append(heading(title, note) + render_line_chart(series, x_label="step", y_label=title.split()[0]))
+    return "".join(parts)
 
 
 def read_eval_results(directory: Path) -> list[tuple[Path, dict[str, Any]]]:

@@ -200,8 +200,11 @@ LIFT_SMALL = ["input=procedural://2?seed=0", "reader.shard_rows=1", "reader.proc
               "reader.procedural.height=120"]
 TWO_PROCEDURAL = ["input=procedural://2?seed=0", "reader.shard_rows=1"]  # a shard for each node
 RENDER_JOBS = {"multiview.yaml", "spatial_edit.yaml"}
-UPSTREAM = {"caption.yaml": "demo.yaml", "cache_latents.yaml": "caption.yaml", "rebalance.yaml": "caption.yaml",
-            "rewrite.yaml": "caption.yaml", "text_render_prompts.yaml": "caption.yaml"}
+# Jobs that read other jobs' outputs: the first is the job's input; edit_data reads the rest as named sources.
+UPSTREAM = {"caption.yaml": ("demo.yaml",), "cache_latents.yaml": ("caption.yaml",),
+            "rebalance.yaml": ("caption.yaml",), "rewrite.yaml": ("caption.yaml",),
+            "text_render_prompts.yaml": ("caption.yaml",), "cache_edit_latents.yaml": ("text_edit.yaml",),
+            "edit_data.yaml": ("spatial_edit.yaml", "video_pairs.yaml")}
 # The demo corpus cut down to what still exercises the image jobs (every caption costs a tiny-VLM generation):
 # one procedural image of each format and both photos, which the demo keeps, and of the degraded and corrupt
 # files only a few that curation or decoding rejects for different reasons.
@@ -226,13 +229,15 @@ def runnable(job: str) -> str | None:
             render_python()
         except RenderEnvMissing as missing:
             return f"needs the render environment: {missing}"
-    return None
+    return next((f"reads {upstream}, which {why}" for upstream in UPSTREAM.get(job, ())
+                 if (why := runnable(upstream))), None)
 
 
 def in_queue_order(jobs: list[str]) -> list[str]:
     """Jobs reading no other job's output first, then the others by depth: the order both queues take them."""
-    depth = {job: 0 if job not in UPSTREAM else 1 + (UPSTREAM[job] in UPSTREAM) for job in jobs}
-    return sorted(jobs, key=lambda job: (depth[job], job))
+    def depth(job: str) -> int:
+        return 1 + max(map(depth, UPSTREAM[job])) if job in UPSTREAM else 0
+    return sorted(jobs, key=lambda job: (depth(job), job))
 
 
 SHIPPED_JOBS = in_queue_order([path.name for path in JOBS_DIR.glob("*.yaml")])
@@ -266,16 +271,21 @@ class ShippedJobs:
         corpus = [f"input={self.corpus}", f"reader.shard_rows={CORPUS_SHARD_ROWS}"]
         inputs = {"demo.yaml": corpus, "curate_images.yaml": corpus,
                   "spatial_qa.yaml": QA_SMALL, "multiview.yaml": MULTIVIEW_SMALL, "spatial_edit.yaml": EDIT_SMALL,
-                  "lift_video.yaml": LIFT_SMALL, "text_render.yaml": TWO_PROCEDURAL, "text_edit.yaml": TWO_PROCEDURAL}
+                  "lift_video.yaml": LIFT_SMALL, "text_render.yaml": TWO_PROCEDURAL, "text_edit.yaml": TWO_PROCEDURAL,
+                  "video_pairs.yaml": TWO_PROCEDURAL}
+        if job == "edit_data.yaml":
+            spatial_edit, video_pairs = (self.local(upstream) for upstream in UPSTREAM[job])
+            return [f"input={spatial_edit}", f"reader.sources=[{{adapter: spatial_edit, path: {spatial_edit}}}, "
+                                             f"{{adapter: video_pairs, path: {video_pairs}}}]"]
         if job in UPSTREAM:
-            return [f"input={self.local(UPSTREAM[job])}"]
+            return [f"input={self.local(UPSTREAM[job][0])}"]
         if job not in inputs:
             raise AssertionError(f"{job} is shipped but has no cluster test: give it small inputs here")
         return inputs[job]
 
     def start_local(self, job: str) -> Future:
-        if job in UPSTREAM:
-            self.start_local(UPSTREAM[job])  # queued first, so the job's own run never waits on a later one
+        for upstream in UPSTREAM.get(job, ()):
+            self.start_local(upstream)  # queued first, so the job's own run never waits on a later one
         if job not in self.runs:
             self.runs[job] = self.queue.run(self._run_local, job)
         return self.runs[job]

@@ -100,6 +100,20 @@ def test_group_advantages_mean_zero_std_one() -> None:
     assert torch.allclose(batch_advantages.view(3, 4)[0], (rewards[:4] - rewards[:4].mean()) / rewards.std(unbiased=False))
 
 
+def test_an_unscored_sample_is_left_out_of_its_group() -> None:
+    """A NaN reward (a judge answer that did not parse) is unknown: the group's other samples alone are
+    normalised, and the unscored one carries no advantage and no weight."""
+    nan = float("nan")
+    rewards = torch.tensor([0.1, nan, 0.9, 0.5, nan, 0.2, 0.2, 0.2])
+    advantages, keep = group_advantages(rewards, 4)
+    known = torch.tensor([0.1, 0.9, 0.5])
+    assert torch.allclose(advantages[[0, 2, 3]], (known - known.mean()) / known.std(unbiased=False), atol=1e-6)
+    assert advantages[1] == 0 and keep.tolist() == [1, 0, 1, 1, 0, 0, 0, 0]  # second group: no spread left
+    batch_advantages, _ = group_advantages(rewards, 4, "batch")
+    scored = rewards[~rewards.isnan()]
+    assert torch.allclose(batch_advantages[[0, 2, 3]], (known - known.mean()) / scored.std(unbiased=False), atol=1e-6)
+
+
 def test_zero_spread_groups_give_no_gradient() -> None:
     model = tiny_model()
     config = FlowGRPOConfig(group_size=2, num_steps=3, guidance_scale=1.0, kl_beta=0.0)

@@ -306,5 +306,18 @@ def test_write_samples_t2i_and_edit(tmp_path: Path):
     edit_listing = json.loads((tmp_path / "edit" / "samples.json").read_text())
     assert edit_listing["samples"] == [{"prompt": "make it blue", "image": "sample-000.png",
                                         "source_image": str(source)}]
+    # Instructions and sources from edit-triplet shards (the NFT config's sample grid over the demo's renders).
+    from data_engine.output_dir import standalone_manifest, write_manifest
+    from data_engine.shards import write_shard
+
+    (tmp_path / "edit-shards").mkdir()
+    write_shard(tmp_path / "edit-shards", 0, edit_rows(), [])
+    write_manifest(tmp_path / "edit-shards", standalone_manifest(EDIT_TRIPLET, "edits", {}, [2]))
+    from_shards = MMDiTEditTask(MMDiTTaskConfig.model_validate({"sample": {
+        "edit_shards": str(tmp_path / "edit-shards"), "edit_count": 1, "width": 96, "height": 64, "num_steps": 2}}),
+        context)
+    from_shards.write_samples(from_shards.build_model(), tmp_path / "edit-from-shards", "base")
+    assert json.loads((tmp_path / "edit-from-shards" / "samples.json").read_text())["samples"] == [
+        {"prompt": "make the square blue", "image": "sample-000.png", "source_image": "e0"}]
     with pytest.raises(ValueError, match="source_images has 1 files for 2 prompts"):
         MMDiTTaskConfig.model_validate({"sample": {"prompts": ["a", "b"], "source_images": ["x.png"]}})

@@ -30,7 +30,7 @@ def reward(latents: torch.Tensor, _prompts: list[str]) -> torch.Tensor:
     return -(PROBE.values(latents) - TARGET).abs()
 
 
-def advantage(latents: torch.Tensor, prompts: list[str], group: int) -> torch.Tensor:
+def advantage(latents: torch.Tensor, prompts: list[str], group: int, _sources=None) -> torch.Tensor:
     return per_group_advantages(reward(latents, prompts), group)
 
 

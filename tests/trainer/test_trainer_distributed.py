@@ -62,3 +62,39 @@ def test_two_nodes_rendezvous_on_loopback(qa_dirs, tmp_path: Path) -> None:
                  if r["event"] == "start")
     assert start["world_size"] == 2
     assert [r["step"] for r in step_records(tmp_path / "run")] == [1, 2]
+
+
+def test_two_grpo_ranks_give_the_one_rank_first_step(tmp_path: Path) -> None:
+    """Flow-GRPO's first step over 4 prompts: two ranks with 2 prompts each (torchrun, gloo) log the loss and
+    reward of one rank with all 4 (rollout noise is drawn per prompt, not per rank position), and step to the
+    same weights. The first GRPO loss is 0 by construction (ratio 1, mean advantage 0, KL 0) but its gradient
+    is not: with Adam's eps far above the gradients, step 1 moves each weight by about -lr g / eps, so equal
+    weights mean equal (rank-averaged) gradients."""
+    import pytest
+    import torch
+
+    from trainer.latents import write_synthetic_latent_shards
+
+    write_synthetic_latent_shards(tmp_path / "latents", 4, resolution=32, shard_rows=4)
+
+    def config(name: str, micro_batch: int) -> Path:
+        return write_config(tmp_path / f"{name}.yaml", {
+            "task": {"name": "mmdit_grpo_t2i", "config": {
+                "preset": "tiny", "grpo": {"group_size": 2, "num_steps": 2, "guidance_scale": 2.0},
+                "rewards": [{"name": "latent_probe"}]}},
+            "data": {"window": micro_batch, "datasets": [{"name": "shapes", "path": str(tmp_path / "latents")}]},
+            "optim": {"lr": 1.0, "eps": 1.0e3, "grad_clip": 0.0, "warmup_steps": 0},
+            "engine": {"zero_stage": 0, "micro_batch_size": micro_batch},
+            "run": {"out_dir": str(tmp_path / name), "max_steps": 1, "progress": False, "tensorboard": False}})
+
+    processes = [torchrun("--nproc_per_node", "1", "--master_port", str(free_port()), config=config("one", 4)),
+                 torchrun("--nproc_per_node", "2", "--master_port", str(free_port()), config=config("two", 2))]
+    for process in processes:
+        output, _ = process.communicate(timeout=900)
+        assert process.returncode == 0, output[-3000:]
+    one, two = (step_records(tmp_path / name)[0] for name in ("one", "two"))
+    for key in ("loss", "reward_mean", "reward/latent_probe", "kl"):
+        assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-7), key
+    weights = [checkpoint.load_module_weights(checkpoint.checkpoint_root(tmp_path / name), "latest")
+               for name in ("one", "two")]
+    assert max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0]) < 1e-8

@@ -33,8 +33,7 @@ def mmdit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "run": {"out_dir": str(run), "max_steps": 2, "save_every": 1, "progress": False, "tensorboard": False},
     })
     assert cli_main(["train", "--config", str(config)]) == 0
-    for tag in CHECKPOINTS:
-        assert cli_main(["sample", "--config", str(config), "--checkpoint", tag]) == 0  # -> run/samples/<tag>
+    assert cli_main(["sample", "--config", str(config), "--checkpoint", "all"]) == 0  # -> run/samples/<tag> each
     assert cli_main(["eval", "--config", str(config), "--limit", "4"]) == 0
     return run
 
@@ -97,3 +96,18 @@ def test_sample_grid_per_checkpoint_renders(mmdit_run: Path, report: Path, brows
     assert HOSTILE_TASK in page.inner_text("body")
     assert problems == [] and dialogs == []
     page.close()
+
+
+def test_rl_runs_get_reward_kl_and_r_curves(tmp_path: Path) -> None:
+    """Step records as the Flow-GRPO and DiffusionNFT tasks log them: a chart per metric group, a series per key."""
+    run = tmp_path / "grpo"
+    run.mkdir()
+    records = [{"event": "start", "task": "mmdit_grpo_t2i", "world_size": 1}] + [
+        {"event": "step", "step": step, "loss": 0.1, "reward_mean": 0.2 * step, "reward/aesthetic": 0.1 * step,
+         "reward/ocr": 0.3, "kl": 0.01 * step, "r_mean": 0.5} for step in (1, 2, 3)]
+    (run / "train_log.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    text = write_html_report([run], tmp_path / "report.html", title="rl").read_text(encoding="utf-8")
+    for title in ("Rewards", "KL to the reference", "Optimality probability r"):
+        assert f"<h3>{title} <span" in text
+    for series in ("reward_mean", "reward/aesthetic", "reward/ocr", "kl", "r_mean"):
+        assert f"<title>{series}</title>" in text

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from trainer.core import StepTotals, register_task
+from trainer.objectives.flow_grpo import Randomness, RolloutGenerators, draw_normal, draw_uniform
+from trainer.rewards.mixing import reward_means
 from trainer.objectives.flow_matching import (MMDiTEditTask, MMDiTTaskConfig, image_token_count, interpolate,
                                               resolution_shift, velocity_target)
 from trainer.sampling import euler_sample
@@ -70,11 +72,11 @@ def nft_loss_from_velocities(v_theta: torch.Tensor, v_old: torch.Tensor, target:
 
 def diffusion_nft_loss(model: nn.Module, old: nn.Module, data: torch.Tensor, r: torch.Tensor, beta: float,
                        text_states: torch.Tensor, text_mask: torch.Tensor,
-                       condition_latents: Sequence[torch.Tensor] = (), generator: torch.Generator | None = None,
+                       condition_latents: Sequence[torch.Tensor] = (), generator: Randomness = None,
                        timesteps: torch.Tensor | None = None) -> torch.Tensor:
-    noise = torch.randn(data.shape, generator=generator).to(data)
+    noise = draw_normal(data.shape, generator).to(data)
     if timesteps is None:
-        timesteps = torch.rand(data.shape[0], generator=generator).to(data)
+        timesteps = draw_uniform(data.shape[0], generator).to(data)
     z = interpolate(noise, data, timesteps)
     v_theta = model(z, timesteps, text_states, text_mask, condition_latents=condition_latents)
     with torch.no_grad():
@@ -82,22 +84,24 @@ def diffusion_nft_loss(model: nn.Module, old: nn.Module, data: torch.Tensor, r: 
     return nft_loss_from_velocities(v_theta, v_old, velocity_target(noise, data), r, beta)
 
 
-# (edits, instructions, group size) -> mixed advantages [B] (trainer.rewards.mixing.RewardMixer.group_advantage)
-AdvantageFunction = Callable[[torch.Tensor, list[str], int], torch.Tensor]
+# (edits, instructions, group size, source latents or None) -> mixed advantages [B]
+# (trainer.rewards.mixing.RewardMixer.group_advantage)
+AdvantageFunction = Callable[[torch.Tensor, list[str], int, torch.Tensor | None], torch.Tensor]
 
 
 def nft_update(model: nn.Module, old: nn.Module, advantage_fn: AdvantageFunction, text_states: torch.Tensor,
                text_mask: torch.Tensor, instructions: list[str], condition_latents: Sequence[torch.Tensor],
                latent_shape: Sequence[int], config: DiffusionNFTConfig, shift: float,
-               generator: torch.Generator) -> dict[str, torch.Tensor]:
+               generator: Randomness) -> dict[str, torch.Tensor]:
     """Deterministic CFG-free rollouts of the old policy (G per prompt), advantages, the NFT loss."""
     group = config.group_size
     states, mask = text_states.repeat_interleave(group, 0), text_mask.repeat_interleave(group, 0)
     conditions = [c.repeat_interleave(group, 0) for c in condition_latents]
-    noise = torch.randn(states.shape[0], *latent_shape, generator=generator).to(text_states)
+    noise = draw_normal((states.shape[0], *latent_shape), generator).to(text_states)
     edits = euler_sample(old, noise, states, mask, num_steps=config.num_steps, guidance_scale=1.0, shift=shift,
                          condition_latents=conditions)
-    advantages = advantage_fn(edits, [p for p in instructions for _ in range(group)], group).to(edits)
+    advantages = advantage_fn(edits, [p for p in instructions for _ in range(group)], group,
+                              conditions[0] if conditions else None).to(edits)
     r = optimality_probability(advantages, config.advantage_clip)
     loss = diffusion_nft_loss(model, old, edits, r, config.beta, states, mask, conditions, generator)
     return {"loss": loss, "r_mean": r.mean().detach(), "advantage_abs": advantages.abs().mean().detach()}
@@ -121,10 +125,16 @@ class DiffusionNFTEditTask(MMDiTEditTask):
 
         model = super().build_model()
         self.old = copy.deepcopy(model).requires_grad_(False).eval()
-        self.generator = torch.Generator().manual_seed(0)
         self.rewards = build_reward_mixer(self.config.rewards, vae=self.config.vae)
         self.updates = 0
         return model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"old": self.old.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.old.load_state_dict(state["old"])
+        self.updates = state["updates"]
 
     def compute_loss(self, model: Any, batch: dict[str, Any], totals: StepTotals | None = None) -> dict[str, Any]:
         module = getattr(model, "module", model)
@@ -134,7 +144,8 @@ class DiffusionNFTEditTask(MMDiTEditTask):
         self.old.to(batch["latents"].device)
         latent_shape = batch["latents"].shape[1:]
         shift = resolution_shift(image_token_count(batch["latents"].shape), self.config.flow)
-        instructions = [f"instruction {n}" for n in range(batch["latents"].shape[0])]
-        return nft_update(model, self.old, self.rewards.group_advantage, batch["text_states"], batch["text_mask"],
-                          instructions, [batch["source_latents"]], latent_shape, self.config.nft, shift,
-                          self.generator)
+        generators = RolloutGenerators.for_update(batch["seeds"].tolist(), self.config.nft.group_size, self.updates)
+        losses = nft_update(model, self.old, self.rewards.group_advantage, batch["text_states"], batch["text_mask"],
+                            batch["prompts"], [batch["source_latents"]], latent_shape, self.config.nft, shift,
+                            generators)
+        return {**losses, **reward_means(self.rewards)}

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from trainer.core import StepTotals, register_task
+from trainer.rewards.mixing import reward_means
 from trainer.objectives.flow_matching import MMDiTTaskConfig, MMDiTTextToImageTask, resolution_shift, image_token_count
 from trainer.sampling import guided_velocity, sampling_timesteps
 
@@ -95,6 +96,44 @@ def step_kl(policy: StepGaussian, reference: StepGaussian) -> torch.Tensor:
     return ((policy.mean - reference.mean).pow(2) / (2 * std.pow(2))).flatten(1).mean(dim=1)
 
 
+class RolloutGenerators:
+    """Random streams for one update that do not depend on the data-parallel layout: rollout i draws its noise
+    from its own generator (seeded from its prompt's sample seed), batch-level draws (which steps to train)
+    come from `shared`, seeded alike on every rank. Two ranks holding half the prompts each then draw exactly
+    what one rank holding all of them draws."""
+
+    def __init__(self, rollout_seeds: Sequence[int], shared_seed: int) -> None:
+        self.rollouts = [torch.Generator().manual_seed(seed) for seed in rollout_seeds]
+        self.shared = torch.Generator().manual_seed(shared_seed)
+
+    @classmethod
+    def for_update(cls, sample_seeds: Sequence[int], group_size: int, update: int) -> RolloutGenerators:
+        mix = 1_000_003
+        return cls([((int(seed) * mix + update) * mix + member) % 2**62 for seed in sample_seeds
+                    for member in range(group_size)], update)
+
+
+Randomness = torch.Generator | RolloutGenerators | None
+
+
+def draw_normal(shape: Sequence[int], generator: Randomness) -> torch.Tensor:
+    if isinstance(generator, RolloutGenerators):
+        if shape[0] != len(generator.rollouts):
+            raise ValueError(f"{shape[0]} rows drawn from {len(generator.rollouts)} rollout generators")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in generator.rollouts])
+    return torch.randn(tuple(shape), generator=generator)
+
+
+def draw_uniform(count: int, generator: Randomness) -> torch.Tensor:
+    if isinstance(generator, RolloutGenerators):
+        return torch.cat([torch.rand(1, generator=g) for g in generator.rollouts])
+    return torch.rand(count, generator=generator)
+
+
+def shared_generator(generator: Randomness) -> torch.Generator | None:
+    return generator.shared if isinstance(generator, RolloutGenerators) else generator
+
+
 @dataclass
 class Trajectory:
     """SDE rollouts: latents z_0..z_K `[K + 1, B, ...]`, their step log-probs `[K, B]` and the time grid."""
@@ -111,7 +150,7 @@ class Trajectory:
 @torch.no_grad()
 def sde_sample(model: nn.Module, noise: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor, *,
                num_steps: int, noise_level: float, guidance_scale: float, shift: float = 1.0,
-               condition_latents: Sequence[torch.Tensor] = (), generator: torch.Generator | None = None) -> Trajectory:
+               condition_latents: Sequence[torch.Tensor] = (), generator: Randomness = None) -> Trajectory:
     times = sampling_timesteps(num_steps, shift, noise.device)
     t_min = float(times[1])
     z, latents, log_probs = noise, [noise], []
@@ -120,7 +159,7 @@ def sde_sample(model: nn.Module, noise: torch.Tensor, text_states: torch.Tensor,
         velocity = guided_velocity(model, z, t, text_states, text_mask, condition_latents, guidance_scale)
         gaussian = sde_step_gaussian(z, velocity, t_now, t_next - t_now, noise_level, t_min)
         if noise_level > 0:
-            fresh = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            fresh = draw_normal(z.shape, generator).to(z.device, z.dtype)
             z = gaussian.mean + gaussian.std.view(-1, *([1] * (z.dim() - 1))) * fresh
             log_probs.append(step_log_prob(z, gaussian))
         else:
@@ -138,14 +177,22 @@ def group_advantages(rewards: torch.Tensor, group_size: int, std_over: str = "gr
     """(advantages, keep) for rewards `[P * G]` ordered prompt by prompt; groups with no spread: A 0, keep 0.
 
     Per group (reward - group mean) / std with the population std of the group (`std_over="group"`) or of
-    the whole batch (`"batch"`), so a kept group has mean 0 and, with group std, std 1."""
+    the whole batch (`"batch"`), so a kept group has mean 0 and, with group std, std 1. A NaN reward (a judge
+    whose answer did not parse) is unknown, not low: the statistics use the group's other samples and that
+    sample gets A 0, keep 0."""
     grouped = rewards.view(-1, group_size).double()
-    centred = grouped - grouped.mean(dim=1, keepdim=True)
-    group_std = grouped.std(dim=1, unbiased=False, keepdim=True)
-    keep = group_std > min_spread
-    scale = group_std if std_over == "group" else rewards.double().std(unbiased=False).expand_as(group_std)
+    known = ~torch.isnan(grouped)
+    count = known.sum(dim=1, keepdim=True).clamp(min=1)
+    mean = torch.where(known, grouped, 0.0).sum(dim=1, keepdim=True) / count
+    centred = torch.where(known, grouped - mean, 0.0)
+    group_std = (centred.pow(2).sum(dim=1, keepdim=True) / count).sqrt()
+    keep = (group_std > min_spread) & known
+    if std_over == "group":
+        scale = group_std
+    else:
+        scale = rewards.double()[~torch.isnan(rewards)].std(unbiased=False).expand_as(group_std)
     advantages = torch.where(keep, centred / scale.clamp(min=min_spread), torch.zeros_like(centred))
-    return advantages.flatten().to(rewards.dtype), keep.expand_as(grouped).flatten().to(rewards.dtype)
+    return advantages.flatten().to(rewards.dtype), keep.flatten().to(rewards.dtype)
 
 
 def clipped_policy_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
@@ -210,12 +257,12 @@ def repeat_groups(tensor: torch.Tensor, group_size: int) -> torch.Tensor:
 
 def grpo_update(model: nn.Module, reference: nn.Module, reward_fn: RewardFunction, text_states: torch.Tensor,
                 text_mask: torch.Tensor, prompts: list[str], latent_shape: Sequence[int], config: FlowGRPOConfig,
-                shift: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+                shift: float, generator: Randomness) -> dict[str, torch.Tensor]:
     """Rollout G samples per prompt with the current weights, score them, return the loss of one update."""
     group = config.group_size
     states, mask = repeat_groups(text_states, group), repeat_groups(text_mask, group)
     device = text_states.device
-    noise = torch.randn(states.shape[0], *latent_shape, generator=generator).to(device, text_states.dtype)
+    noise = draw_normal((states.shape[0], *latent_shape), generator).to(device, text_states.dtype)
     was_training = model.training
     model.eval()
     trajectory = sde_sample(model, noise, states, mask, num_steps=config.num_steps, noise_level=config.noise_level,
@@ -223,7 +270,7 @@ def grpo_update(model: nn.Module, reference: nn.Module, reward_fn: RewardFunctio
     model.train(was_training)
     rewards = reward_fn(trajectory.final, [p for p in prompts for _ in range(group)]).to(device)
     advantages, keep = group_advantages(rewards, group, config.advantage_std)
-    steps = trained_step_indices(config.num_steps, config.timestep_fraction, generator)
+    steps = trained_step_indices(config.num_steps, config.timestep_fraction, shared_generator(generator))
     losses = flow_grpo_loss(model, reference, trajectory, advantages.to(noise.dtype), keep.to(noise.dtype), steps,
                             config, states, mask)
     losses["reward_mean"] = rewards.mean().detach()
@@ -242,16 +289,24 @@ class FlowGRPOTask(MMDiTTextToImageTask):
     def build_model(self) -> nn.Module:
         model = super().build_model()
         self.reference = copy.deepcopy(model).requires_grad_(False).eval()
-        self.generator = torch.Generator().manual_seed(0)
+        self.updates = 0
         from trainer.rewards import build_reward_mixer
 
         self.rewards = build_reward_mixer(self.config.rewards, vae=self.config.vae)
         return model
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.updates = state["updates"]
+
     def compute_loss(self, model: Any, batch: dict[str, Any], totals: StepTotals | None = None) -> dict[str, Any]:
         latent_shape = batch["latents"].shape[1:]
         shift = resolution_shift(image_token_count(batch["latents"].shape), self.config.flow)
         self.reference.to(batch["latents"].device)
-        prompts = [f"prompt {n}" for n in range(batch["latents"].shape[0])]
-        return grpo_update(model, self.reference, self.rewards.latent_reward, batch["text_states"],
-                           batch["text_mask"], prompts, latent_shape, self.config.grpo, shift, self.generator)
+        self.updates += 1
+        generators = RolloutGenerators.for_update(batch["seeds"].tolist(), self.config.grpo.group_size, self.updates)
+        losses = grpo_update(model, self.reference, self.rewards.latent_reward, batch["text_states"],
+                             batch["text_mask"], batch["prompts"], latent_shape, self.config.grpo, shift, generators)
+        return {**losses, **reward_means(self.rewards)}

@@ -153,6 +153,10 @@ class SampleConfig(BaseModel):
                                                         "a yellow circle"], min_length=1)
     # Edits: one source image file per prompt (the prompts are then instructions); empty for text-to-image.
     source_images: list[str] = Field(default_factory=list)
+    # Edits from shards instead: the first `edit_count` accepted rows of this edit-triplet directory give the
+    # instructions and source images (trainer.latents.read_edit_pairs); `prompts` is then unused.
+    edit_shards: Path | None = None
+    edit_count: int = Field(default=4, ge=1)
     width: int = Field(default=64, gt=0)
     height: int = Field(default=64, gt=0)
     num_steps: int = Field(default=30, ge=1)
@@ -187,6 +191,16 @@ class LatentExample:
     latent: torch.Tensor  # [C, F, H, W]
     text_states: torch.Tensor  # [L, text_dim]
     source_latent: torch.Tensor | None  # [C, F, H, W] for edits
+    prompt: str = ""  # the text behind text_states: the drawn caption, or the edit instruction (RL rewards read it)
+    seed: int = 0  # the sample's seed (RL rollouts draw their noise from it, whatever the rank layout)
+
+
+def cached_prompt_text(row: dict[str, Any], key: str) -> str:
+    """The text whose features `cache_latents` stored under `key`: a caption (`<type>/<lang>`) of a caption row,
+    or the instruction of an edit row (key `instruction`)."""
+    if key == "instruction":
+        return row.get("instruction") or ""
+    return dict(row.get("captions") or []).get(key, "")
 
 
 class MMDiTFlowTask(Task):
@@ -232,7 +246,8 @@ class MMDiTFlowTask(Task):
         if row.get("source_latent") is not None:
             source = tensor_from_bytes(row["source_latent"], row["source_latent_shape"])
         return LatentExample(tensor_from_bytes(row["latent"], row["latent_shape"]),
-                             tensor_from_bytes(feature["states"], (feature["tokens"], row["text_dim"])), source)
+                             tensor_from_bytes(feature["states"], (feature["tokens"], row["text_dim"])), source,
+                             cached_prompt_text(row, key), sample.seed)
 
     def plan_micro_batches(self, examples: Sequence[LatentExample]) -> list[list[int]]:
         """Micro-batches of one bucket each (same latent shape), buckets in order of first appearance."""
@@ -252,7 +267,8 @@ class MMDiTFlowTask(Task):
             text_states[row, :example.text_states.shape[0]] = example.text_states
             text_mask[row, :example.text_states.shape[0]] = True
         batch = {"latents": torch.stack([example.latent for example in examples]), "text_states": text_states,
-                 "text_mask": text_mask}
+                 "text_mask": text_mask, "prompts": [example.prompt for example in examples],
+                 "seeds": torch.tensor([example.seed for example in examples], dtype=torch.int64)}
         if examples[0].source_latent is not None:
             batch["source_latents"] = torch.stack([example.source_latent for example in examples])
         return batch
@@ -323,11 +339,18 @@ class MMDiTFlowTask(Task):
     def write_samples(self, model: nn.Module, out_dir: Path, checkpoint: str) -> Path:
         """Images for the configured prompts (edits: with their source images), their grid (`grid.png`,
         prompts row by row) and `samples.json` listing checkpoint, prompts and files; returns the grid."""
+        from trainer.latents import read_edit_pairs
         from trainer.sampling import image_grid
 
         settings = self.config.sample
-        images = self.generate_images(model, settings.prompts,
-                                      [Image.open(path) for path in settings.source_images])
+        if settings.edit_shards is not None:
+            pairs = read_edit_pairs(settings.edit_shards, settings.edit_count)
+            prompts, source_names = [pair.instruction for pair in pairs], [pair.row_id for pair in pairs]
+            sources = [pair.source_image() for pair in pairs]
+        else:
+            prompts, source_names = settings.prompts, settings.source_images
+            sources = [Image.open(path) for path in settings.source_images]
+        images = self.generate_images(model, prompts, sources)
         out_dir.mkdir(parents=True, exist_ok=True)
         for number, image in enumerate(images):
             image.save(out_dir / f"sample-{number:03d}.png")
@@ -336,8 +359,8 @@ class MMDiTFlowTask(Task):
         atomic_write_json(out_dir / "samples.json", {
             "checkpoint": checkpoint, "grid": grid_path.name, "columns": min(settings.columns, len(images)),
             "samples": [{"prompt": prompt, "image": f"sample-{number:03d}.png",
-                         "source_image": settings.source_images[number] if settings.source_images else None}
-                        for number, prompt in enumerate(settings.prompts)],
+                         "source_image": source_names[number] if source_names else None}
+                        for number, prompt in enumerate(prompts)],
             "settings": settings.model_dump(mode="json", exclude={"prompts", "source_images"})})
         return grid_path
 

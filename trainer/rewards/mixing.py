@@ -69,6 +69,8 @@ class RewardMixer:
         self.gate = gate or GateConfig()
         self.vae_path = vae
         self.vae: Any = None
+        self.last_means: dict[str, float] = {}
+        self.last_unscored: dict[str, float] = {}
 
     @classmethod
     def from_specs(cls, specs: list[dict[str, Any]], vae: str | None = None,
@@ -92,21 +94,40 @@ class RewardMixer:
         with torch.no_grad():
             return [tensor_to_image(pixels) for pixels in decode_latents(self.vae, latents.float()).cpu()]
 
-    def scores(self, latents: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
-        """Gated raw scores per reward, `[B]` each."""
-        images = self._images(latents) if any(r.reward.needs_images for r in self.rewards.values()) else []
-        batch = RewardInput(prompts=prompts, images=images, latents=latents.detach())
+    def scores(self, latents: torch.Tensor, prompts: list[str],
+               source_latents: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Gated raw scores per reward, `[B]` each; `source_latents` are the edits' sources (one per latent).
+        The batch means of the raw scores stay in `last_means` for the training log."""
+        entries = self.rewards.values()
+        images = self._images(latents) if any(r.reward.needs_images for r in entries) else []
+        sources = None
+        if any(r.reward.needs_source_images for r in entries):
+            if source_latents is None:
+                raise TrainerError("rewards: an edit reward needs the source images, this task gives none")
+            sources = self._images(source_latents)
+        batch = RewardInput(prompts=prompts, images=images, latents=latents.detach(), source_images=sources)
         raw = {name: torch.tensor(entry.reward.score(batch).scores, dtype=torch.float32)
                for name, entry in self.rewards.items()}
+        self.last_means = {name: float(value.nanmean()) for name, value in raw.items()}
+        self.last_unscored = {name: float(value.isnan().float().mean()) for name, value in raw.items()}
         return gated_scores(raw, {name: entry.role for name, entry in self.rewards.items() if entry.role}, self.gate)
 
-    def latent_reward(self, latents: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    def latent_reward(self, latents: torch.Tensor, prompts: list[str],
+                      source_latents: torch.Tensor | None = None) -> torch.Tensor:
         """The weighted sum of the gated scores (Flow-GRPO normalises it per group itself)."""
-        scores = self.scores(latents, prompts)
+        scores = self.scores(latents, prompts, source_latents)
         return sum(self.rewards[name].weight * value for name, value in scores.items())
 
-    def group_advantage(self, latents: torch.Tensor, prompts: list[str], group_size: int) -> torch.Tensor:
+    def group_advantage(self, latents: torch.Tensor, prompts: list[str], group_size: int,
+                        source_latents: torch.Tensor | None = None) -> torch.Tensor:
         """Per-reward group advantages of the gated scores, weighted and summed (DiffusionNFT)."""
-        scores = self.scores(latents, prompts)
+        scores = self.scores(latents, prompts, source_latents)
         return sum(self.rewards[name].weight * per_group_advantages(value, group_size)
                    for name, value in scores.items())
+
+
+def reward_means(mixer: RewardMixer) -> dict[str, torch.Tensor]:
+    """The last scored batch's mean raw score per reward (`reward/<key>`, over the scored images) and the share
+    of images a reward could not score (`unscored/<key>`: a judge answer that did not parse), for the log."""
+    return {**{f"reward/{name}": torch.tensor(value) for name, value in mixer.last_means.items()},
+            **{f"unscored/{name}": torch.tensor(value) for name, value in mixer.last_unscored.items()}}

@@ -1,4 +1,5 @@
-"""The built-in rewards: aesthetic, CLIP-score alignment, OCR text accuracy and a latent linear probe."""
+"""The built-in rewards: aesthetic, CLIP-score alignment, the human-preference models (PickScore, HPS v2,
+ImageReward), OCR text accuracy and a latent linear probe."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class ClipScoreReward(Reward):
     """Text-image alignment: cosine similarity of the CLIP image and prompt embeddings (transformers
     `CLIPModel`, tokenizer and image processor in one directory at `model_path`)."""
 
+    logit_scaled = False  # PickScore multiplies the cosine by the model's learned temperature
+
     def __init__(self, model_path: str) -> None:
         from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
@@ -59,7 +62,78 @@ class ClipScoreReward(Reward):
         image = self.model.get_image_features(pixel_values=pixels["pixel_values"])
         text, image = (getattr(x, "pooler_output", x) for x in (text, image))
         cosine = torch.nn.functional.cosine_similarity(image, text, dim=-1)
-        return RewardOutput(cosine.tolist(), [{} for _ in batch.prompts])
+        scores = cosine * self.model.logit_scale.exp() if self.logit_scaled else cosine
+        return RewardOutput(scores.tolist(), [{} for _ in batch.prompts])
+
+
+# Human-preference rewards. Their PyPI packages (hpsv2, image-reward, hpsv3) are not installed: each pins its
+# own stack (an open_clip fork, timm/fairscale versions, a Qwen2-VL transformers) that does not fit this
+# environment; the scorers below are the published architectures and formulas on transformers classes, loaded
+# from directories in transformers layout.
+
+
+@register_reward("pickscore")
+class PickScoreReward(ClipScoreReward):
+    """PickScore (Kirstain et al. 2023): a fine-tuned CLIP-H (transformers `CLIPModel`, as published);
+    score = exp(logit_scale) * cos(image embedding, prompt embedding)."""
+
+    logit_scaled = True
+
+
+@register_reward("hps_v2")
+class HpsV2Reward(ClipScoreReward):
+    """HPS v2 (Wu et al. 2023): a fine-tuned open_clip ViT-H-14, score = normalised image features . normalised
+    text features (no temperature). `model_path` holds the checkpoint converted to transformers `CLIPModel`
+    layout (open_clip's ViT-H-14 is the same architecture)."""
+
+
+IMAGE_REWARD_HEAD = "reward_head.safetensors"
+IMAGE_REWARD_MEAN, IMAGE_REWARD_STD = 0.16717362830052426, 1.0333394966054072  # the published normalisation
+IMAGE_REWARD_MAX_TOKENS = 35
+
+
+def image_reward_head(hidden_size: int) -> torch.nn.Sequential:
+    """ImageReward's MLP on the text encoder's [CLS] feature (affine layers with dropout, no activation)."""
+    sizes = (hidden_size, 1024, 128, 64, 16, 1)
+    layers: list[torch.nn.Module] = []
+    for number, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if number < 3:
+            layers.append(torch.nn.Dropout(0.2 if number < 2 else 0.1))
+    return torch.nn.Sequential(*layers)
+
+
+@register_reward("image_reward")
+class ImageRewardReward(Reward):
+    """ImageReward (Xu et al. 2023): BLIP's image-grounded text encoder reads the prompt with cross-attention to
+    the image, an MLP scores its [CLS] feature, and the score is standardised with the published mean and std.
+    `model_path`: a transformers `BlipForImageTextRetrieval` directory with its processor, plus the MLP in
+    `reward_head.safetensors`."""
+
+    def __init__(self, model_path: str) -> None:
+        from safetensors.torch import load_file
+        from transformers import BlipForImageTextRetrieval, BlipProcessor
+
+        path = resolve_path(model_path)
+        if not (path / IMAGE_REWARD_HEAD).is_file():
+            raise TrainerError(f"rewards.image_reward.model_path: {path} has no {IMAGE_REWARD_HEAD}")
+        self.model = BlipForImageTextRetrieval.from_pretrained(path, local_files_only=True).eval()
+        self.processor = BlipProcessor.from_pretrained(path, local_files_only=True)
+        self.head = image_reward_head(self.model.config.text_config.hidden_size).eval()
+        self.head.load_state_dict(load_file(path / IMAGE_REWARD_HEAD))
+
+    @torch.no_grad()
+    def score(self, batch: RewardInput) -> RewardOutput:
+        tokens = self.processor.tokenizer(batch.prompts, padding="max_length", truncation=True,
+                                          max_length=IMAGE_REWARD_MAX_TOKENS, return_tensors="pt")
+        pixels = self.processor.image_processor([image.convert("RGB") for image in batch.images],
+                                                return_tensors="pt")["pixel_values"]
+        image_embeds = self.model.vision_model(pixel_values=pixels).last_hidden_state
+        text = self.model.text_encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                                       encoder_hidden_states=image_embeds,
+                                       encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long))
+        raw = self.head(text.last_hidden_state[:, 0]).squeeze(-1)
+        return RewardOutput(((raw - IMAGE_REWARD_MEAN) / IMAGE_REWARD_STD).tolist(), [{} for _ in batch.prompts])
 
 
 QUOTED = re.compile(r"[\"“”'‘’]([^\"“”'‘’]+)[\"“”'‘’]")

@@ -1,0 +1,98 @@
+"""Human-preference rewards on tiny random weights loaded from directories (no downloads): PickScore and HPS v2
+against the CLIP embeddings computed here, ImageReward against BLIP's own image-text-matching forward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainer.rewards import RewardInput, build_reward
+from trainer.rewards.scorers import IMAGE_REWARD_HEAD, IMAGE_REWARD_MEAN, IMAGE_REWARD_STD, image_reward_head
+
+PROMPTS = ["a red square", "a blue circle on the grass"]
+
+
+def images(count: int) -> list[Image.Image]:
+    rng = np.random.default_rng(3)
+    return [Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def test_pickscore_and_hps_v2_are_the_published_clip_formulas(tiny_clip: Path) -> None:
+    from transformers import AutoTokenizer, CLIPModel
+
+    batch = RewardInput(prompts=PROMPTS, images=images(2))
+    pick = build_reward({"name": "pickscore", "model_path": str(tiny_clip)})
+    hps = build_reward({"name": "hps_v2", "model_path": str(tiny_clip)})
+    model, tokenizer = CLIPModel.from_pretrained(tiny_clip), AutoTokenizer.from_pretrained(tiny_clip)
+    with torch.no_grad():
+        text = model.get_text_features(**tokenizer(PROMPTS, padding=True, return_tensors="pt"))
+        image = model.get_image_features(pixel_values=pick.processor(images=batch.images, return_tensors="pt")
+                                         ["pixel_values"])
+        text, image = (getattr(x, "pooler_output", x) for x in (text, image))
+        text, image = text / text.norm(dim=-1, keepdim=True), image / image.norm(dim=-1, keepdim=True)
+        cosine = (image * text).sum(dim=-1)
+        assert hps.score(batch).scores == pytest.approx(cosine.tolist(), abs=1e-5)
+        assert pick.score(batch).scores == pytest.approx((model.logit_scale.exp() * cosine).tolist(), abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_image_reward(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BLIP retrieval model with a BERT word-piece tokenizer and a random reward head."""
+    from safetensors.torch import save_file
+    from transformers import (BertTokenizerFast, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor,
+                              BlipProcessor)
+
+    out = tmp_path_factory.mktemp("image-reward")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "blue", "square", "circle", "on", "the",
+             "grass"]
+    (out / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(out / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BlipConfig(
+        text_config={"vocab_size": len(words), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "encoder_hidden_size": 32, "max_position_embeddings": 64},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 16},
+        projection_dim=16, image_text_hidden_size=16)
+    BlipForImageTextRetrieval(config).save_pretrained(out)
+    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(out)
+    save_file(image_reward_head(32).state_dict(), out / IMAGE_REWARD_HEAD)
+    return out
+
+
+def test_image_reward_scores_blips_image_grounded_cls_feature(tiny_image_reward: Path) -> None:
+    """The reward head is affine (no activation), so it can be folded into BLIP's ITM head: then BLIP's own
+    image-text-matching forward computes the raw reward, independently of the scorer's code path."""
+    from safetensors.torch import load_file
+    from transformers import BlipForImageTextRetrieval, BlipProcessor
+
+    reward = build_reward({"name": "image_reward", "model_path": str(tiny_image_reward)})
+    batch = RewardInput(prompts=PROMPTS, images=images(2))
+    scores = reward.score(batch).scores
+    head = image_reward_head(32)
+    head.load_state_dict(load_file(tiny_image_reward / IMAGE_REWARD_HEAD))
+    weight, bias = torch.eye(32), torch.zeros(32)
+    for layer in head:
+        if isinstance(layer, torch.nn.Linear):
+            weight, bias = layer.weight @ weight, layer.weight @ bias + layer.bias
+    model = BlipForImageTextRetrieval.from_pretrained(tiny_image_reward).eval()
+    with torch.no_grad():
+        model.itm_head.weight.copy_(torch.cat([weight, weight]))
+        model.itm_head.bias.copy_(torch.cat([bias, bias]))
+        processor = BlipProcessor.from_pretrained(tiny_image_reward)
+        inputs = processor(images=batch.images, text=PROMPTS, padding="max_length", truncation=True, max_length=35,
+                           return_tensors="pt")
+        raw = model(**inputs, use_itm_head=True).itm_score[:, 0]
+    assert scores == pytest.approx(((raw - IMAGE_REWARD_MEAN) / IMAGE_REWARD_STD).tolist(), abs=1e-5)
+    assert len(set(round(s, 6) for s in scores)) == 2
+
+
+def test_a_preference_model_path_without_its_head_is_a_one_line_error(tiny_clip: Path) -> None:
+    from trainer.core import TrainerError
+
+    with pytest.raises(TrainerError, match="has no reward_head.safetensors"):
+        build_reward({"name": "image_reward", "model_path": str(tiny_clip)})
