@@ -10,6 +10,9 @@ ENV_DIR := $(ENV_CACHE)/main-$(call env_key,constraints/dev.txt constraints/requ
 RENDER_ENV_DIR := $(ENV_CACHE)/render-$(call env_key,constraints/requirements-render.txt scripts/setup_render_env.sh)
 VLLM_ENV_DIR := $(ENV_CACHE)/vllm-$(call env_key,constraints/requirements-vllm.txt scripts/setup_vllm_env.sh)
 LABELSTUDIO_ENV_DIR := $(ENV_CACHE)/labelstudio-$(call env_key,constraints/requirements-labelstudio.txt scripts/setup_labelstudio_env.sh)
+# The peer systems `make bench-peers` compares with, one environment each (scripts/setup_peer_env.sh).
+PEERS := data-juicer trl nemo-curator
+peer_env_dir = $(ENV_CACHE)/peer-$(1)-$(call env_key,constraints/requirements-peer-$(1).txt scripts/setup_peer_env.sh)
 PY := $(ENV_DIR)/bin/python
 export JOYAI_RENDER_PYTHON ?= $(RENDER_ENV_DIR)/bin/python
 # VLLM_TESTS=0 skips building the vLLM environment (3.5 GB) and the tests that run the vLLM engine on CPU.
@@ -22,12 +25,12 @@ export JOYAI_TINY_MODELS ?= $(CURDIR)/.cache/tiny-models
 RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench tiny-models \
+.PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench bench-peers tiny-models \
         curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit edit-data text-render text-render-prompts train-mllm train-mmdit report \
         novel-views novel-views-models train-grpo train-nft
 
 help:
-	@echo "make demo | test | bench | setup | tiny-models | report"
+	@echo "make demo | test | bench | bench-peers | setup | tiny-models | report"
 	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit edit-data text-render text-render-prompts train-mllm train-mmdit novel-views novel-views-models train-grpo train-nft"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
@@ -45,6 +48,12 @@ $(VLLM_ENV_DIR)/.complete: constraints/requirements-vllm.txt scripts/setup_vllm_
 
 $(LABELSTUDIO_ENV_DIR)/.complete: constraints/requirements-labelstudio.txt scripts/setup_labelstudio_env.sh scripts/env_common.sh
 	@scripts/setup_labelstudio_env.sh $(LABELSTUDIO_ENV_DIR)
+
+define peer_env_rule
+$(call peer_env_dir,$(1))/.complete: constraints/requirements-peer-$(1).txt scripts/setup_peer_env.sh scripts/env_common.sh
+	@scripts/setup_peer_env.sh $(1) $(call peer_env_dir,$(1))
+endef
+$(foreach peer,$(PEERS),$(eval $(call peer_env_rule,$(peer))))
 
 # The links are conveniences for people; make itself always uses the keyed paths.
 .venv: $(ENV_DIR)/.complete
@@ -79,6 +88,11 @@ test: setup tiny-models $(if $(filter 1,$(VLLM_TESTS)),vllm-env) $(if $(filter 1
 
 bench: setup tiny-models
 	@$(PY) -m benchmarks.run $(BENCH)
+
+# Our stages and trainer beside Data-Juicer, NeMo Curator, TRL and pyiqa (benchmarks/peers/); not in `make test`
+# or `make bench`. PEERS_BENCH=trl_sft runs one comparison.
+bench-peers: setup tiny-models $(foreach peer,$(PEERS),$(call peer_env_dir,$(peer))/.complete)
+	@$(PY) -m benchmarks.peers.run $(foreach peer,$(PEERS),--env $(peer)=$(call peer_env_dir,$(peer))) $(PEERS_BENCH)
 
 # ---- one target per data stage, each on the demo data (the jobs read and write under out/) -------------
 # CONFIG=path/to/job.yaml runs another job instead; RAY_ADDRESS=... runs it on a cluster.
