@@ -49,8 +49,9 @@ MAX_FILE_BYTES = 300 * 1024
 OUR_STAGES = ("decode_image", "dedup")
 
 
-def our_job(images_dir: Path, out_dir: Path, cores: int) -> dict[str, Any]:
-    """The curation job with only the stages Data-Juicer also has, at the thresholds above."""
+def our_job(images_dir: Path, out_dir: Path, cores: int, images: int) -> dict[str, Any]:
+    """The curation job with only the stages Data-Juicer also has, at the thresholds above. Shards of about a
+    quarter of each core's share (the job's 16 rows per shard exercise sharding on the demo's few images)."""
     job = load_job_data(JOBS_DIR / "curate_images.yaml")
     stages = [stage for stage in job["stages"] if stage["op"] in OUR_STAGES]
     for stage in stages:
@@ -60,7 +61,7 @@ def our_job(images_dir: Path, out_dir: Path, cores: int) -> dict[str, Any]:
         else:
             stage["config"] = {**stage.get("config", {}), "near_duplicate_similarity": 1.0}
     job.update(stages=stages, input=str(images_dir), output=str(out_dir), ray={"num_cpus": cores})
-    job["reader"]["source_dataset"] = "peer_corpus"
+    job["reader"].update(source_dataset="peer_corpus", shard_rows=max(16, -(-images // (4 * cores))))
     return job
 
 
@@ -81,14 +82,24 @@ def pinned(cores: int, command: list[str]) -> list[str]:
     return ["taskset", "-c", f"0-{cores - 1}", *command]
 
 
-def run_timed(command: list[str], env: dict[str, str], log: Path) -> float:
-    started = time.perf_counter()
-    with log.open("w") as out:
-        result = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed (exit {result.returncode}); see {log}")
-    return seconds
+# Ray gives its raylet 30 s to register (a constant in ray/_private/node.py); on an overloaded machine it may
+# not, and the run fails before doing any work. Such a run is started again, counted, and not timed.
+RAY_START_TIMEOUT = "timed out during startup"
+START_RETRIES = 2
+
+
+def run_timed(command: list[str], env: dict[str, str], log: Path, restarts: list[str]) -> float:
+    for attempt in range(START_RETRIES + 1):
+        started = time.perf_counter()
+        with log.open("w") as out:
+            result = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - started
+        if result.returncode == 0:
+            return seconds
+        if attempt == START_RETRIES or RAY_START_TIMEOUT not in log.read_text():
+            break
+        restarts.append(log.name)
+    raise RuntimeError(f"{' '.join(command)} failed (exit {result.returncode}); see {log}")
 
 
 def our_decisions(out_dir: Path) -> dict[str, str | None]:
@@ -144,20 +155,21 @@ def main(argv: list[str] | None = None) -> None:
                                for entry in files))
     job_path, dj_path = work / "our_job.yaml", work / "dj_config.yaml"
     our_out, dj_export = work / "ours_out", work / "dj_out" / "kept.jsonl"
-    job_path.write_text(yaml.safe_dump(our_job(images_dir, our_out, args.cores), sort_keys=False))
+    job_path.write_text(yaml.safe_dump(our_job(images_dir, our_out, args.cores, len(files)), sort_keys=False))
     dj_path.write_text(yaml.safe_dump(dj_config(dataset, dj_export, args.cores), sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    restarts: list[str] = []
 
     def ours() -> SelfTimed:
         shutil.rmtree(our_out, ignore_errors=True)  # a rerun of a finished output would skip every shard
         seconds = run_timed(pinned(args.cores, [sys.executable, "-m", "pipelines", "run", str(job_path),
-                                                "--no-progress"]), env, work / "ours.log")
+                                                "--no-progress"]), env, work / "ours.log", restarts)
         return SelfTimed(seconds, our_decisions(our_out))
 
     def theirs() -> SelfTimed:
         shutil.rmtree(dj_export.parent, ignore_errors=True)
         seconds = run_timed(pinned(args.cores, [str(args.peer_env / "bin" / "dj-process"), "--config", str(dj_path)]),
-                            env, work / "data_juicer.log")
+                            env, work / "data_juicer.log", restarts)
         return SelfTimed(seconds, dj_kept(dj_export, images_dir))
 
     seconds, decisions = interleave({"ours": ours, "data_juicer": theirs}, repeats=args.repeats)
@@ -172,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
         "throughput_ratio_per_round": ratio_spread(seconds["data_juicer"], seconds["ours"]),
         "thresholds": {"min_side": MIN_SIDE, "max_aspect_ratio": MAX_ASPECT_RATIO, "max_file_bytes": MAX_FILE_BYTES,
                        "phash": "equal hash (ours: near_duplicate_similarity 1.0)"},
+        "restarted_before_start": {"ours": restarts.count("ours.log"),
+                                   "data_juicer": restarts.count("data_juicer.log")},
+        "load_average_at_end": [round(value, 1) for value in os.getloadavg()],
         "decisions": compare(files, decisions["ours"], decisions["data_juicer"], images_dir),
         "timed": "wall time of each system's command in a fresh process (interpreter, Ray / Data-Juicer start, "
                  "reading, deciding, writing output)",
