@@ -37,7 +37,7 @@ import yaml
 
 from benchmarks.common import write_result
 from benchmarks.peers.corpus import write_peer_corpus
-from benchmarks.peers.harness import SelfTimed, interleave, ratio_spread, spread
+from benchmarks.peers.harness import SelfTimed, interleave, load_average, ratio_spread, spread
 from data_engine.shards import iter_shards
 from pipelines.jobfile import JOBS_DIR, load_job_data
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
                        "phash": "equal hash (ours: near_duplicate_similarity 1.0)"},
         "restarted_before_start": {"ours": restarts.count("ours.log"),
                                    "data_juicer": restarts.count("data_juicer.log")},
-        "load_average_at_end": [round(value, 1) for value in os.getloadavg()],
+        "load_average_at_end": load_average(),
         "decisions": compare(files, decisions["ours"], decisions["data_juicer"], images_dir),
         "timed": "wall time of each system's command in a fresh process (interpreter, Ray / Data-Juicer start, "
                  "reading, deciding, writing output)",

@@ -8,6 +8,7 @@ ratio, which is the ratio of the medians.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -56,3 +57,8 @@ def spread(values: list[float], digits: int = 4) -> dict[str, float]:
 def ratio_spread(numerators: list[float], denominators: list[float], digits: int = 3) -> dict[str, float]:
     """Per-round ratios (round i of one contender over round i of the other: both ran under the same load)."""
     return spread([a / b for a, b in zip(numerators, denominators)], digits)
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages when a comparison ends: on a shared machine, how busy it was."""
+    return [round(value, 1) for value in os.getloadavg()]

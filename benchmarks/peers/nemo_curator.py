@@ -1,8 +1,8 @@
 """NeMo Curator beside our curation job: which of its image stages could do the Data-Juicer comparison's work
 (minimum side, aspect ratio, file size, MD5 / pHash duplicates) on a CPU.
 
-The peer environment's python lists the classes of `nemo_curator.stages.image` and the resources each stage
-declares; the result records them. A figure is written only if a stage for one of those operators exists;
+The peer environment's python lists the stage classes of `nemo_curator.stages.image` with the GPU share each
+asks for when CUDA is present (without CUDA they ask for none and run on the CPU); the result records them. A figure is written only if a stage for one of those operators exists;
 NeMo Curator 1.4.0 has none (its image stages are the DALI tar reader, CLIP embeddings, the aesthetic and
 NSFW classifiers on those embeddings, embedding-based semantic deduplication and the writer), so the result
 holds the reason in one line and no figure.
@@ -37,11 +37,9 @@ for info in pkgutil.walk_packages(image.__path__, image.__name__ + "."):
     for name, cls in inspect.getmembers(module, inspect.isclass):
         if cls.__module__ != info.name or not issubclass(cls, ProcessingStage):
             continue
-        resources = None
-        field = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
-        if "resources" in field and field["resources"].default_factory is not dataclasses.MISSING:
-            resources = repr(field["resources"].default_factory())
-        stages[f"{info.name}.{name}"] = {"doc": (inspect.getdoc(cls) or "").split("\n")[0], "resources": resources}
+        fields = {f.name: f.default for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        stages[f"{info.name}.{name}"] = {"doc": (inspect.getdoc(cls) or "").split("\n")[0],
+                                         "num_gpus_per_worker": fields.get("num_gpus_per_worker")}
 print(json.dumps({"version": nemo_curator.__version__, "stages": stages}))
 """
 
@@ -60,8 +58,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"NeMo Curator {found['version']} has stages that may match the compared operators "
                          f"({', '.join(matching)}): time them against ours before writing a result")
     reason = (f"no figure: NeMo Curator {found['version']} has no image stage for the compared operators (minimum "
-              f"side, aspect ratio, file size, MD5/pHash dedup); its image stages are model stages (CLIP "
-              f"embedding, aesthetic, NSFW), embedding-based dedup and DALI I/O")
+              f"side, aspect ratio, file size, MD5/pHash dedup): its image stages are CLIP embedding and the "
+              f"aesthetic and NSFW filters (models; a GPU share each where CUDA is present), removal of the IDs its "
+              f"embedding dedup finds, and DALI tar I/O")
     write_result(NAME, {}, baseline=reason, command="make bench-peers (python -m benchmarks.peers.nemo_curator)",
                  notes={"nemo_curator_version": found["version"], "image_stages": found["stages"],
                         "compared_operators": list(COMPARED_OPERATORS)})

@@ -29,7 +29,7 @@ from PIL import Image
 
 from benchmarks.common import write_result
 from benchmarks.peers.corpus import write_peer_corpus
-from benchmarks.peers.harness import interleave, ratio_spread, spread
+from benchmarks.peers.harness import interleave, load_average, ratio_spread, spread
 from data_engine.curation.learned_iqa import ARCH_FILE, CLIP_FILE, WEIGHTS_FILE, read_arch
 from data_engine.job import StageSpec
 from data_engine.model_refs import tiny_model_path
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         "goal": {"overhead_fraction": f"<= {GOAL}"},
         "goal_met": metrics["overhead_fraction"] <= GOAL,
         "images": args.images, "image_size": list(SIDE), "batch_size": args.batch_size, "torch_threads": 1,
-        "repeats": args.repeats, "warmup_rounds": 1, "interleaved": True,
+        "repeats": args.repeats, "warmup_rounds": 1, "interleaved": True, "load_average_at_end": load_average(),
         "model_dirs": {metric: str(path) for metric, path in model_dirs.items()},
         "seconds": {name: spread(values) for name, values in seconds.items()},
         "overhead_fraction_per_round": {"median_min_max": ratio_spread(ours_total, theirs_total)},

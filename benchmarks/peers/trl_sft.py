@@ -35,7 +35,7 @@ import torch
 import yaml
 
 from benchmarks.common import write_result
-from benchmarks.peers.harness import SelfTimed, interleave, ratio_spread, spread
+from benchmarks.peers.harness import SelfTimed, interleave, load_average, ratio_spread, spread
 from data_engine.model_refs import tiny_model_path
 from data_engine.output_dir import standalone_manifest, write_manifest
 from data_engine.schemas import QA_CONVERSATION
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats, "warmup_rounds": 1, "interleaved": True,
         "seconds": {"ours": ours_s, "trl": trl_s},
         "tokens_per_s_ratio_per_round": ratio_spread(seconds["trl"], seconds["ours"]),
-        "last_run": runs,
+        "last_run": runs, "load_average_at_end": load_average(),
     }
     write_result(NAME, metrics, baseline="TRL SFTTrainer (packing, padding-free) on the same weights as a "
                  "Qwen3ForCausalLM, the same tokens and answer-only loss, same threads and cores",
