@@ -119,8 +119,7 @@ def dj_kept(export: Path, images_dir: Path) -> set[str]:
     return kept
 
 
-def compare(files: list[dict[str, Any]], ours: dict[str, str | None], theirs: set[str],
-            images_dir: Path) -> dict[str, Any]:
+def compare(files: list[dict[str, Any]], ours: dict[str, str | None], theirs: set[str]) -> dict[str, Any]:
     """Counts kept by each, and every file they decide differently, grouped by corpus kind and our reason."""
     differ: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         "restarted_before_start": {"ours": restarts.count("ours.log"),
                                    "data_juicer": restarts.count("data_juicer.log")},
         "load_average_at_end": load_average(),
-        "decisions": compare(files, decisions["ours"], decisions["data_juicer"], images_dir),
+        "decisions": compare(files, decisions["ours"], decisions["data_juicer"]),
         "timed": "wall time of each system's command in a fresh process (interpreter, Ray / Data-Juicer start, "
                  "reading, deciding, writing output)",
     }

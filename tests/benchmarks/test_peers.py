@@ -73,13 +73,13 @@ def test_data_juicer_config_keeps_exactly_what_our_decode_stage_keeps(tmp_path):
     assert [stage["op"] for stage in job["stages"]] == ["decode_image", "dedup"]
 
 
-def test_compare_lists_each_file_the_two_systems_decide_differently(tmp_path):
+def test_compare_lists_each_file_the_two_systems_decide_differently():
     files = [{"file": "a.jpg", "kind": "unique", "copy_of": None},
              {"file": "b.jpg", "kind": "reencoded_copy", "copy_of": "a.jpg"},
              {"file": "c.jpg", "kind": "unique", "copy_of": None},
              {"file": "d.jpg", "kind": "exact_copy", "copy_of": "c.jpg"}]
     ours = {"a.jpg": None, "b.jpg": "near_duplicate", "c.jpg": None, "d.jpg": "exact_duplicate"}
-    result = data_juicer.compare(files, ours, {"a.jpg", "b.jpg", "c.jpg"}, tmp_path)
+    result = data_juicer.compare(files, ours, {"a.jpg", "b.jpg", "c.jpg"})
     assert (result["kept_ours"], result["kept_data_juicer"], result["decided_differently"]) == (2, 3, 1)
     assert result["differences"] == {"reencoded_copy: ours near_duplicate, Data-Juicer kept": 1}
     assert result["difference_examples"]["reencoded_copy: ours near_duplicate, Data-Juicer kept"] == [
