@@ -111,11 +111,11 @@ def our_decisions(out_dir: Path) -> dict[str, str | None]:
 
 
 def dj_kept(export: Path, images_dir: Path) -> set[str]:
+    """The files of the samples Data-Juicer exported (its stats go to a `*_stats.jsonl` beside the export)."""
     kept = set()
-    for path in sorted(export.parent.glob(f"{export.stem}*.jsonl")):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                kept.update(str(Path(image).relative_to(images_dir)) for image in json.loads(line)["images"])
+    for line in export.read_text().splitlines():
+        if line.strip():
+            kept.update(str(Path(image).relative_to(images_dir)) for image in json.loads(line)["images"])
     return kept
 
 
