@@ -19,6 +19,7 @@ import io
 import os
 import random
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -193,7 +194,14 @@ class OpenAIBackend(GenerationBackend):
         self.url = config.base_url.rstrip("/") + "/chat/completions"
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
-        return asyncio.run(self._generate_all(requests))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._generate_all(requests))
+        # Called where an event loop already runs in this thread (a notebook, an async service, Playwright's sync
+        # API): asyncio.run cannot nest, so the requests get a loop of their own on a helper thread.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self._generate_all(requests)).result()
 
     async def _generate_all(self, requests: list[GenerationRequest]) -> list[Generation]:
         import httpx

@@ -3,6 +3,7 @@ openai client's concurrency bound, retries, timeouts and failures against a real
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -46,6 +47,16 @@ def test_openai_backend_gets_model_text_with_bounded_concurrency(served_tiny_vlm
     sent = served_tiny_vlm.control.received
     assert sorted(p["messages"][0]["content"][1]["text"] for p in sent) == sorted(r.prompt for r in requests)
     assert sent[0]["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+def test_openai_backend_works_where_an_event_loop_already_runs(served_tiny_vlm: ServedModel) -> None:
+    # A notebook, an async service or Playwright's sync API (the report tests' browser) runs a loop in the
+    # calling thread; asyncio.run inside it raised RuntimeError for every request.
+    async def caller() -> list:
+        return openai_backend(served_tiny_vlm).generate([GenerationRequest("Describe.", 4, RED)])
+
+    results = asyncio.run(caller())
+    assert len(results) == 1 and results[0].error is None and results[0].text
 
 
 def test_openai_backend_sends_the_json_schema_for_guided_decoding(served_tiny_vlm: ServedModel) -> None:

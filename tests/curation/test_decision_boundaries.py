@@ -36,7 +36,8 @@ BASE_FIELDS = (pa.field("width", pa.int32()), pa.field("height", pa.int32()))
 def scores(stage: Stage, row: dict) -> pa.Table:
     """One row of `stage`'s stored columns (its output fields in their declared types, plus width/height)."""
     fields = [*BASE_FIELDS, *stage.output_fields()]
-    fields += [pa.field(name, pa.float32()) for name in ("musiq", "clipiqa") if name in row]  # learned_iqa's columns
+    # learned_iqa's columns, and the video reader's change_score (video_pair_change decides on it)
+    fields += [pa.field(name, pa.float32()) for name in ("musiq", "clipiqa", "change_score") if name in row]
     return pa.Table.from_pylist([row], schema=pa.schema(fields))
 
 
@@ -44,6 +45,13 @@ def at_and_beyond(threshold: float, beyond: str) -> tuple[float, float]:
     """The threshold as float32 stores it, and the next float32 above (`beyond="up"`) or below it."""
     at = np.float32(threshold)
     return float(at), float(np.nextafter(at, np.float32(np.inf if beyond == "up" else -np.inf)))
+
+
+_TINY_BACKEND = {"kind": "transformers", "model": "tiny:qwen3vl"}  # built, never loaded: decide() reads columns
+
+
+def _edit(op: str, **config) -> Stage:
+    return stage_class(op)(stage_class(op).Config(**config))
 
 
 # (stage, column to set, the field, its value, base row, reason at the threshold, direction, reason beyond it)
@@ -62,6 +70,23 @@ SIMPLE_CASES = [
     # "above 60.2": float32 rounds 60.2 up, so a stored 60.2 compared with the float64 threshold would pass.
     (VlmAestheticStage(VlmAestheticConfig(min_score=60.2)), "vlm_aesthetic_score", "min_score", 60.2,
      {"vlm_aesthetic_status": "scored"}, "vlm_aesthetic_below_threshold", "up", None),
+    # editing (data_engine/editing): pair change, instruction confidence, triplet curation
+    (_edit("video_pair_change", min_change=0.002), "change_score", "min_change", 0.002, {},
+     "negligible_change", "up", None),
+    (_edit("video_pair_change", max_change=0.45), "change_score", "max_change", 0.45, {},
+     "change_too_large", "down", None),
+    (_edit("video_pair_instruction", min_confidence=0.3, backend=_TINY_BACKEND), "confidence", "min_confidence", 0.3,
+     {}, None, "down", "low_confidence"),
+    (_edit("edit_change", min_changed_fraction=0.002), "edit_changed_fraction", "min_changed_fraction", 0.002, {},
+     None, "down", "edit_negligible_change"),
+    (_edit("edit_region", max_outside_fraction=0.02), "edit_outside_changed_fraction", "max_outside_fraction", 0.02,
+     {}, None, "up", "edit_outside_region"),
+    (_edit("edit_quality", min_sharpness_ratio=0.4), "sharpness_ratio", "min_sharpness_ratio", 0.4,
+     {"niqe_increase": 0.0}, None, "down", "edit_target_blurred"),
+    (_edit("edit_quality", max_niqe_increase=3.1), "niqe_increase", "max_niqe_increase", 3.1,
+     {"sharpness_ratio": 1.0}, None, "up", "edit_target_artifacts"),
+    (_edit("edit_intent_judge", min_clarity=50.1), "intent_clarity", "min_clarity", 50.1,
+     {"intent_status": "judged"}, None, "down", "edit_intent_ambiguous"),
 ]
 
 
@@ -172,6 +197,8 @@ def test_every_float_threshold_of_every_filter_is_covered():
     covered |= {(IqaCascadeStage, field) for field in IQA_CASES}
     # rebalance's boost scales a sampling rate; no stored score is compared with it, so it has no boundary.
     covered |= {(RebalanceStage, "boost")}
+    # balance_edits' tolerance bounds how far the fitted shares may sit from their targets; no stored score either.
+    covered |= {(stage_class("balance_edits"), "tolerance")}
     engine_stages = [stage_class(op) for op, module in STAGE_MODULES.items() if module.startswith("data_engine.")]
     assert {(stage, name) for stage in engine_stages for name in _float_thresholds(stage)} == covered
 
