@@ -62,10 +62,13 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: on a shared machine, how busy it was."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
 def machine_description(threads: int | None = None) -> dict[str, Any]:
-    load_1, load_5, load_15 = os.getloadavg()
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads,
-            "load_average": [round(load_1, 2), round(load_5, 2), round(load_15, 2)],
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "load_average": load_average(),
             "git_commit": git_commit(), "python": platform.python_version(), "platform": platform.platform()}
 
 
@@ -95,10 +98,19 @@ def start_benchmark(threads: int | None = None) -> dict[str, Any]:
     return dict(_started)
 
 
+class SelfTimed:
+    """What a contender returns when it measured its own seconds (e.g. a subprocess reporting the time of its
+    work without the interpreter's start), with the value a comparison reads."""
+
+    def __init__(self, seconds: float, value: Any = None) -> None:
+        self.seconds, self.value = seconds, value
+
+
 def interleaved(contenders: Mapping[str, Callable[[], object]], *, repeats: int = MIN_REPEATS, warmup: int = 1,
-                log: bool = True) -> dict[str, list[float]]:
+                log: bool = True, last_values: dict[str, Any] | None = None) -> dict[str, list[float]]:
     """Seconds per call of each contender: `warmup` untimed calls each, then `repeats` rounds in which every
-    contender runs once, the order rotating by one each round."""
+    contender runs once, the order rotating by one each round. A contender returning a `SelfTimed` counts the
+    seconds it measured; `last_values` receives each contender's value from its last timed call."""
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats={repeats}: a benchmark repeats every contender at least {MIN_REPEATS} times")
     names = list(contenders)
@@ -110,10 +122,15 @@ def interleaved(contenders: Mapping[str, Callable[[], object]], *, repeats: int 
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
             started = time.perf_counter()
-            contenders[name]()
-            seconds[name].append(time.perf_counter() - started)
+            value = contenders[name]()
+            elapsed = time.perf_counter() - started
+            if isinstance(value, SelfTimed):
+                elapsed, value = value.seconds, value.value
+            seconds[name].append(elapsed)
+            if last_values is not None:
+                last_values[name] = value
             if log:
-                print(f"round {round_number}: {name} {seconds[name][-1]:.3f}s", file=sys.stderr, flush=True)
+                print(f"round {round_number}: {name} {elapsed:.3f}s", file=sys.stderr, flush=True)
     return seconds
 
 

@@ -14,7 +14,7 @@ Data-Juicer's deduplicator drops images whose hash is equal, so ours runs at `ne
 Each side runs as a user runs it, in a fresh process pinned to the same cores (`taskset`): ours is
 `python -m pipelines run` (local Ray with `ray.num_cpus` = cores), theirs `dj-process` in its own environment
 (`np` = cores), from the image folder (ours) or the JSONL that lists the same files (theirs) to written output.
-Timings are interleaved (harness.py), the headline the ratio of the median wall times. The decisions are
+Timings are interleaved (benchmarks/common.py), the headline the ratio of the median wall times. The decisions are
 then compared file by file with the corpus's ground truth (benchmarks/peers/corpus.py).
 
     python -m benchmarks.peers.data_juicer --peer-env ~/.cache/joyai-envs/peer-data-juicer-KEY
@@ -35,9 +35,8 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import write_result
+from benchmarks.common import SelfTimed, interleaved, load_average, ratio_spread, spread, write_result
 from benchmarks.peers.corpus import write_peer_corpus
-from benchmarks.peers.harness import SelfTimed, interleave, load_average, ratio_spread, spread
 from data_engine.shards import iter_shards
 from pipelines.jobfile import JOBS_DIR, load_job_data
 
@@ -171,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
                             env, work / "data_juicer.log", restarts)
         return SelfTimed(seconds, dj_kept(dj_export, images_dir))
 
-    seconds, decisions = interleave({"ours": ours, "data_juicer": theirs}, repeats=args.repeats)
+    decisions: dict = {}
+    seconds = interleaved({"ours": ours, "data_juicer": theirs}, repeats=args.repeats, last_values=decisions)
     ours_s, theirs_s = spread(seconds["ours"]), spread(seconds["data_juicer"])
     ratio = theirs_s["median"] / ours_s["median"]
     metrics = {"throughput_ratio": round(ratio, 3), "ours_images_per_s": round(args.images / ours_s["median"], 1),

@@ -27,9 +27,8 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from benchmarks.common import write_result
+from benchmarks.common import interleaved, load_average, ratio_spread, spread, write_result
 from benchmarks.peers.corpus import write_peer_corpus
-from benchmarks.peers.harness import interleave, load_average, ratio_spread, spread
 from data_engine.curation.learned_iqa import ARCH_FILE, CLIP_FILE, WEIGHTS_FILE, read_arch
 from data_engine.job import StageSpec
 from data_engine.model_refs import tiny_model_path
@@ -100,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
             return scores
 
         contenders[f"ours_{metric}"], contenders[f"pyiqa_{metric}"] = ours, theirs
-    seconds, scores = interleave(contenders, repeats=args.repeats)
+    scores: dict = {}
+    seconds = interleaved(contenders, repeats=args.repeats, last_values=scores)
     ours_total = [sum(seconds[f"ours_{m}"][i] for m in METRICS) for i in range(args.repeats)]
     theirs_total = [sum(seconds[f"pyiqa_{m}"][i] for m in METRICS) for i in range(args.repeats)]
     median = lambda values: float(np.median(values))  # noqa: E731

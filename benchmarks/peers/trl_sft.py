@@ -34,8 +34,7 @@ import pyarrow as pa
 import torch
 import yaml
 
-from benchmarks.common import write_result
-from benchmarks.peers.harness import SelfTimed, interleave, load_average, ratio_spread, spread
+from benchmarks.common import SelfTimed, interleaved, load_average, ratio_spread, spread, write_result
 from data_engine.model_refs import tiny_model_path
 from data_engine.output_dir import standalone_manifest, write_manifest
 from data_engine.schemas import QA_CONVERSATION
@@ -192,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             raise RuntimeError(f"TRL trained on {result['tokens']} tokens, ours on {tokens}")
         return SelfTimed(result["seconds"], {"steps": result["steps"], "mean_sft_loss": round(result["mean_loss"], 4)})
 
-    seconds, runs = interleave({"ours": ours, "trl": theirs}, repeats=args.repeats)
+    runs: dict = {}
+    seconds = interleaved({"ours": ours, "trl": theirs}, repeats=args.repeats, last_values=runs)
     ours_s, trl_s = spread(seconds["ours"]), spread(seconds["trl"])
     ratio = trl_s["median"] / ours_s["median"]
     metrics = {"tokens_per_s_ratio": round(ratio, 3), "ours_tokens_per_s": round(tokens / ours_s["median"], 1),

@@ -40,7 +40,8 @@ from data_engine.redecide import redecide
 from data_engine.report import (ReportInput, ReportOptions, SectionKind, format_number, heading, read_json_file,
                                 register_section, render_manifest_summary, render_table, scan_rows)
 from data_engine.shards import atomic_write_json, iter_shards
-from data_engine.stage import Resources, Stage, StageConfig, register_stage
+from data_engine.stage import StageConfig, register_stage
+from data_engine.stages.global_sampling_base import GlobalSamplingStage
 
 REJECT_REASON = "balance_downsampled"
 SUMMARY_NAME = "balance_report.json"
@@ -186,21 +187,14 @@ def balance_summary(labels: Sequence[Mapping[str, str | None]], decision: Balanc
 
 
 @register_stage
-class BalanceEditsStage(Stage[BalanceConfig]):
+class BalanceEditsStage(GlobalSamplingStage[BalanceConfig]):
     op = "balance_edits"
     Config = BalanceConfig
-    default_resources = Resources(num_cpus=0.5, batch_size=1024)
+    added_fields = ADDED_FIELDS
+    kept_column = "balance_kept"
+    reject_reason = REJECT_REASON
     decision_reasons = frozenset({REJECT_REASON})
     threshold_fields = frozenset(BalanceConfig.model_fields)  # all read by the global decision only
-
-    def output_fields(self) -> tuple[pa.Field, ...]:
-        return ADDED_FIELDS
-
-    def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
-        return {field.name: [None] * batch.num_rows for field in ADDED_FIELDS}
-
-    def global_outputs(self) -> tuple[str, ...]:
-        return tuple(field.name for field in ADDED_FIELDS)
 
     def global_inputs(self) -> tuple[str, ...]:
         return BALANCE_AXES
@@ -210,9 +204,6 @@ class BalanceEditsStage(Stage[BalanceConfig]):
                                      self.config)
         return {"balance_cell": decision.cells, "balance_cell_quota": decision.quotas,
                 "balance_kept": decision.kept}
-
-    def decide(self, scores: pa.Table) -> list[str | None]:
-        return [REJECT_REASON if kept is False else None for kept in scores.column("balance_kept").to_pylist()]
 
     def finalize_output(self, out_dir: Path) -> None:
         redecide(out_dir, {})  # decided over every shard, then the stats and the manifest count the rejects

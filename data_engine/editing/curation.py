@@ -25,7 +25,6 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -41,8 +40,9 @@ from data_engine.captioning.prompts import load_prompt_set
 from data_engine.curation.pixels import resize_long_side
 from data_engine.editing.triplet import decode_rgb, edit_area
 from data_engine.ops.image_stats import basic_image_stats
-from data_engine.ops.niqe import NiqeParams, NiqeParamsMissing, load_params, niqe_score
-from data_engine.stage import Resources, Stage, StageConfig, StageUnavailable, register_stage, stored_threshold
+from data_engine.ops.niqe import niqe_score
+from data_engine.stage import Resources, Stage, StageConfig, register_stage, stored_threshold
+from data_engine.stages.niqe_base import NiqeStage
 from data_engine.stages.generation_base import GenerationStage
 
 _log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ class EditQualityConfig(StageConfig):
 
 
 @register_stage
-class EditQualityStage(Stage[EditQualityConfig]):
+class EditQualityStage(NiqeStage[EditQualityConfig]):
     op = "edit_quality"
     Config = EditQualityConfig
     default_resources = Resources(num_cpus=1, batch_size=16)
@@ -175,19 +175,6 @@ class EditQualityStage(Stage[EditQualityConfig]):
 
     def processed_rows(self, table: pa.Table) -> list[bool]:
         return [value is not None for value in table.column("source_sharpness").to_pylist()]
-
-    def preflight(self) -> None:
-        try:
-            self._load_params()
-        except NiqeParamsMissing as exc:
-            raise StageUnavailable(f"{self.name}.niqe_params: {exc}") from None
-
-    def setup(self) -> None:
-        cv2.setNumThreads(1)
-        self.params = self._load_params()
-
-    def _load_params(self) -> NiqeParams:
-        return load_params(Path(self.config.niqe_params) if self.config.niqe_params else None)
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
         columns: dict[str, list[float | None]] = {name: [] for name in self.SCORES}

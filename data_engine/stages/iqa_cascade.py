@@ -31,10 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import pyarrow as pa
 from pydantic import Field, model_validator
 
@@ -42,8 +40,9 @@ from data_engine.curation.learned_iqa import LEARNED_IQA_METRICS
 from data_engine.curation.pixels import working_rgb
 from data_engine.curation.presets import PresetConfig
 from data_engine.ops.image_stats import basic_image_stats
-from data_engine.ops.niqe import NiqeParams, NiqeParamsMissing, load_params, niqe_score
-from data_engine.stage import Resources, Stage, StageUnavailable, register_stage, stored_threshold
+from data_engine.ops.niqe import niqe_score
+from data_engine.stage import Resources, register_stage, stored_threshold
+from data_engine.stages.niqe_base import NiqeStage
 
 SCORE_COLUMNS = ("iqa_brightness", "iqa_entropy", "iqa_saturation", "iqa_sharpness", "niqe")
 Verdict = Literal["accept", "recovered", "skip", "reject"]
@@ -153,7 +152,7 @@ def classify_iqa(scores: Mapping[str, float | None], config: IqaCascadeConfig) -
 
 
 @register_stage
-class IqaCascadeStage(Stage[IqaCascadeConfig]):
+class IqaCascadeStage(NiqeStage[IqaCascadeConfig]):
     op = "iqa_cascade"
     Config = IqaCascadeConfig
     default_resources = Resources(num_cpus=1, batch_size=16)
@@ -170,20 +169,6 @@ class IqaCascadeStage(Stage[IqaCascadeConfig]):
 
     def output_fields(self) -> tuple[pa.Field, ...]:
         return tuple(pa.field(name, pa.float32()) for name in SCORE_COLUMNS)
-
-    def preflight(self) -> None:
-        try:
-            self._load_params()
-        except NiqeParamsMissing as exc:
-            raise StageUnavailable(f"{self.name}.niqe_params: {exc}") from None
-
-    def setup(self) -> None:
-        cv2.setNumThreads(1)  # one worker per core
-        self.params = self._load_params()
-
-    def _load_params(self) -> NiqeParams:
-        """The configured file, else the node's `$JOYAI_NIQE_PARAMS` (scripts/ray_node.sh), else the repo cache."""
-        return load_params(Path(self.config.niqe_params) if self.config.niqe_params else None)
 
     def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
         rows = [self._scores(data) for data in batch.column("image_bytes").to_pylist()]

@@ -17,7 +17,8 @@ import pyarrow as pa
 from data_engine.rebalance.run import ADDED_FIELDS, REJECT_REASON, decision_columns, write_summary
 from data_engine.rebalance.sampling import RebalanceConfig
 from data_engine.redecide import redecide
-from data_engine.stage import Resources, Stage, StageConfig, register_stage
+from data_engine.stage import StageConfig, register_stage
+from data_engine.stages.global_sampling_base import GlobalSamplingStage
 
 
 class RebalanceStageConfig(StageConfig, RebalanceConfig):
@@ -25,30 +26,20 @@ class RebalanceStageConfig(StageConfig, RebalanceConfig):
 
 
 @register_stage
-class RebalanceStage(Stage[RebalanceStageConfig]):
+class RebalanceStage(GlobalSamplingStage[RebalanceStageConfig]):
     op = "rebalance"
     Config = RebalanceStageConfig
-    default_resources = Resources(num_cpus=0.5, batch_size=1024)
+    added_fields = ADDED_FIELDS
+    kept_column = "rebalance_kept"
+    reject_reason = REJECT_REASON
     decision_reasons = frozenset({REJECT_REASON})
     threshold_fields = frozenset(RebalanceConfig.model_fields)  # all read by the global decision only
-
-    def output_fields(self) -> tuple[pa.Field, ...]:
-        return ADDED_FIELDS
-
-    def process_batch(self, batch: pa.Table) -> Mapping[str, Sequence[Any]]:
-        return {field.name: [None] * batch.num_rows for field in ADDED_FIELDS}
-
-    def global_outputs(self) -> tuple[str, ...]:
-        return tuple(field.name for field in ADDED_FIELDS)
 
     def global_inputs(self) -> tuple[str, ...]:
         return ("tags",)
 
     def decide_globally(self, candidates: pa.Table) -> Mapping[str, Sequence[Any]]:
         return decision_columns(candidates, self.config)
-
-    def decide(self, scores: pa.Table) -> list[str | None]:
-        return [REJECT_REASON if kept is False else None for kept in scores.column("rebalance_kept").to_pylist()]
 
     def finalize_output(self, out_dir: Path) -> None:
         redecide(out_dir, {})  # decided over every shard, then the stats and the manifest count the rejects

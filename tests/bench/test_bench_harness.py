@@ -20,6 +20,15 @@ def test_every_contender_is_warmed_up_before_any_timed_call_and_the_order_rotate
     assert {name: len(values) for name, values in seconds.items()} == {"a": 5, "b": 5, "c": 5}
 
 
+def test_a_contender_that_times_itself_counts_its_own_seconds_and_its_last_value_is_kept():
+    rounds = iter(range(100))
+    last: dict[str, object] = {}
+    seconds = common.interleaved({"self": lambda: common.SelfTimed(42.0, next(rounds)), "plain": lambda: "p"},
+                                 repeats=5, warmup=1, log=False, last_values=last)
+    assert seconds["self"] == [42.0] * 5 and all(0 <= value < 1 for value in seconds["plain"])
+    assert last == {"self": 5, "plain": "p"}  # call 0 was the warm-up, calls 1-5 the timed rounds
+
+
 def test_fewer_than_five_repeats_is_refused():
     with pytest.raises(ValueError, match="at least 5"):
         common.interleaved({"a": lambda: None}, repeats=4, log=False)

@@ -1,6 +1,6 @@
-"""The parts of `make bench-peers` (benchmarks/peers/) that decide what is compared: the interleaving, the
-corpus's duplicates, the threshold translation into Data-Juicer's operators and the decision comparison. The
-timed runs themselves need the peer environments and are not tests."""
+"""The parts of `make bench-peers` (benchmarks/peers/) that decide what is compared: the corpus's duplicates,
+the threshold translation into Data-Juicer's operators and the decision comparison (the interleaving is the
+harness's, tested in test_bench_harness.py). The timed runs need the peer environments and are not tests."""
 
 from __future__ import annotations
 
@@ -11,22 +11,7 @@ from PIL import Image
 
 from benchmarks.peers import data_juicer
 from benchmarks.peers.corpus import write_peer_corpus
-from benchmarks.peers.harness import SelfTimed, interleave
 from data_engine.job import StageSpec
-
-
-def test_interleave_warms_up_each_contender_then_rotates_the_order_every_round():
-    calls: list[str] = []
-    contenders = {name: (lambda name=name: calls.append(name) or name) for name in ("a", "b", "c")}
-    seconds, last = interleave(contenders, repeats=3, warmup=1)
-    assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    assert {name: len(values) for name, values in seconds.items()} == {"a": 3, "b": 3, "c": 3}
-    assert last == {"a": "a", "b": "b", "c": "c"}
-
-
-def test_interleave_keeps_the_seconds_a_contender_measured_itself():
-    seconds, last = interleave({"self": lambda: SelfTimed(42.0, "value")}, repeats=2, warmup=0)
-    assert seconds["self"] == [42.0, 42.0] and last["self"] == "value"
 
 
 def test_peer_corpus_copies_are_what_the_labels_say(tmp_path):
