@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from conftest import ServedModel, png_bytes
 
@@ -55,7 +56,9 @@ def test_openai_backend_works_where_an_event_loop_already_runs(served_tiny_vlm: 
     async def caller() -> list:
         return openai_backend(served_tiny_vlm).generate([GenerationRequest("Describe.", 4, RED)])
 
-    results = asyncio.run(caller())
+    # The caller's loop runs on a thread of its own: this test's thread may already hold the browser's loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        results = pool.submit(asyncio.run, caller()).result()
     assert len(results) == 1 and results[0].error is None and results[0].text
 
 
