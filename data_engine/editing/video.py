@@ -83,12 +83,16 @@ def _decoded_frames(container: Any, stream: Any, fps: Fraction, config: VideoFil
     width, height = stream.codec_context.width, stream.codec_context.height
     detect_size = (sampling.detection_width, max(2, round(height * sampling.detection_width / width)))
     stored_size = _scaled_size(width, height, sampling.image_max_side)
+    # swscale on one thread: PyAV's default (0, automatic) starts a thread pool per call, which made the small
+    # detection copy 4x slower and let one read task take more than its core; the pixels are the same.
     for index, frame in enumerate(container.decode(stream)):
         timestamp = frame.time if frame.time is not None else index / float(fps)
-        detection = frame.reformat(width=detect_size[0], height=detect_size[1], format="bgr24").to_ndarray()
+        detection = frame.reformat(width=detect_size[0], height=detect_size[1], format="bgr24",
+                                   threads=1).to_ndarray()
 
         def to_rgb(frame: Any = frame) -> np.ndarray:
-            return frame.reformat(width=stored_size[0], height=stored_size[1], format="rgb24").to_ndarray()
+            return frame.reformat(width=stored_size[0], height=stored_size[1], format="rgb24",
+                                  threads=1).to_ndarray()
 
         yield DecodedFrame(index, float(timestamp), detection, to_rgb)
 
