@@ -134,8 +134,14 @@ def read_video(source: str | bytes, name: str, config: VideoFilesConfig) -> Shot
     return found
 
 
+# Stored PNG (deflate level 0, no row filter): lossless, ~0.5 ms a 512x288 frame against ~15 ms at level 1,
+# which was 40% of the job's time. The bytes are compressed once, by the shard's zstd Parquet codec: shards
+# come out ~20% larger than with deflate level 1 (benchmarks/results/video_pairs.json notes).
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
     if not ok:
         raise ValueError(f"PNG encoding failed for a {rgb.shape} frame")
     return data.tobytes()
