@@ -7,7 +7,8 @@ round by round):
 - `decode`: open each file with PyAV and decode every frame (`container.decode`), nothing else;
 - `job`: what a read task of the job does per shard, with the job file's settings: the `video_files` reader
   (decode, a small copy of every frame for PySceneDetect's content detector, sampling per shot, sharpness,
-  pairs, PNG encoding), the `video_pair_change` decision and the shard write (Parquet, temporary name).
+  pairs, PNG encoding), the `video_pair_change` decision and the shard write (Parquet, temporary name); the
+  size of that shard is `shard_mib`.
 Frames counted: every decoded frame (both sides decode all of them). The VLM step (`video_pair_instruction`,
 tiny random Qwen3-VL on the transformers backend, the job's token budgets) runs once over the accepted pairs
 afterwards and is reported as seconds per pair, apart from the ratio.
@@ -72,12 +73,13 @@ def main(argv: list[str] | None = None) -> None:
 
         shard_ids = iter(range(1 << 30))
         tables: list[pa.Table] = []
+        shard_bytes: list[int] = []
 
         def whole_job() -> None:
             table = reader.read_items(str(videos), items)
             table, _ = apply_stage(change, table, change_spec.stage_resources().batch_size)
-            write_shard(Path(work) / "out", next(shard_ids), table, [], row_group_rows=job.row_group_rows)
-            tables[:] = [table]
+            shard = write_shard(Path(work) / "out", next(shard_ids), table, [], row_group_rows=job.row_group_rows)
+            tables[:], shard_bytes[:] = [table], [Path(shard).stat().st_size]
 
         frames = decode_all(paths)
         timings = interleaved({"decode": lambda: decode_all(paths), "job": whole_job}, repeats=args.repeats)
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {"ratio_to_decode": ratio_spread(timings["decode"], timings["job"]),
                "job_frames_per_s_per_core": rate_spread(frames, timings["job"], 1),
                "decode_frames_per_s_per_core": rate_spread(frames, timings["decode"], 1),
-               "vlm_s_per_pair": round(vlm_s / max(1, accepted.num_rows), 3)}
+               "vlm_s_per_pair": round(vlm_s / max(1, accepted.num_rows), 3),
+               "shard_mib": round(shard_bytes[0] / 2**20, 2)}
     write_result(NAME, metrics, machine=machine, goals={"ratio_to_decode": (">=", 0.5)},
                  baseline="PyAV decoding alone (container.decode, 1 codec thread) of the same frames",
                  command=f"python -m benchmarks.video_pairs --videos {args.videos} --frames {args.frames} "
@@ -101,7 +104,10 @@ def main(argv: list[str] | None = None) -> None:
                         "input": f"{args.videos} procedural H.264 mp4 videos of {args.frames} frames at "
                                  f"{args.width}x{args.height}, 24 fps ({frames} frames per pass)",
                         "job": "video_files reader + video_pair_change + shard write, video_pairs.yaml settings, "
-                               "in this process (one core)",
+                               "in this process (one core); pair images as stored PNG (deflate level 0), "
+                               "compressed by the shard's zstd codec",
+                        "shard_mib": "the Parquet shard of one pass (with PNG deflate level 1, before 2026-12-02: "
+                                     "6.25 MiB)",
                         "pairs": f"{table.num_rows} rows per pass, {accepted.num_rows} accepted",
                         "vlm": "video_pair_instruction over the accepted pairs once, tiny random Qwen3-VL "
                                "(transformers, CPU), the job's token budgets: 3 requests per pair",
