@@ -113,8 +113,12 @@ def on_sampling_grid(offset: int, step: float) -> bool:
 
 
 def sharpness(grey: np.ndarray) -> float:
-    """Variance of the Laplacian of a grey image: high where there are sharp edges, near 0 when blurred."""
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    """Variance of the Laplacian of a uint8 grey image: high where there are sharp edges, near 0 when blurred.
+    The 3x3 Laplacian of uint8 levels lies within +-1020, so int16 holds it exactly and is filtered at half the
+    cost of float64; the variance is then taken in float64 as before."""
+    if grey.dtype != np.uint8:
+        raise ValueError(f"sharpness: a uint8 grey image, got {grey.dtype}")
+    return float(cv2.Laplacian(grey, cv2.CV_16S).astype(np.float64).var())
 
 
 def sharpness_threshold(scores: Iterable[float], relative: float, floor: float) -> float:

@@ -29,6 +29,7 @@ import av
 import cv2
 import numpy as np
 import pyarrow as pa
+from av.video.reformatter import VideoReformatter
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_engine.editing.pairs import PairingConfig, change_score, shot_pairs
@@ -83,12 +84,19 @@ def _decoded_frames(container: Any, stream: Any, fps: Fraction, config: VideoFil
     width, height = stream.codec_context.width, stream.codec_context.height
     detect_size = (sampling.detection_width, max(2, round(height * sampling.detection_width / width)))
     stored_size = _scaled_size(width, height, sampling.image_max_side)
+    # One reformatter per output size keeps its swscale context (and filter tables) across frames, where
+    # `frame.reformat` builds a new one per call: half the cost of the detection copy, the same pixels. One
+    # thread each: PyAV's default (0, automatic) starts a thread pool per call, which made the detection copy
+    # 4x slower and let one read task take more than its core.
+    detection_scaler, stored_scaler = VideoReformatter(), VideoReformatter()
     for index, frame in enumerate(container.decode(stream)):
         timestamp = frame.time if frame.time is not None else index / float(fps)
-        detection = frame.reformat(width=detect_size[0], height=detect_size[1], format="bgr24").to_ndarray()
+        detection = detection_scaler.reformat(frame, width=detect_size[0], height=detect_size[1], format="bgr24",
+                                              threads=1).to_ndarray()
 
         def to_rgb(frame: Any = frame) -> np.ndarray:
-            return frame.reformat(width=stored_size[0], height=stored_size[1], format="rgb24").to_ndarray()
+            return stored_scaler.reformat(frame, width=stored_size[0], height=stored_size[1], format="rgb24",
+                                          threads=1).to_ndarray()
 
         yield DecodedFrame(index, float(timestamp), detection, to_rgb)
 
@@ -126,8 +134,14 @@ def read_video(source: str | bytes, name: str, config: VideoFilesConfig) -> Shot
     return found
 
 
+# Stored PNG (deflate level 0, no row filter): lossless, ~0.5 ms a 512x288 frame against ~15 ms at level 1,
+# which was 40% of the job's time. The bytes are compressed once, by the shard's zstd Parquet codec: shards
+# come out ~20% larger than with deflate level 1 (benchmarks/results/video_pairs.json notes).
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
     if not ok:
         raise ValueError(f"PNG encoding failed for a {rgb.shape} frame")
     return data.tobytes()

@@ -7,16 +7,21 @@ stated by construction in data_engine/editing/procedural_video.py, never measure
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from PIL import Image
 from pydantic import ValidationError
 
 from data_engine.editing.instructions import judge_instruction
 from data_engine.editing.pairs import VideoPairChangeConfig, VideoPairChangeStage
 from data_engine.editing.procedural_video import VideoSpec, encode_video, write_demo_videos
-from data_engine.editing.video import VideoFilesConfig, VideoFilesReader, read_video
+from data_engine.editing.shots import sharpness
+from data_engine.editing.video import VideoFilesConfig, VideoFilesReader, encode_png, read_video
 from data_engine.executor import run_job
 from data_engine.job import JobConfigError
 from data_engine.redecide import redecide_table
@@ -59,6 +64,22 @@ def test_blurred_frames_are_removed_and_sharp_ones_kept(tmp_path: Path) -> None:
     sharp = set(range(spec.frames)) - set(spec.blur_stretch)
     assert sharp <= paired and not dropped & sharp
     assert all(r["sharpness_threshold"] >= 20.0 for r in rows)
+
+
+def test_sharpness_is_the_float64_laplacian_variance_even_at_the_extremes() -> None:
+    # A 0/255 checkerboard puts the Laplacian at its bounds (+-1020): the int16 filter must not saturate.
+    checkerboard = (np.indices((48, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64), dtype=np.uint8)
+    for grey in (checkerboard, noise, np.full((48, 64), 128, np.uint8)):
+        assert sharpness(grey) == float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    with pytest.raises(ValueError, match="uint8"):
+        sharpness(checkerboard.astype(np.float32))
+
+
+def test_pair_images_are_lossless_png() -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, (36, 52, 3), dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(encode_png(rgb)))
+    assert decoded.format == "PNG" and np.array_equal(np.asarray(decoded.convert("RGB")), rgb)
 
 
 def test_no_pair_crosses_a_shot_boundary(tmp_path: Path) -> None:
