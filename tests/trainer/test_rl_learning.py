@@ -104,13 +104,3 @@ def test_diffusion_nft_closes_half_the_gap() -> None:
     assert final - initial >= 0.5 * (0.0 - initial), (initial, final)
     assert final - initial > plain_finetuning_gain()
 
-
-def test_rl_configs_validate() -> None:
-    from pathlib import Path
-
-    from trainer.config import load_config
-
-    for name, task in (("grpo_t2i_tiny.yaml", "mmdit_grpo_t2i"), ("nft_edit_tiny.yaml", "mmdit_nft_edit")):
-        config = load_config(Path("trainer/configs") / name)
-        assert config.task.name == task
-        config.task_config()
