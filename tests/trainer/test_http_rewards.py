@@ -63,7 +63,8 @@ def test_served_scores_equal_the_in_process_rewards(service: str) -> None:
 
 def test_a_failed_request_is_an_error_naming_the_url(service: str) -> None:
     unknown = build_reward({"name": "hps_v2", "http": {"url": service}})
-    with pytest.raises(TrainerError, match=rf"{service}/score/hps_v2: HTTP 404: no reward at /score/hps_v2; served: .*/score/probe_b"):
+    served = r"served: /score/clip_score, /score/latent_probe, /score/probe_b"
+    with pytest.raises(TrainerError, match=rf"{service}/score/hps_v2: HTTP 404: no reward at /score/hps_v2; {served}"):
         unknown.score(batch())
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
@@ -79,7 +80,8 @@ def test_a_failed_request_is_an_error_naming_the_url(service: str) -> None:
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ({"name": "clip_score", "http": {"url": "reward-node:8500"}}, r"rewards.clip_score.http.url: url .reward-node:8500. is not an http\(s\) URL"),
+    ({"name": "clip_score", "http": {"url": "reward-node:8500"}},
+     r"rewards.clip_score.http.url: url .reward-node:8500. is not an http\(s\) URL"),
     ({"name": "clip_score", "model_path": "/m", "http": {"url": "http://h:1"}},
      "model_path: a served reward's options belong in the service's config"),
     ({"name": "clip_score", "http": {"url": "http://h:1"}, "remote": {"num_gpus": 1}}, "at most one of"),
