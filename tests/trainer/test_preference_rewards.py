@@ -1,5 +1,6 @@
 """Human-preference rewards on tiny random weights loaded from directories (no downloads): PickScore and HPS v2
-against the CLIP embeddings computed here, ImageReward against BLIP's own image-text-matching forward."""
+against the CLIP embeddings computed here, ImageReward against BLIP's own image-text-matching forward, HPS v3
+against Qwen2-VL's generic forward on a hand-written chat text, one image at a time."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import torch
 from PIL import Image
 
 from trainer.rewards import RewardInput, build_reward
-from trainer.rewards.scorers import IMAGE_REWARD_HEAD, IMAGE_REWARD_MEAN, IMAGE_REWARD_STD, image_reward_head
+from trainer.core import TrainerError
+from trainer.rewards.scorers import (HPS_V3_HEAD, HPS_V3_PROMPT, IMAGE_REWARD_HEAD, IMAGE_REWARD_MEAN, IMAGE_REWARD_STD,
+                                     hps_v3_head, image_reward_head)
 
 PROMPTS = ["a red square", "a blue circle on the grass"]
 
@@ -92,7 +95,74 @@ def test_image_reward_scores_blips_image_grounded_cls_feature(tiny_image_reward:
 
 
 def test_a_preference_model_path_without_its_head_is_a_one_line_error(tiny_clip: Path) -> None:
-    from trainer.core import TrainerError
-
     with pytest.raises(TrainerError, match="has no reward_head.safetensors"):
         build_reward({"name": "image_reward", "model_path": str(tiny_clip)})
+
+
+HPS_V3_TEMPLATE = "Rate this image for the prompt: {prompt}\nOverall: <|Reward|>\nEND\n"  # ours, not the trained one
+
+
+@pytest.fixture(scope="module")
+def tiny_hps_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2-VL with the tiny Qwen tokenizer plus the reward token, a random head, a short template."""
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+    from transformers import Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    from data_engine.model_refs import tiny_model_path
+    from trainer.tiny_models import QWEN_CHAT_TEMPLATE, QWEN_VOCAB_SIZE
+
+    out = tmp_path_factory.mktemp("hps-v3")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path("qwen3vl"))
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|Reward|>"]})
+    torch.manual_seed(0)
+    config = Qwen2VLConfig(
+        text_config={"vocab_size": QWEN_VOCAB_SIZE, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "num_key_value_heads": 1,
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}},
+        vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
+                       "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2})
+    Qwen2VLForConditionalGeneration(config).save_pretrained(out)
+    image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56)
+    Qwen2VLProcessor(image_processor=image_processor, video_processor=Qwen2VLVideoProcessor(), tokenizer=tokenizer,
+                     chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(out)
+    save_file(hps_v3_head(32).state_dict(), out / HPS_V3_HEAD)
+    (out / HPS_V3_PROMPT).write_text(HPS_V3_TEMPLATE)
+    return out
+
+
+def test_hps_v3_scores_the_reward_tokens_hidden_state_with_its_head(tiny_hps_v3: Path) -> None:
+    """Batched and right-padded through the scorer vs. one image at a time through the model's generic forward on
+    the chat text written out by hand; the score is the head's first output (the mean)."""
+    from safetensors.torch import load_file
+
+    prompts = ["a cup", "a long prompt about a blue circle lying on the green grass at noon"]
+    batch = RewardInput(prompts=prompts, images=images(2))
+    reward = build_reward({"name": "hps_v3", "model_path": str(tiny_hps_v3)})
+    scores = reward.score(batch).scores
+    model, processor = reward.model, reward.processor  # the loaded weights; the forward below is the generic one
+    head = hps_v3_head(32).eval()
+    head.load_state_dict(load_file(tiny_hps_v3 / HPS_V3_HEAD))
+    reward_id = processor.tokenizer.convert_tokens_to_ids("<|Reward|>")
+    for prompt, image, score in zip(prompts, batch.images, scores):
+        text = ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
+                f"Rate this image for the prompt: {prompt}\nOverall: <|Reward|>\nEND\n<|im_end|>\n"
+                "<|im_start|>assistant\n")
+        inputs = processor(text=[text], images=[image], return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**inputs, output_hidden_states=True).hidden_states[-1][0]
+            position = (inputs["input_ids"][0] == reward_id).nonzero().item()
+            assert score == pytest.approx(float(head(hidden[position])[0]), abs=1e-5)
+    assert scores[0] != scores[1]
+
+
+def test_hps_v3_without_its_prompt_or_token_is_a_one_line_error(tiny_hps_v3: Path, tmp_path: Path) -> None:
+    import shutil
+
+    broken = shutil.copytree(tiny_hps_v3, tmp_path / "hps")
+    (broken / HPS_V3_PROMPT).write_text("Rate: {prompt}")
+    with pytest.raises(TrainerError, match="needs one {prompt} field and the reward token"):
+        build_reward({"name": "hps_v3", "model_path": str(broken)})
+    (broken / HPS_V3_PROMPT).unlink()
+    with pytest.raises(TrainerError, match="has no reward_prompt.txt"):
+        build_reward({"name": "hps_v3", "model_path": str(broken)})

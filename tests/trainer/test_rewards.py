@@ -121,5 +121,5 @@ def test_mixer_sums_per_reward_group_advantages() -> None:
 
 
 def test_mixer_from_specs_rejects_bad_roles() -> None:
-    with pytest.raises(TrainerError, match="roles"):
+    with pytest.raises(TrainerError, match="rewards.latent_probe.role: 'judge' is not one of instruction"):
         build_reward_mixer([{"name": "latent_probe", "role": "judge"}])

@@ -59,3 +59,28 @@ def test_length_and_kd_layer_mistakes_are_one_line_errors(tmp_path: Path,
         dry_run(config)
     assert cli_main(["train", "--config", str(MLLM_8B), "--set", "task.config.kd_layers=[35]", "--dry-run"]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_production_rl_configs_host_every_reward_off_the_trainer() -> None:
+    """Configuration only: each reward model runs in a Ray actor, behind the HTTP service or on a VLM server."""
+    def hosted(spec: dict) -> bool:
+        if "scorer" in spec and not hosted(spec["scorer"]):
+            return False
+        return bool(spec.get("remote") or spec.get("http")) or spec.get("backend", {}).get("kind") == "openai"
+
+    for name in ("grpo_t2i_512p", "nft_edit"):
+        rewards = load_config(CONFIGS_DIR / f"{name}.yaml").task_config().rewards
+        assert rewards and all(hosted(spec) for spec in rewards), name
+
+
+@pytest.mark.parametrize(("reward", "message"), [
+    ("{name: clip_score, model_path: tiny:clip, weigth: 2}", "rewards.clip_score: unknown option.s. weigth"),
+    ("{name: naturalness, backend: {kind: openai, model: m}, scorer: {name: hps_v2, model_path: x}}",
+     "rewards: judge backend.openai.base_url: Field required"),
+    ("{name: naturalness, backend: {kind: transformers, model: m}, scorer: {name: hps_v2}}",
+     "rewards.hps_v2: missing option.s. model_path"),
+    ("{name: pickscore, model_path: x, remote: {num_gpu: 1}}", "rewards.pickscore.remote.num_gpu: Extra inputs"),
+])
+def test_a_bad_reward_spec_fails_at_load(reward: str, message: str) -> None:
+    with pytest.raises(TrainerError, match=f"task.config.rewards: {message}"):
+        load_config(CONFIGS_DIR / "nft_edit_tiny.yaml", [f"task.config.rewards=[{reward}]"])

@@ -29,7 +29,7 @@ from torch import nn
 
 from trainer.core import StepTotals, register_task
 from trainer.objectives.flow_grpo import Randomness, RolloutGenerators, draw_normal, draw_uniform
-from trainer.rewards.mixing import reward_means
+from trainer.rewards.mixing import GateConfig, RewardSpecs, reward_means
 from trainer.objectives.flow_matching import (MMDiTEditTask, MMDiTTaskConfig, image_token_count, interpolate,
                                               resolution_shift, velocity_target)
 from trainer.sampling import euler_sample
@@ -109,8 +109,8 @@ def nft_update(model: nn.Module, old: nn.Module, advantage_fn: AdvantageFunction
 
 class DiffusionNFTTaskConfig(MMDiTTaskConfig):
     nft: DiffusionNFTConfig = Field(default_factory=DiffusionNFTConfig)
-    rewards: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "aesthetic", "weight": 1.0}],
-                                          min_length=1)  # trainer.rewards registry specs
+    rewards: RewardSpecs = Field(default_factory=lambda: [{"name": "aesthetic", "weight": 1.0}])  # registry specs
+    reward_gate: GateConfig = Field(default_factory=GateConfig)  # instruction-following gate of the mixing
 
 
 @register_task("mmdit_nft_edit")
@@ -125,7 +125,8 @@ class DiffusionNFTEditTask(MMDiTEditTask):
 
         model = super().build_model()
         self.old = copy.deepcopy(model).requires_grad_(False).eval()
-        self.rewards = build_reward_mixer(self.config.rewards, vae=self.config.vae)
+        self.rewards = build_reward_mixer(self.config.rewards, vae=self.config.vae,
+                                          gate=self.config.reward_gate.model_dump())
         self.updates = 0
         return model
 

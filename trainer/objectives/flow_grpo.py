@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from trainer.core import StepTotals, register_task
-from trainer.rewards.mixing import reward_means
+from trainer.rewards.mixing import RewardSpecs, reward_means
 from trainer.objectives.flow_matching import MMDiTTaskConfig, MMDiTTextToImageTask, resolution_shift, image_token_count
 from trainer.sampling import guided_velocity, sampling_timesteps
 
@@ -244,8 +244,7 @@ def flow_grpo_loss(model: nn.Module, reference: nn.Module, trajectory: Trajector
 
 class FlowGRPOTaskConfig(MMDiTTaskConfig):
     grpo: FlowGRPOConfig = Field(default_factory=FlowGRPOConfig)
-    rewards: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "aesthetic", "weight": 1.0}],
-                                          min_length=1)  # trainer.rewards registry specs
+    rewards: RewardSpecs = Field(default_factory=lambda: [{"name": "aesthetic", "weight": 1.0}])  # registry specs
 
 
 RewardFunction = Callable[[torch.Tensor, list[str]], torch.Tensor]  # (final latents, prompts) -> [B]

@@ -30,7 +30,7 @@ from typing import Any
 from PIL import Image
 
 from trainer.core import TrainerError
-from trainer.rewards import Reward, RewardInput, RewardOutput, build_reward, register_reward
+from trainer.rewards import Reward, RewardInput, RewardOutput, build_reward, check_reward_spec, register_reward
 
 JUDGE_SCHEMA: dict = {
     "type": "object",
@@ -77,6 +77,30 @@ def parse_judge(raw: str) -> tuple[dict[str, float] | None, str | None]:
     return {key: value[key] / JUDGE_SCALE for key in ("instruction_following", "consistency")}, None
 
 
+def judge_configuration(backend: dict[str, Any], prompts: str) -> tuple[Any, Any]:
+    """(the validated captioning backend config, the prompt set); TrainerError naming the mistake."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from data_engine.captioning.backends import BackendConfig
+    from data_engine.captioning.prompts import PromptFileError, load_prompt_set
+
+    from trainer.config import first_validation_error
+
+    try:
+        return TypeAdapter(BackendConfig).validate_python(backend), load_prompt_set(prompts)
+    except ValidationError as exc:
+        raise TrainerError(f"rewards: judge backend.{first_validation_error(exc)}") from None
+    except PromptFileError as exc:
+        raise TrainerError(f"rewards: judge prompts: {str(exc).splitlines()[0]}") from None
+
+
+def check_vlm_options(options: dict[str, Any]) -> None:
+    try:
+        judge_configuration(options["backend"], options.get("prompts", DEFAULT_PROMPTS))
+    except TrainerError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class VlmClient:
     """A captioning backend and a versioned prompt set (data_engine.captioning.prompts.PromptSet)."""
 
@@ -88,16 +112,9 @@ class VlmClient:
 
     @classmethod
     def from_config(cls, backend: dict[str, Any], prompts: str, max_tokens: int) -> VlmClient:
-        from pydantic import TypeAdapter, ValidationError
+        from data_engine.captioning.backends import check_backend_available, make_backend
 
-        from data_engine.captioning.backends import BackendConfig, check_backend_available, make_backend
-        from data_engine.captioning.prompts import PromptFileError, load_prompt_set
-
-        try:
-            config = TypeAdapter(BackendConfig).validate_python(backend)
-            prompt_set = load_prompt_set(prompts)
-        except (ValidationError, PromptFileError) as exc:
-            raise TrainerError(f"rewards: judge configuration: {str(exc).splitlines()[0]}") from None
+        config, prompt_set = judge_configuration(backend, prompts)
         unavailable = check_backend_available(config)
         if unavailable:
             raise TrainerError(f"rewards: judge backend: {unavailable}")
@@ -178,6 +195,10 @@ class JudgeScore(Reward):
     def __init__(self, backend: dict[str, Any], prompts: str = DEFAULT_PROMPTS, max_tokens: int = 256) -> None:
         self.judge = shared_judge(backend, prompts, max_tokens)
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        check_vlm_options(options)
+
     def score(self, batch: RewardInput) -> RewardOutput:
         results = self.judge.judge(batch)
         return RewardOutput([float(result[self.score_key]) for result in results], results)
@@ -204,6 +225,11 @@ class NaturalnessReward(Reward):
                  max_tokens: int = 96) -> None:
         self.client = VlmClient.from_config(backend, prompts, max_tokens)
         self.scorer = build_reward(scorer)
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        check_vlm_options(options)
+        check_reward_spec(options["scorer"])
 
     def score(self, batch: RewardInput) -> RewardOutput:
         from data_engine.captioning.parsing import clean_generation

@@ -12,13 +12,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from trainer.core import TrainerError
-from trainer.rewards import Reward, RewardInput, build_reward
+from trainer.rewards import Reward, RewardInput, build_reward, check_reward_spec
+
+
+def validate_reward_specs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every spec buildable (trainer.rewards.check_reward_spec), keys distinct, at most one instruction role."""
+    for spec in specs:
+        check_reward_spec(spec)
+    keys = [spec.get("key", spec["name"]) for spec in specs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f"rewards: {', '.join(twice)} listed twice (give one a distinct `key`)")
+    if [spec.get("role") for spec in specs].count("instruction") > 1:
+        raise ValueError("rewards: at most one reward has role 'instruction'")
+    return specs
+
+
+# The task configs' `rewards:` list, validated at load time (no model loaded).
+RewardSpecs = Annotated[list[dict[str, Any]], Field(min_length=1), AfterValidator(validate_reward_specs)]
 
 
 class GateConfig(BaseModel):
@@ -75,13 +92,14 @@ class RewardMixer:
     @classmethod
     def from_specs(cls, specs: list[dict[str, Any]], vae: str | None = None,
                    gate: dict[str, Any] | None = None) -> RewardMixer:
+        try:
+            validate_reward_specs(specs)
+        except ValueError as exc:
+            raise TrainerError(str(exc)) from None
         rewards = {}
         for spec in specs:
-            key = spec.get("key", spec.get("name"))
-            if key in rewards:
-                raise TrainerError(f"rewards: {key!r} listed twice (give one a distinct `key`)")
-            rewards[key] = WeightedReward(build_reward({k: v for k, v in spec.items() if k != "key"}),
-                                          float(spec.get("weight", 1.0)), spec.get("role"))
+            rewards[spec.get("key", spec["name"])] = WeightedReward(build_reward(spec), float(spec.get("weight", 1.0)),
+                                                                    spec.get("role"))
         return cls(rewards, vae, GateConfig(**(gate or {})))
 
     def _images(self, latents: torch.Tensor) -> list:

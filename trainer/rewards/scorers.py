@@ -1,5 +1,5 @@
 """The built-in rewards: aesthetic, CLIP-score alignment, the human-preference models (PickScore, HPS v2,
-ImageReward), OCR text accuracy and a latent linear probe."""
+HPS v3, ImageReward), OCR text accuracy and a latent linear probe."""
 
 from __future__ import annotations
 
@@ -134,6 +134,68 @@ class ImageRewardReward(Reward):
                                        encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long))
         raw = self.head(text.last_hidden_state[:, 0]).squeeze(-1)
         return RewardOutput(((raw - IMAGE_REWARD_MEAN) / IMAGE_REWARD_STD).tolist(), [{} for _ in batch.prompts])
+
+
+HPS_V3_HEAD = "rm_head.safetensors"
+HPS_V3_PROMPT = "reward_prompt.txt"
+HPS_V3_TOKEN = "<|Reward|>"
+
+
+def hps_v3_head(hidden_size: int) -> torch.nn.Sequential:
+    """HPS v3's head on the reward token's last hidden state: two ReLU layers (1024, 16 wide), then the mean and
+    the spread of the predicted preference (its training loss is an uncertainty-aware ranking loss)."""
+    return torch.nn.Sequential(torch.nn.Linear(hidden_size, 1024), torch.nn.ReLU(), torch.nn.Dropout(0.05),
+                               torch.nn.Linear(1024, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+
+
+@register_reward("hps_v3")
+class HpsV3Reward(Reward):
+    """HPS v3 (Ma et al. 2025): Qwen2-VL reads the image and the prompt, filled into the instruction the model was
+    trained with, followed by the reward token `<|Reward|>`; the head maps that token's last hidden state to
+    (mean, spread) and the score is the mean. `model_path`: the checkpoint as a transformers
+    `Qwen2VLForConditionalGeneration` directory with its processor (tokenizer with the reward token, image
+    processor at the published 256 x 28 x 28 pixels), the head in `rm_head.safetensors`, and the trained
+    instruction in `reward_prompt.txt` (a template with a `{prompt}` field that ends in the reward token; copied
+    from the hpsv3 package when converting, so this code carries no copy of it)."""
+
+    def __init__(self, model_path: str) -> None:
+        from safetensors.torch import load_file
+        from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+        path = resolve_path(model_path)
+        for name in (HPS_V3_HEAD, HPS_V3_PROMPT):
+            if not (path / name).is_file():
+                raise TrainerError(f"rewards.hps_v3.model_path: {path} has no {name}")
+        self.template = (path / HPS_V3_PROMPT).read_text()
+        if "{prompt}" not in self.template or self.template.count(HPS_V3_TOKEN) != 1:
+            raise TrainerError(f"rewards.hps_v3: {path / HPS_V3_PROMPT} needs one {{prompt}} field and the reward "
+                               f"token {HPS_V3_TOKEN} once")
+        self.model = Qwen2VLForConditionalGeneration.from_pretrained(path, local_files_only=True).eval()
+        self.processor = AutoProcessor.from_pretrained(path, local_files_only=True, padding_side="right")
+        self.reward_token_id = self.processor.tokenizer.convert_tokens_to_ids(HPS_V3_TOKEN)
+        if self.reward_token_id in (None, self.processor.tokenizer.unk_token_id):
+            raise TrainerError(f"rewards.hps_v3: the tokenizer at {path} has no {HPS_V3_TOKEN} token")
+        self.head = hps_v3_head(self.model.config.text_config.hidden_size).eval()
+        self.head.load_state_dict(load_file(path / HPS_V3_HEAD))
+
+    def prompt_texts(self, prompts: list[str]) -> list[str]:
+        conversations = [[{"role": "user", "content": [{"type": "image"},
+                                                       {"type": "text", "text": self.template.replace("{prompt}", p)}]}]
+                         for p in prompts]
+        return [self.processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+                for conversation in conversations]
+
+    @torch.no_grad()
+    def score(self, batch: RewardInput) -> RewardOutput:
+        inputs = self.processor(text=self.prompt_texts(batch.prompts),
+                                images=[image.convert("RGB") for image in batch.images], padding=True,
+                                return_tensors="pt")
+        hidden = self.model.model(**inputs).last_hidden_state  # right padding: the padding comes after the token
+        at_token = inputs["input_ids"] == self.reward_token_id
+        if not bool((at_token.sum(dim=1) == 1).all()):
+            raise TrainerError(f"rewards.hps_v3: each prompt must hold {HPS_V3_TOKEN} once (a prompt contains it)")
+        mean = self.head(hidden[at_token].float())[:, 0]
+        return RewardOutput(mean.tolist(), [{} for _ in batch.prompts])
 
 
 QUOTED = re.compile(r"[\"“”'‘’]([^\"“”'‘’]+)[\"“”'‘’]")
