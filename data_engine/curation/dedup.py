@@ -133,24 +133,53 @@ def greedy_duplicates(unit: np.ndarray, threshold: float, block: int = 512) -> t
 def near_duplicates(ids: list[str], vectors: np.ndarray, order: list[int], *, threshold: float,
                     cluster_size: int, kind: str = "near", seed: int = 0) -> dict[int, Duplicate]:
     """SemDeDup over the rows of `vectors` in `order` (normalised here): k-means into clusters of about
-    `cluster_size`, then the exact greedy pass (`greedy_duplicates`) inside each cluster."""
+    `cluster_size`, then the exact greedy pass inside each cluster (`cluster_duplicates`)."""
     if not order:
         return {}
     rows = np.asarray(vectors, dtype=np.float32)[order]
-    unit = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), np.float32(1e-12))
-    labels = cluster_labels(unit, math.ceil(len(order) / cluster_size), seed)
+    rows /= np.maximum(np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None], np.float32(1e-12))
+    labels = cluster_labels(rows, math.ceil(len(order) / cluster_size), seed)
+    by_cluster = np.argsort(labels, kind="stable")  # positions in keep order, grouped by cluster
     found: dict[int, Duplicate] = {}
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)  # positions in keep order
-        duplicate_of, similarity = greedy_duplicates(unit[members], threshold)
+    for members in np.split(by_cluster, np.flatnonzero(np.diff(labels[by_cluster])) + 1):
+        duplicate_of, similarity = cluster_duplicates(rows[members], threshold)
         for position in np.flatnonzero(duplicate_of >= 0):
             keeper = order[members[duplicate_of[position]]]
             found[order[members[position]]] = Duplicate(ids[keeper], kind, float(similarity[position]))
     return found
 
 
+# A cluster up to this many rows gets its whole similarity matrix at once (64 MiB of float32); a larger one
+# (a `cluster_size` set above it) the blocked pass.
+_GRAM_ROWS = 4096
+
+
+def cluster_duplicates(unit: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The greedy pass of `greedy_duplicates` (same result) over one cluster's unit rows in keep order: one
+    matrix product gives every pair; only the rows with an earlier row at the threshold are then settled in
+    order, each against its few matches (a match is the keeper iff it is kept: any kept row at the threshold
+    is more similar than every row below it)."""
+    if len(unit) > _GRAM_ROWS:
+        return greedy_duplicates(unit, threshold)
+    similarity = unit @ unit.T
+    later, earlier = np.divmod(np.flatnonzero(similarity >= np.float32(threshold)), len(unit))  # later ascends
+    below_diagonal = earlier < later
+    later, earlier = later[below_diagonal], earlier[below_diagonal]
+    duplicate_of = np.full(len(unit), -1, np.int64)
+    best_similarity = np.zeros(len(unit), np.float32)
+    kept = np.ones(len(unit), bool)
+    starts = np.flatnonzero(np.diff(later, prepend=-1))
+    for row, matches in zip(later[starts].tolist(), np.split(earlier, starts[1:])):
+        keepers = matches[kept[matches]]  # earlier rows are settled: `later` ascends
+        if len(keepers):
+            top = keepers[similarity[row, keepers].argmax()]  # ties: the earlier row, as a scan
+            duplicate_of[row], best_similarity[row], kept[row] = top, similarity[row, top], False
+    return duplicate_of, best_similarity
+
+
 # k-means is fitted on at most this many rows per cluster (faiss caps it at 256), then every row is assigned
-# to its nearest centre: the fit costs the same for 10^5 or 10^8 rows.
+# to its nearest centre: the fit costs the same for 10^5 or 10^8 rows. Lloyd iterations stop early once no
+# sampled row changes cluster (the centres then stay where they are).
 _KMEANS_ROWS_PER_CLUSTER = 128
 _KMEANS_ITERATIONS = 10
 
@@ -165,8 +194,11 @@ def cluster_labels(unit: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     if len(unit) > n_clusters * _KMEANS_ROWS_PER_CLUSTER:
         sample = unit[np.sort(rng.choice(len(unit), n_clusters * _KMEANS_ROWS_PER_CLUSTER, replace=False))]
     centres = sample[rng.choice(len(sample), n_clusters, replace=False)]
+    labels = None
     for _ in range(_KMEANS_ITERATIONS):
-        labels = (sample @ centres.T).argmax(axis=1)
+        previous, labels = labels, (sample @ centres.T).argmax(axis=1)
+        if previous is not None and np.array_equal(previous, labels):
+            break
         sums = (labels == np.arange(n_clusters)[:, None]).astype(np.float32) @ sample  # per-centre row sums
         empty = ~np.any(sums, axis=1)
         sums[empty] = centres[empty]  # a centre that lost every row stays where it was

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from data_engine.curation.dedup import greedy_duplicates, keep_order, near_duplicates
+from data_engine.curation import dedup
+from data_engine.curation.dedup import cluster_duplicates, greedy_duplicates, keep_order, near_duplicates
 from data_engine.model_refs import tiny_model_path
 from data_engine.redecide import redecide
 from data_engine.stage_runner import apply_stage
@@ -92,6 +93,30 @@ def test_blocked_greedy_pass_is_exact_for_any_block_size(block):
     duplicate_of, _ = greedy_duplicates(unit[order], THRESHOLD, block=block)
     found = {order[p]: order[k] for p, k in enumerate(duplicate_of) if k >= 0}
     assert found == all_pairs_reference(unit, order, THRESHOLD)
+
+
+
+@pytest.mark.parametrize("gram_rows", [4096, 50])  # one similarity matrix; above it, the blocked pass
+def test_cluster_pass_matches_the_exact_search(gram_rows, monkeypatch):
+    monkeypatch.setattr(dedup, "_GRAM_ROWS", gram_rows)
+    unit, _ = planted_groups(seed=4, topics=3, per_topic=30)
+    order = list(np.random.default_rng(5).permutation(len(unit)))
+    duplicate_of, similarity = cluster_duplicates(unit[order], THRESHOLD)
+    found = {order[p]: order[k] for p, k in enumerate(duplicate_of) if k >= 0}
+    assert found == all_pairs_reference(unit, order, THRESHOLD)
+    for position in np.flatnonzero(duplicate_of >= 0):
+        pair = unit[order[position]] @ unit[order[duplicate_of[position]]]
+        assert similarity[position] == pytest.approx(float(pair), abs=1e-5)
+
+
+@pytest.mark.parametrize("greedy_pass", [cluster_duplicates, greedy_duplicates])
+def test_greedy_passes_compare_with_kept_rows_only_and_ties_go_to_the_earlier_row(greedy_pass):
+    """By hand, in 2-D, threshold cos 27 degrees: 25 and -25 (50 apart) kept; 0 is 25 from both, a tie the
+    earlier wins; 40 is a duplicate of 25; 55 matches only 40, which is not kept, so 55 is kept."""
+    degrees = np.radians([25.0, -25.0, 0.0, 40.0, 55.0])
+    unit = np.stack([np.cos(degrees), np.sin(degrees)], axis=1).astype(np.float32)
+    duplicate_of, _ = greedy_pass(unit, float(np.cos(np.radians(27.0))))
+    assert duplicate_of.tolist() == [-1, -1, 0, 0, -1]
 
 
 def candidates(embeddings, *, phashes=None, md5s=None, vlm=None) -> pa.Table:
