@@ -7,9 +7,13 @@ The harness warms both sides up and interleaves them (chain, alone, alone, chain
 shared machine falls on both alike; median, min and max are written. Caption budgets are the production defaults of caption_image
 (64 / 256 / 768 / 384 new tokens), not the demo job's few tokens, so generation weighs what it weighs in
 production relative to OCR; the model is still the tiny random Qwen3-VL (`make tiny-models`), far cheaper per
-token than Qwen3-VL-8B, so this fraction is an upper bound of the production one.
+token than Qwen3-VL-8B, so this fraction is an upper bound of the production one. A random model stops at a
+random end-of-sequence token, and OCR text changes the prompts, so the two sides would otherwise generate different
+numbers of tokens (the first run gave a negative overhead): both sides now generate every caption to its full
+budget (`min_new_tokens`), figure `overhead_fraction_full_budget`; the free-length figure `overhead_fraction` of
+the first run stays in the result's notes.
 
-overhead_fraction = chain seconds / captioning-alone seconds - 1, round by round (goal: <= 0.15, issue #14).
+overhead_fraction_full_budget = chain seconds / captioning-alone seconds - 1, round by round (goal: <= 0.15, issue #14).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from pipelines.jobfile import JOBS_DIR, load_job
 
 NAME = "caption_chain"
 NATURAL_KINDS = ("landscape", "photo_crop")  # what the 512p curation keeps of the demo corpus
+# The first run, before both sides generated to the full budget (1 image, load 15-25 in 3 of 5 rounds).
+FREE_LENGTH_RUN = {"median": -0.1145, "min": -0.6203, "max": 0.0878, "images": 1, "date": "2026-12-02T07:34:15Z"}
 PRODUCTION_BUDGETS = "{short: 64, long: 256, extended_long: 768, structured: 384}"  # caption_image's defaults
 
 
@@ -50,8 +56,12 @@ def chain_stages(torch_threads: int) -> tuple[list[tuple[Stage, int]], list[tupl
     alone_spec = next(spec for spec in job.stages if spec.op == "caption_image")
     alone_spec = alone_spec.model_copy(update={"config": alone_spec.config | {"ocr_aware": False}})
     alone = [(alone_spec.build(), alone_spec.stage_resources().batch_size)]
+    longest = max(alone[0][0].config.max_new_tokens.values())
     for stage, _ in chain + alone:
         stage.setup()
+        model = getattr(getattr(stage, "backend", None), "model", None)
+        if model is not None:  # every caption to its budget (max_new_tokens caps it): the same tokens on both sides
+            model.generation_config.min_new_tokens = longest
     return chain, alone
 
 
@@ -83,16 +93,17 @@ def main(argv: list[str] | None = None) -> None:
     result = results["chain"]
     with_text = sum(bool(lines) for lines in result.column("ocr_lines").to_pylist()) if "ocr_lines" in \
         result.column_names else None
-    metrics = {"overhead_fraction": spread([c / a - 1 for c, a in zip(timings["chain"], timings["alone"])]),
+    metrics = {"overhead_fraction_full_budget": spread([c / a - 1 for c, a in zip(timings["chain"], timings["alone"])]),
                "chain_s": spread(timings["chain"], 3), "captioning_alone_s": spread(timings["alone"], 3)}
     write_result(NAME, metrics, machine=machine,
                  baseline="caption_image alone (no OCR, no filters) on the same images, backend and budgets",
                  command=f"python -m benchmarks.caption_chain --images {args.images} --repeats {args.repeats}",
-                 goals={"overhead_fraction": ("<=", 0.15)},
+                 goals={"overhead_fraction_full_budget": ("<=", 0.15)},
                  notes={"images": f"{len(images)} natural-looking demo-corpus images, {with_text} with text OCR read",
                         "repeats": f"{args.repeats} per side, interleaved by the harness after one warm-up pass each",
                         "model": "tiny random Qwen3-VL (transformers backend), production max_new_tokens",
-                        "seconds": timings})
+                        "seconds": timings,
+                        "overhead_fraction (free lengths)": FREE_LENGTH_RUN})
 
 
 if __name__ == "__main__":
