@@ -39,8 +39,8 @@ import pyarrow.compute as pc
 from data_engine.job import JobConfig, StageSpec
 from data_engine.error_budget import check_error_budget, error_fraction_limits
 from data_engine.nodes import NODES_READY, check_nodes, setup_failure, stage_setup_failed
-from data_engine.output_dir import (build_manifest, job_fingerprint, open_output_dir, output_lock, summary_lines,
-                                    write_manifest)
+from data_engine.output_dir import (build_manifest, job_fingerprint, open_output_dir, output_lock,
+                                    remove_stale_temps, summary_lines, write_manifest)
 from data_engine.readers import InputError, make_reader
 from data_engine.registry import job_registrations, register_json
 from data_engine.schemas import conform_table, get_schema
@@ -322,7 +322,7 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
         if pending:
             # Workers never run the composition root (pipelines/registry.py): the job's registrations travel with it.
             registrations = job_registrations(job.reader.kind, [spec.op for spec in job.stages])
-            with ray_session(job, address):
+            with _temps_removed_on_failure(out), ray_session(job, address):
                 if on_cluster:
                     nodes = check_nodes([spec.model_dump_json() for spec, _ in specs_and_stages], registrations)
                     _log(f"[{job.name}] {NODES_READY} {len(nodes)} ({', '.join(nodes)})")
@@ -354,6 +354,21 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
         _log(line)
     check_error_budget(manifest, error_fraction_limits(job), out)
     return manifest
+
+
+@contextlib.contextmanager
+def _temps_removed_on_failure(out: Location) -> Iterator[None]:
+    """When a run fails, the temp files of writers that Ray stopped mid-write are deleted once its session is
+    over, still under the run's lock: a writer deletes its own temp when its write fails or is cancelled, but
+    one killed with its worker cannot (a full disk then stays full until the rerun). Local outputs only: a
+    temp deleted under a writer that outlived the session only fails its rename, whereas on an object store
+    an uncommitted shard deleted under such a writer could gain its commit marker afterwards."""
+    try:
+        yield
+    except BaseException:
+        if out.is_local:
+            remove_stale_temps(out)
+        raise
 
 
 @contextlib.contextmanager

@@ -92,8 +92,8 @@ def _fsync_dir(directory: Path) -> None:
 @contextmanager
 def _temp_beside(path: Path) -> Iterator[Path]:
     """A temporary name next to `path` for a file written whole, then renamed. A write that fails (a full
-    disk) deletes it, giving the space back at once, and its error names the file: pyarrow's and a plain
-    write()'s errors name none."""
+    disk) or is cancelled deletes it, giving the space back at once, and an OSError names the file: pyarrow's
+    and a plain write()'s errors name none."""
     temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
     try:
         yield temp
@@ -101,6 +101,9 @@ def _temp_beside(path: Path) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
         if exc.filename is None:
             raise OSError(exc.errno, exc.strerror, str(temp)) from exc
+        raise
+    except BaseException:  # a cancelled write (Ray cancels a failed job's other writers with KeyboardInterrupt)
+        temp.unlink(missing_ok=True)
         raise
 
 
