@@ -10,6 +10,7 @@ ENV_DIR := $(ENV_CACHE)/main-$(call env_key,constraints/dev.txt constraints/requ
 RENDER_ENV_DIR := $(ENV_CACHE)/render-$(call env_key,constraints/requirements-render.txt scripts/setup_render_env.sh)
 VLLM_ENV_DIR := $(ENV_CACHE)/vllm-$(call env_key,constraints/requirements-vllm.txt scripts/setup_vllm_env.sh)
 LABELSTUDIO_ENV_DIR := $(ENV_CACHE)/labelstudio-$(call env_key,constraints/requirements-labelstudio.txt scripts/setup_labelstudio_env.sh)
+REWARD_PARITY_ENV_DIR := $(ENV_CACHE)/reward-parity-$(call env_key,constraints/requirements-reward-parity.txt scripts/setup_reward_parity_env.sh)
 # The peer systems `make bench-peers` compares with, one environment each (scripts/setup_peer_env.sh).
 PEERS := data-juicer trl nemo-curator
 peer_env_dir = $(ENV_CACHE)/peer-$(1)-$(call env_key,constraints/requirements-peer-$(1).txt scripts/setup_peer_env.sh)
@@ -25,12 +26,13 @@ export JOYAI_TINY_MODELS ?= $(CURDIR)/.cache/tiny-models
 RUN_JOB = $(PY) -m pipelines run $(1) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps render-env vllm-env labelstudio-env demo test bench bench-peers tiny-models \
+.PHONY: help setup system-deps render-env vllm-env labelstudio-env reward-parity-env demo test test-reward-parity \
+        bench bench-peers tiny-models \
         curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit edit-data text-render text-render-prompts train-mllm train-mmdit report \
         novel-views novel-views-models train-grpo train-nft
 
 help:
-	@echo "make demo | test | bench | bench-peers | setup | tiny-models | report"
+	@echo "make demo | test | test-reward-parity | bench | bench-peers | setup | tiny-models | report"
 	@echo "stages:  curate caption rebalance rewrite spatial-qa lift-video video-pairs render-multiview render-edit edit-data text-render text-render-prompts train-mllm train-mmdit novel-views novel-views-models train-grpo train-nft"
 	@echo "         (CONFIG=path/to/job.yaml RAY_ADDRESS=http://head:8265 to override)"
 
@@ -48,6 +50,9 @@ $(VLLM_ENV_DIR)/.complete: constraints/requirements-vllm.txt scripts/setup_vllm_
 
 $(LABELSTUDIO_ENV_DIR)/.complete: constraints/requirements-labelstudio.txt scripts/setup_labelstudio_env.sh scripts/env_common.sh
 	@scripts/setup_labelstudio_env.sh $(LABELSTUDIO_ENV_DIR)
+
+$(REWARD_PARITY_ENV_DIR)/.complete: constraints/requirements-reward-parity.txt scripts/setup_reward_parity_env.sh scripts/env_common.sh
+	@scripts/setup_reward_parity_env.sh $(REWARD_PARITY_ENV_DIR)
 
 define peer_env_rule
 $(call peer_env_dir,$(1))/.complete: constraints/requirements-peer-$(1).txt scripts/setup_peer_env.sh scripts/env_common.sh
@@ -68,9 +73,13 @@ $(foreach peer,$(PEERS),$(eval $(call peer_env_rule,$(peer))))
 .venv-labelstudio: $(LABELSTUDIO_ENV_DIR)/.complete
 	@ln -sfn $(LABELSTUDIO_ENV_DIR) .venv-labelstudio
 
+.venv-reward-parity: $(REWARD_PARITY_ENV_DIR)/.complete
+	@ln -sfn $(REWARD_PARITY_ENV_DIR) .venv-reward-parity
+
 render-env: .venv-render
 vllm-env: .venv-vllm
 labelstudio-env: .venv-labelstudio
+reward-parity-env: .venv-reward-parity
 
 setup: system-deps .venv .venv-render
 
@@ -85,6 +94,11 @@ test: setup tiny-models $(if $(filter 1,$(VLLM_TESTS)),vllm-env) $(if $(filter 1
 	@$(if $(filter 1,$(VLLM_TESTS)),JOYAI_VLLM_ENV=$(VLLM_ENV_DIR)) \
 	  $(if $(filter 1,$(LABELSTUDIO_TESTS)),JOYAI_LABELSTUDIO_ENV=$(LABELSTUDIO_ENV_DIR)) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+# Our preference rewards against the hpsv2, image-reward and hpsv3 packages' own classes on tiny random weights
+# (tests/trainer/test_reward_parity.py, in their own environment); not in `make test`.
+test-reward-parity: setup reward-parity-env
+	@JOYAI_REWARD_PARITY_ENV=$(REWARD_PARITY_ENV_DIR) $(PY) -m pytest -rP tests/trainer/test_reward_parity.py $(PYTEST_ARGS)
 
 bench: setup tiny-models
 	@$(PY) -m benchmarks.run $(BENCH)

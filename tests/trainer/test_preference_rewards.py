@@ -31,15 +31,36 @@ def test_pickscore_and_hps_v2_are_the_published_clip_formulas(tiny_clip: Path) -
     pick = build_reward({"name": "pickscore", "model_path": str(tiny_clip)})
     hps = build_reward({"name": "hps_v2", "model_path": str(tiny_clip)})
     model, tokenizer = CLIPModel.from_pretrained(tiny_clip), AutoTokenizer.from_pretrained(tiny_clip)
-    with torch.no_grad():
-        text = model.get_text_features(**tokenizer(PROMPTS, padding=True, return_tensors="pt"))
-        image = model.get_image_features(pixel_values=pick.processor(images=batch.images, return_tensors="pt")
-                                         ["pixel_values"])
+
+    def cosine(pixel_values: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            text = model.get_text_features(**tokenizer(PROMPTS, padding=True, return_tensors="pt"))
+            image = model.get_image_features(pixel_values=pixel_values)
         text, image = (getattr(x, "pooler_output", x) for x in (text, image))
         text, image = text / text.norm(dim=-1, keepdim=True), image / image.norm(dim=-1, keepdim=True)
-        cosine = (image * text).sum(dim=-1)
-        assert hps.score(batch).scores == pytest.approx(cosine.tolist(), abs=1e-5)
-        assert pick.score(batch).scores == pytest.approx((model.logit_scale.exp() * cosine).tolist(), abs=1e-4)
+        return (image * text).sum(dim=-1)
+
+    # PickScore reads CLIP's own processor; HPS v2 the letterboxed image of its package (tested below).
+    clip_pixels = pick.processor(images=batch.images, return_tensors="pt")["pixel_values"]
+    assert pick.score(batch).scores == pytest.approx((model.logit_scale.exp() * cosine(clip_pixels)).tolist(),
+                                                     abs=1e-4)
+    assert hps.score(batch).scores == pytest.approx(cosine(hps.pixel_values(batch.images)).tolist(), abs=1e-5)
+
+
+def test_hps_v2_letterboxes_the_longer_side_and_cleans_prompts_as_open_clip() -> None:
+    """HPS v2's evaluation transform: the longer side to the model size, zeros centred around the rest; a
+    square image at the model size is untouched. Prompts: HTML unescaped twice, whitespace collapsed, lower case."""
+    from trainer.rewards.scorers import letterbox, open_clip_clean
+
+    wide = torch.rand(3, 20, 40)
+    boxed = letterbox(wide, 20)
+    assert boxed.shape == (3, 20, 20)
+    assert bool((boxed[:, :5] == 0).all()) and bool((boxed[:, 15:] == 0).all()) and bool((boxed[:, 5:15] != 0).any())
+    odd = letterbox(torch.rand(3, 40, 20), 24)  # 24 x 12: 6 columns left, 6 right
+    assert bool((odd[..., :6] == 0).all()) and bool((odd[..., 18:] == 0).all())
+    square = torch.rand(3, 24, 24)
+    assert torch.equal(letterbox(square, 24), square)
+    assert open_clip_clean("  A Cat &amp;amp; a   DOG\n") == "a cat & a dog"
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +108,11 @@ def test_image_reward_scores_blips_image_grounded_cls_feature(tiny_image_reward:
         model.itm_head.weight.copy_(torch.cat([weight, weight]))
         model.itm_head.bias.copy_(torch.cat([bias, bias]))
         processor = BlipProcessor.from_pretrained(tiny_image_reward)
-        inputs = processor(images=batch.images, text=PROMPTS, padding="max_length", truncation=True, max_length=35,
-                           return_tensors="pt")
-        raw = model(**inputs, use_itm_head=True).itm_score[:, 0]
+        tokens = processor.tokenizer(PROMPTS, padding="max_length", truncation=True, max_length=35,
+                                     return_tensors="pt")
+        # The pixels of the package's transform (short side resize + centre crop; checked against the package
+        # itself in test_reward_parity.py), not BLIP's square resize.
+        raw = model(**tokens, pixel_values=reward.pixel_values(batch.images), use_itm_head=True).itm_score[:, 0]
     assert scores == pytest.approx(((raw - IMAGE_REWARD_MEAN) / IMAGE_REWARD_STD).tolist(), abs=1e-5)
     assert len(set(round(s, 6) for s in scores)) == 2
 

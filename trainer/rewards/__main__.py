@@ -1,5 +1,7 @@
 """`python -m trainer.rewards serve --config rewards.yaml [--host H] [--port P]`: the HTTP reward service
-(trainer/rewards/http.py) for the rewards listed under the config's `rewards:`."""
+(trainer/rewards/http.py) for the rewards listed under the config's `rewards:`.
+`python -m trainer.rewards convert KIND --checkpoint PATH --out DIR [...]`: a published human-preference
+checkpoint to the directory its reward loads (trainer/rewards/convert.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", type=Path, required=True, help="YAML with a `rewards:` list of reward specs")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8500, help="0 picks a free port (printed)")
+    convert = commands.add_parser("convert", help="convert a published preference checkpoint for its reward")
+    convert.add_argument("kind", choices=("hps_v2", "image_reward"))
+    convert.add_argument("--checkpoint", type=Path, required=True,
+                         help="HPS_v2(.1)_compressed.pt or ImageReward.pt")
+    convert.add_argument("--out", type=Path, required=True, help="the directory to write (the reward's model_path)")
+    convert.add_argument("--bpe", type=Path, help="hps_v2: open_clip's bpe_simple_vocab_16e6.txt.gz "
+                                                  "(default: the one an installed open_clip or clip bundles)")
+    convert.add_argument("--bert-tokenizer", type=Path, help="image_reward: a bert-base-uncased tokenizer directory")
+    convert.add_argument("--head-width", type=int, nargs=2, metavar=("IMAGE", "TEXT"),
+                         help="attention head widths (default: the published architecture's)")
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        return run_convert(args)
 
     from trainer.rewards import build_reward
 
@@ -53,6 +67,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from trainer.rewards import convert
+
+    try:
+        if args.kind == "hps_v2":
+            widths = args.head_width or (convert.HPS_V2_VISION_HEAD_WIDTH, convert.HPS_V2_TEXT_HEAD_WIDTH)
+            convert.convert_hps_v2(args.checkpoint, args.out, args.bpe, *widths)
+        else:
+            if args.bert_tokenizer is None:
+                raise TrainerError("image_reward: pass --bert-tokenizer DIR (a bert-base-uncased tokenizer directory)")
+            widths = args.head_width or (convert.IMAGE_REWARD_VISION_HEAD_WIDTH, convert.IMAGE_REWARD_TEXT_HEAD_WIDTH)
+            convert.convert_image_reward(args.checkpoint, args.out, args.bert_tokenizer, *widths)
+    except (OSError, TrainerError) as exc:
+        print(f"python -m trainer.rewards convert: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.kind} to {args.out}")
     return 0
 
 

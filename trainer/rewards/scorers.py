@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +13,9 @@ import torch
 from data_engine.text_distance import normalised_edit_distance
 from trainer.core import TrainerError
 from trainer.rewards import Reward, RewardInput, RewardOutput, register_reward
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def resolve_path(path: str) -> Path:
@@ -53,13 +57,19 @@ class ClipScoreReward(Reward):
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.processor = CLIPImageProcessor.from_pretrained(path, local_files_only=True)
 
+    def pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")["pixel_values"]
+
+    def prompt_texts(self, prompts: list[str]) -> list[str]:
+        return prompts
+
     @torch.no_grad()
     def score(self, batch: RewardInput) -> RewardOutput:
         limit = self.model.config.text_config.max_position_embeddings
-        tokens = self.tokenizer(batch.prompts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-        pixels = self.processor(images=[image.convert("RGB") for image in batch.images], return_tensors="pt")
+        tokens = self.tokenizer(self.prompt_texts(batch.prompts), padding=True, truncation=True, max_length=limit,
+                                return_tensors="pt")
         text = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        image = self.model.get_image_features(pixel_values=pixels["pixel_values"])
+        image = self.model.get_image_features(pixel_values=self.pixel_values(batch.images))
         text, image = (getattr(x, "pooler_output", x) for x in (text, image))
         cosine = torch.nn.functional.cosine_similarity(image, text, dim=-1)
         scores = cosine * self.model.logit_scale.exp() if self.logit_scaled else cosine
@@ -68,8 +78,9 @@ class ClipScoreReward(Reward):
 
 # Human-preference rewards. Their PyPI packages (hpsv2, image-reward, hpsv3) are not installed: each pins its
 # own stack (an open_clip fork, timm/fairscale versions, a Qwen2-VL transformers) that does not fit this
-# environment; the scorers below are the published architectures and formulas on transformers classes, loaded
-# from directories in transformers layout.
+# environment; the scorers below are the published architectures, formulas and input transforms on transformers
+# classes, loaded from directories in transformers layout that `python -m trainer.rewards convert` writes from the
+# published checkpoints (trainer/rewards/convert.py). `make test-reward-parity` scores against the packages.
 
 
 @register_reward("pickscore")
@@ -80,11 +91,48 @@ class PickScoreReward(ClipScoreReward):
     logit_scaled = True
 
 
+def letterbox(image: torch.Tensor, size: int) -> torch.Tensor:
+    """HPS v2's evaluation transform (open_clip with `light_augmentation`): the longer side resized to `size`
+    (bicubic, antialiased, on the float tensor; skipped when it already is `size`), then zero padding centred to
+    a square."""
+    import torchvision.transforms.functional as F
+
+    height, width = image.shape[1:]
+    scale = size / max(height, width)
+    if scale != 1.0:
+        height, width = round(height * scale), round(width * scale)
+        image = F.resize(image, [height, width], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+    pad_height, pad_width = size - height, size - width
+    return F.pad(image, [pad_width // 2, pad_height // 2, pad_width - pad_width // 2, pad_height - pad_height // 2])
+
+
+def open_clip_clean(prompt: str) -> str:
+    """open_clip's text cleaning before BPE (the transformers CLIP tokenizer lower-cases and collapses
+    whitespace, but neither repairs mojibake nor unescapes HTML)."""
+    import html
+
+    import ftfy
+    import regex
+
+    return regex.sub(r"\s+", " ", html.unescape(html.unescape(ftfy.fix_text(prompt))).strip()).strip().lower()
+
+
 @register_reward("hps_v2")
 class HpsV2Reward(ClipScoreReward):
     """HPS v2 (Wu et al. 2023): a fine-tuned open_clip ViT-H-14, score = normalised image features . normalised
-    text features (no temperature). `model_path` holds the checkpoint converted to transformers `CLIPModel`
-    layout (open_clip's ViT-H-14 is the same architecture)."""
+    text features (no temperature), on the package's evaluation inputs: open_clip's text cleaning and the
+    letterboxed image (`letterbox`). `model_path` holds the checkpoint converted to transformers `CLIPModel`
+    layout by `python -m trainer.rewards convert hps_v2` (open_clip's ViT-H-14 is the same architecture)."""
+
+    def pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
+        import torchvision.transforms.functional as F
+
+        size = self.model.config.vision_config.image_size
+        boxed = [letterbox(F.to_tensor(image.convert("RGB")), size) for image in images]
+        return torch.stack([F.normalize(image, self.processor.image_mean, self.processor.image_std) for image in boxed])
+
+    def prompt_texts(self, prompts: list[str]) -> list[str]:
+        return [open_clip_clean(prompt) for prompt in prompts]
 
 
 IMAGE_REWARD_HEAD = "reward_head.safetensors"
@@ -122,12 +170,22 @@ class ImageRewardReward(Reward):
         self.head = image_reward_head(self.model.config.text_config.hidden_size).eval()
         self.head.load_state_dict(load_file(path / IMAGE_REWARD_HEAD))
 
+    def pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
+        """The package's transform: the short side resized to the model's size (bicubic, on the image as given),
+        centre crop, then RGB and normalisation."""
+        import torchvision.transforms.functional as F
+
+        size = self.model.config.vision_config.image_size
+        mean, std = self.processor.image_processor.image_mean, self.processor.image_processor.image_std
+        cropped = [F.center_crop(F.resize(image, size, interpolation=F.InterpolationMode.BICUBIC), size)
+                   for image in images]
+        return torch.stack([F.normalize(F.to_tensor(image.convert("RGB")), mean, std) for image in cropped])
+
     @torch.no_grad()
     def score(self, batch: RewardInput) -> RewardOutput:
         tokens = self.processor.tokenizer(batch.prompts, padding="max_length", truncation=True,
                                           max_length=IMAGE_REWARD_MAX_TOKENS, return_tensors="pt")
-        pixels = self.processor.image_processor([image.convert("RGB") for image in batch.images],
-                                                return_tensors="pt")["pixel_values"]
+        pixels = self.pixel_values(batch.images)
         image_embeds = self.model.vision_model(pixel_values=pixels).last_hidden_state
         text = self.model.text_encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
                                        encoder_hidden_states=image_embeds,
