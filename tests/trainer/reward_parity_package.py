@@ -113,7 +113,56 @@ def image_reward(inputs: dict, out: Path) -> list[float]:
                 for image, prompt in zip(inputs["images"], inputs["prompts"])]
 
 
-KINDS = {"hps_v2": hps_v2, "image_reward": image_reward}
+HPS_V3_TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+               "num_key_value_heads": 1, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+               "tie_word_embeddings": False,  # the ids Qwen2-VL-7B-Instruct's config.json names:
+               "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
+               "vision_end_token_id": 151653,
+               "vision_config": {"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
+                                 "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}}
+
+
+def hps_v3(inputs: dict, out: Path) -> list[float]:
+    """HPSv3RewardInferencer(config, checkpoint).reward(images, prompts)[:, 0] (the mean, as its own example
+    reads it): the package's yaml with a tiny Qwen2-VL base model (the tokenizer at inputs["qwen_tokenizer"]) in
+    place of Qwen2-VL-7B-Instruct and fp32 instead of bf16; the checkpoint is a model its own
+    create_model_and_processor builds from that yaml, with seeded noise."""
+    import yaml
+    from safetensors.torch import save_file
+    from transformers import (AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
+                              Qwen2VLProcessor)
+
+    import hpsv3
+    from hpsv3.inference import HPSv3RewardInferencer
+    from hpsv3.train import create_model_and_processor
+    from hpsv3.utils.parser import DataConfig, ModelConfig, PEFTLoraConfig, TrainingConfig, parse_args_with_yaml
+
+    base = out / "qwen2-vl-tiny"
+    tokenizer = AutoTokenizer.from_pretrained(inputs["qwen_tokenizer"])
+    torch.manual_seed(0)
+    Qwen2VLForConditionalGeneration(Qwen2VLConfig(vocab_size=len(tokenizer), **HPS_V3_TINY)).save_pretrained(base)
+    Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer,
+                     chat_template=inputs["chat_template"]).save_pretrained(base)
+    config = yaml.safe_load((Path(hpsv3.__file__).parent / "config" / "HPSv3_7B.yaml").read_text())
+    config |= {"model_name_or_path": str(base), "bf16": False, "torch_dtype": "float32", "output_dir": str(out),
+               "report_to": "none"}
+    config_path = out / "HPSv3_tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    (data_config, training_args, model_config, peft_lora_config), _ = parse_args_with_yaml(
+        (DataConfig, TrainingConfig, ModelConfig, PEFTLoraConfig), str(config_path), is_train=False)
+    model, _, _ = create_model_and_processor(model_config=model_config, peft_lora_config=peft_lora_config,
+                                             training_args=training_args)
+    perturb(model, seed=2)
+    checkpoint = out / "HPSv3.safetensors"
+    save_file({key: tensor.contiguous() for key, tensor in model.state_dict().items()}, checkpoint)
+    write_layout(model.state_dict(), out)
+    inferencer = HPSv3RewardInferencer(config_path=str(config_path), checkpoint_path=str(checkpoint), device="cpu")
+    (out / "hpsv3_package.txt").write_text(str(Path(hpsv3.__file__).parent))
+    with torch.no_grad():
+        return inferencer.reward(inputs["images"], inputs["prompts"])[:, 0].tolist()
+
+
+KINDS = {"hps_v2": hps_v2, "image_reward": image_reward, "hps_v3": hps_v3}
 
 
 def main() -> None:

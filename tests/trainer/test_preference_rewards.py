@@ -146,7 +146,7 @@ def tiny_hps_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
         vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
                        "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2})
     Qwen2VLForConditionalGeneration(config).save_pretrained(out)
-    image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56)
+    image_processor = Qwen2VLImageProcessor()  # Qwen2-VL's pixel bounds: the scorer's resized inputs pass unchanged
     Qwen2VLProcessor(image_processor=image_processor, video_processor=Qwen2VLVideoProcessor(), tokenizer=tokenizer,
                      chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(out)
     save_file(hps_v3_head(32).state_dict(), out / HPS_V3_HEAD)
@@ -156,7 +156,8 @@ def tiny_hps_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_hps_v3_scores_the_reward_tokens_hidden_state_with_its_head(tiny_hps_v3: Path) -> None:
     """Batched and right-padded through the scorer vs. one image at a time through the model's generic forward on
-    the chat text written out by hand; the score is the head's first output (the mean)."""
+    the chat text written out by hand, with the package's positions (0..L-1 in every rotary section) and its
+    image size (256 x 28 x 28 pixels); the score is the head's first output (the mean)."""
     from safetensors.torch import load_file
 
     prompts = ["a cup", "a long prompt about a blue circle lying on the green grass at noon"]
@@ -171,9 +172,12 @@ def test_hps_v3_scores_the_reward_tokens_hidden_state_with_its_head(tiny_hps_v3:
         text = ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
                 f"Rate this image for the prompt: {prompt}\nOverall: <|Reward|>\nEND\n<|im_end|>\n"
                 "<|im_start|>assistant\n")
-        inputs = processor(text=[text], images=[image], return_tensors="pt")
+        # 48 x 40 on the 28-pixel grid scaled up to at least 256 x 28 x 28 pixels: 504 x 420 (18 x 15 patches of 28)
+        inputs = processor(text=[text], images=[image.resize((420, 504), resample=Image.BICUBIC)],
+                           return_tensors="pt")
+        positions = torch.arange(inputs["input_ids"].shape[1]).expand(3, 1, -1)
         with torch.no_grad():
-            hidden = model(**inputs, output_hidden_states=True).hidden_states[-1][0]
+            hidden = model(**inputs, position_ids=positions, output_hidden_states=True).hidden_states[-1][0]
             position = (inputs["input_ids"][0] == reward_id).nonzero().item()
             assert score == pytest.approx(float(head(hidden[position])[0]), abs=1e-5)
     assert scores[0] != scores[1]

@@ -242,3 +242,140 @@ def test_image_reward_needs_the_tokenizer_its_embeddings_were_trained_with(bert_
     torch.save(image_reward_state_dict(vision_width=64, grid=2, text_width=128, vocab=30524), tmp_path / "ir.pt")
     with pytest.raises(TrainerError, match=r"11 tokens with BLIP's \[DEC\] and \[ENC\], the checkpoint's .* has 30524"):
         convert_image_reward(tmp_path / "ir.pt", tmp_path / "out", bert_tokenizer)
+
+
+def hps_v3_state_dict(vocab: int, hidden: int = 32, intermediate: int = 64, layers: int = 2, kv_width: int = 16,
+                      vision_width: int = 16, vision_layers: int = 1, vision_mlp: int = 32) -> dict[str, torch.Tensor]:
+    """hpsv3's `Qwen2VLRewardModelBT` (transformers 4.45 names) in the published key layout; the defaults are the
+    parity test's tiny model (reward_parity_package.HPS_V3_TINY)."""
+    merged = 4 * vision_width  # 2 x 2 patches merged
+    state = {"visual.patch_embed.proj.weight": random(vision_width, 3, 2, 14, 14)}
+    for block in range(vision_layers):
+        prefix = f"visual.blocks.{block}"
+        state |= {f"{prefix}.norm1.weight": 1 + random(vision_width), f"{prefix}.norm1.bias": random(vision_width),
+                  f"{prefix}.norm2.weight": 1 + random(vision_width), f"{prefix}.norm2.bias": random(vision_width),
+                  f"{prefix}.attn.qkv.weight": random(3 * vision_width, vision_width),
+                  f"{prefix}.attn.qkv.bias": random(3 * vision_width),
+                  f"{prefix}.attn.proj.weight": random(vision_width, vision_width),
+                  f"{prefix}.attn.proj.bias": random(vision_width),
+                  f"{prefix}.mlp.fc1.weight": random(vision_mlp, vision_width), f"{prefix}.mlp.fc1.bias": random(vision_mlp),
+                  f"{prefix}.mlp.fc2.weight": random(vision_width, vision_mlp), f"{prefix}.mlp.fc2.bias": random(vision_width)}
+    state |= {"visual.merger.ln_q.weight": 1 + random(vision_width), "visual.merger.ln_q.bias": random(vision_width),
+              "visual.merger.mlp.0.weight": random(merged, merged), "visual.merger.mlp.0.bias": random(merged),
+              "visual.merger.mlp.2.weight": random(hidden, merged), "visual.merger.mlp.2.bias": random(hidden),
+              "model.embed_tokens.weight": random(vocab, hidden)}
+    for layer in range(layers):
+        prefix = f"model.layers.{layer}"
+        state |= {f"{prefix}.self_attn.q_proj.weight": random(hidden, hidden),
+                  f"{prefix}.self_attn.q_proj.bias": random(hidden),
+                  f"{prefix}.self_attn.k_proj.weight": random(kv_width, hidden),
+                  f"{prefix}.self_attn.k_proj.bias": random(kv_width),
+                  f"{prefix}.self_attn.v_proj.weight": random(kv_width, hidden),
+                  f"{prefix}.self_attn.v_proj.bias": random(kv_width),
+                  f"{prefix}.self_attn.o_proj.weight": random(hidden, hidden),
+                  f"{prefix}.mlp.gate_proj.weight": random(intermediate, hidden),
+                  f"{prefix}.mlp.up_proj.weight": random(intermediate, hidden),
+                  f"{prefix}.mlp.down_proj.weight": random(hidden, intermediate),
+                  f"{prefix}.input_layernorm.weight": 1 + random(hidden),
+                  f"{prefix}.post_attention_layernorm.weight": 1 + random(hidden)}
+    state |= {"model.norm.weight": 1 + random(hidden), "lm_head.weight": random(vocab, hidden)}
+    for index, (n_in, n_out) in zip((0, 3, 5), ((hidden, 1024), (1024, 16), (16, 2))):
+        state |= {f"rm_head.{index}.weight": random(n_out, n_in), f"rm_head.{index}.bias": random(n_out)}
+    return state
+
+
+# A stand-in for the package's module (ours, not the trained instruction): the converter reads these two strings.
+FAKE_HPSV3_SOURCE = '''
+INSTRUCTION = """Rate {{carefully}} the image for: {text_prompt}
+"""
+prompt_with_special_token = """Score: <|Reward|>
+END
+"""
+'''
+
+
+@pytest.fixture(scope="module")
+def hps_v3_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, dict[str, torch.Tensor]]:
+    """A Qwen2-VL base directory (tiny config, the tiny Qwen tokenizer), a fake hpsv3 package folder, and a
+    checkpoint in the package's layout whose vocabulary is the tokenizer plus `<|Reward|>`."""
+    from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    from data_engine.model_refs import tiny_model_path
+    from trainer.tiny_models import QWEN_CHAT_TEMPLATE
+
+    root = tmp_path_factory.mktemp("hps-v3")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path("qwen3vl"))
+    Qwen2VLConfig(text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+                               "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+                               "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                                   "mrope_section": [2, 3, 3]}},
+                  vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
+                                 "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+                  tie_word_embeddings=False).save_pretrained(root / "base")
+    Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), video_processor=Qwen2VLVideoProcessor(),
+                     tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(root / "base")
+    (root / "hpsv3" / "dataset").mkdir(parents=True)
+    (root / "hpsv3" / "dataset" / "data_collator_qwen.py").write_text(FAKE_HPSV3_SOURCE)
+    state = hps_v3_state_dict(vocab=len(tokenizer) + 1)
+    from safetensors.torch import save_file
+
+    save_file(state, root / "HPSv3.safetensors")
+    return root / "HPSv3.safetensors", root / "base", root / "hpsv3", state
+
+
+def test_hps_v3_converts_the_reward_model_with_its_token_head_and_instruction(hps_v3_inputs, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    checkpoint, base, package, state = hps_v3_inputs
+    assert rewards_cli(["convert", "hps_v3", "--checkpoint", str(checkpoint), "--base-model", str(base),
+                        "--hpsv3-package", str(package), "--out", str(tmp_path / "out")]) == 0
+    # the package's INSTRUCTION.format(text_prompt=...) + prompt_with_special_token, with our field
+    assert (tmp_path / "out" / "reward_prompt.txt").read_text() == (
+        "Rate {carefully} the image for: {prompt}\nScore: <|Reward|>\nEND\n")
+    model = Qwen2VLForConditionalGeneration.from_pretrained(tmp_path / "out")
+    assert torch.equal(model.model.language_model.layers[1].self_attn.k_proj.bias,
+                       state["model.layers.1.self_attn.k_proj.bias"])
+    assert torch.equal(model.model.visual.merger.mlp[2].weight, state["visual.merger.mlp.2.weight"])
+    assert torch.equal(model.lm_head.weight, state["lm_head.weight"])
+    assert torch.equal(load_file(tmp_path / "out" / "rm_head.safetensors")["3.weight"], state["rm_head.3.weight"])
+    tokenizer = AutoProcessor.from_pretrained(tmp_path / "out").tokenizer
+    assert tokenizer.convert_tokens_to_ids("<|Reward|>") == len(tokenizer) - 1
+    reward = build_reward({"name": "hps_v3", "model_path": str(tmp_path / "out")})
+    scores = reward.score(RewardInput(prompts=PROMPTS, images=pil_images(2))).scores
+    assert len(scores) == 2 and scores[0] != scores[1]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("visual.merger.ln_q.bias"), "missing key visual.merger.ln_q.bias"),
+    (lambda s: s.pop("rm_head.5.bias"), "missing key rm_head.5.bias"),
+    (lambda s: s.update({"model.layers.0.mlp.up_proj.weight": torch.zeros(48, 32)}),
+     r"model.layers.0.mlp.up_proj.weight has shape \[48, 32\], expected \[64, 32\] from .*base/config.json"),
+    (lambda s: s.update({"model.layers.2.input_layernorm.weight": torch.zeros(32)}),
+     "unexpected key model.layers.2.input_layernorm.weight"),
+    (lambda s: s.update({"model.embed_tokens.weight": torch.zeros(10, 32)}),
+     "its tokenizer with <|Reward|> has 151670 tokens, the checkpoint's model.embed_tokens.weight 10 rows"),
+])
+def test_a_bad_hps_v3_checkpoint_names_the_key(edit, message: str, hps_v3_inputs, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from trainer.rewards.convert import convert_hps_v3
+
+    _, base, package, state = hps_v3_inputs
+    state = dict(state)
+    edit(state)
+    save_file(state, tmp_path / "bad.safetensors")
+    with pytest.raises(TrainerError, match=message.replace("|", r"\|")):
+        convert_hps_v3(tmp_path / "bad.safetensors", tmp_path / "out", base, package)
+
+
+def test_hps_v3_needs_the_packages_instruction(hps_v3_inputs, tmp_path: Path) -> None:
+    from trainer.rewards.convert import convert_hps_v3
+
+    checkpoint, base, _, _ = hps_v3_inputs
+    with pytest.raises(TrainerError, match="has no dataset/data_collator_qwen.py"):
+        convert_hps_v3(checkpoint, tmp_path / "out", base, tmp_path)
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "data_collator_qwen.py").write_text('INSTRUCTION = "Rate {text_prompt}"\n')
+    with pytest.raises(TrainerError, match="no string prompt_with_special_token"):
+        convert_hps_v3(checkpoint, tmp_path / "out", base, tmp_path)

@@ -3,7 +3,8 @@
 JOYAI_REWARD_PARITY_ENV), tests/trainer/reward_parity_package.py builds each package's model class on a tiny
 random configuration, saves the checkpoint in the published format and scores images and prompts with the
 package's scoring code; here the converter turns that checkpoint into our directory and our reward scores the
-same inputs. The scores agree to PARITY_TOLERANCE (fp32 on both sides; measured differences are below 1e-7)."""
+same inputs. The scores agree to PARITY_TOLERANCE (fp32 on both sides, hpsv3 included where its yaml says bf16;
+measured differences are of order 1e-7)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_reward_convert import hps_v2_state_dict, image_reward_state_dict
+from test_reward_convert import hps_v2_state_dict, hps_v3_state_dict, image_reward_state_dict
 
+from data_engine.model_refs import tiny_model_path
 from trainer.rewards import RewardInput, build_reward
 from trainer.rewards.__main__ import main as rewards_cli
+from trainer.tiny_models import QWEN_CHAT_TEMPLATE
 
 REPO = Path(__file__).resolve().parents[2]
 PARITY_ENV = os.environ.get("JOYAI_REWARD_PARITY_ENV")
@@ -47,7 +50,8 @@ def write_inputs(work: Path) -> RewardInput:
     (work / "bert").mkdir()
     (work / "bert" / "vocab.txt").write_text("\n".join(BERT_WORDS) + "\n")
     (work / "parity_inputs.json").write_text(json.dumps(
-        {"images": [str(p) for p in paths], "prompts": PROMPTS, "bert_tokenizer": str(work / "bert")}))
+        {"images": [str(p) for p in paths], "prompts": PROMPTS, "bert_tokenizer": str(work / "bert"),
+         "qwen_tokenizer": str(tiny_model_path("qwen3vl")), "chat_template": QWEN_CHAT_TEMPLATE}))
     return RewardInput(prompts=PROMPTS, images=[Image.open(p) for p in paths])
 
 
@@ -93,3 +97,18 @@ def test_image_reward_matches_the_image_reward_package(tmp_path: Path) -> None:
                         "--bert-tokenizer", str(tmp_path / "bert"), "--out", str(tmp_path / "converted")]) == 0
     ours = build_reward({"name": "image_reward", "model_path": str(tmp_path / "converted")}).score(batch).scores
     assert_parity("image_reward", ours, theirs)
+
+
+def test_hps_v3_matches_the_hpsv3_package(tmp_path: Path) -> None:
+    """The package side also writes the tiny Qwen2-VL base directory (its transformers' format) the converter reads,
+    and where the package is installed: the instruction is copied from there."""
+    batch = write_inputs(tmp_path)
+    theirs = package_scores("hps_v3", tmp_path)
+    vocab = json.loads((tmp_path / "layout.json").read_text())["model.embed_tokens.weight"][0]
+    assert_published_layout(tmp_path, hps_v3_state_dict(vocab=vocab))
+    assert rewards_cli(["convert", "hps_v3", "--checkpoint", str(tmp_path / "HPSv3.safetensors"),
+                        "--base-model", str(tmp_path / "qwen2-vl-tiny"),
+                        "--hpsv3-package", (tmp_path / "hpsv3_package.txt").read_text(),
+                        "--out", str(tmp_path / "converted")]) == 0
+    ours = build_reward({"name": "hps_v3", "model_path": str(tmp_path / "converted")}).score(batch).scores
+    assert_parity("hps_v3", ours, theirs)

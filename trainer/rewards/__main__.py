@@ -23,15 +23,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8500, help="0 picks a free port (printed)")
     convert = commands.add_parser("convert", help="convert a published preference checkpoint for its reward")
-    convert.add_argument("kind", choices=("hps_v2", "image_reward"))
+    convert.add_argument("kind", choices=("hps_v2", "image_reward", "hps_v3"))
     convert.add_argument("--checkpoint", type=Path, required=True,
-                         help="HPS_v2(.1)_compressed.pt or ImageReward.pt")
+                         help="HPS_v2(.1)_compressed.pt, ImageReward.pt or HPSv3.safetensors")
     convert.add_argument("--out", type=Path, required=True, help="the directory to write (the reward's model_path)")
     convert.add_argument("--bpe", type=Path, help="hps_v2: open_clip's bpe_simple_vocab_16e6.txt.gz "
                                                   "(default: the one an installed open_clip or clip bundles)")
     convert.add_argument("--bert-tokenizer", type=Path, help="image_reward: a bert-base-uncased tokenizer directory")
     convert.add_argument("--head-width", type=int, nargs=2, metavar=("IMAGE", "TEXT"),
-                         help="attention head widths (default: the published architecture's)")
+                         help="hps_v2, image_reward: attention head widths (default: the published architecture's)")
+    convert.add_argument("--base-model", type=Path, help="hps_v3: the Qwen2-VL-7B-Instruct directory (config, "
+                                                         "tokenizer, image processor, chat template)")
+    convert.add_argument("--hpsv3-package", type=Path, help="hps_v3: the installed hpsv3 package's folder, whose "
+                                                            "instruction text is copied (default: hpsv3 installed here)")
     args = parser.parse_args(argv)
     if args.command == "convert":
         return run_convert(args)
@@ -77,11 +81,15 @@ def run_convert(args: argparse.Namespace) -> int:
         if args.kind == "hps_v2":
             widths = args.head_width or (convert.HPS_V2_VISION_HEAD_WIDTH, convert.HPS_V2_TEXT_HEAD_WIDTH)
             convert.convert_hps_v2(args.checkpoint, args.out, args.bpe, *widths)
-        else:
+        elif args.kind == "image_reward":
             if args.bert_tokenizer is None:
                 raise TrainerError("image_reward: pass --bert-tokenizer DIR (a bert-base-uncased tokenizer directory)")
             widths = args.head_width or (convert.IMAGE_REWARD_VISION_HEAD_WIDTH, convert.IMAGE_REWARD_TEXT_HEAD_WIDTH)
             convert.convert_image_reward(args.checkpoint, args.out, args.bert_tokenizer, *widths)
+        else:
+            if args.base_model is None:
+                raise TrainerError("hps_v3: pass --base-model DIR (the Qwen2-VL-7B-Instruct directory)")
+            convert.convert_hps_v3(args.checkpoint, args.out, args.base_model, args.hpsv3_package)
     except (OSError, TrainerError) as exc:
         print(f"python -m trainer.rewards convert: error: {exc}", file=sys.stderr)
         return 2

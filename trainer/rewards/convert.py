@@ -9,8 +9,12 @@
   `mlp.layers`) -> `BlipForImageTextRetrieval`, `reward_head.safetensors` and the BERT tokenizer with the tokens
   BLIP adds.
 
-Sizes are read from the weights; what weights cannot tell (attention head widths, a tokenizer) comes from the
-published architecture or from paths the user passes. Nothing downloads. Every error is one line naming the file
+- hps_v3: the hpsv3 package's checkpoint (HPSv3.safetensors: its `Qwen2VLRewardModelBT`, Qwen2-VL with the
+  `<|Reward|>` token and the `rm_head` MLP) -> `Qwen2VLForConditionalGeneration` with the base model's processor
+  plus the reward token, `rm_head.safetensors`, and `reward_prompt.txt` read from the installed package.
+
+Sizes are read from the weights; what weights cannot tell (attention head widths, a tokenizer, Qwen2-VL's
+configuration) comes from the published architecture or from paths the user passes. Nothing downloads. Every error is one line naming the file
 and key.
 """
 
@@ -24,7 +28,8 @@ from pathlib import Path
 import torch
 
 from trainer.core import TrainerError
-from trainer.rewards.scorers import IMAGE_REWARD_HEAD, image_reward_head
+from trainer.rewards.scorers import (HPS_V3_HEAD, HPS_V3_PROMPT, HPS_V3_TOKEN, IMAGE_REWARD_HEAD, hps_v3_head,
+                                     image_reward_head)
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # the normalisation both HPS v2 and ImageReward use
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -34,16 +39,18 @@ Weights = dict[str, tuple[str, torch.Tensor]]  # our key -> (the checkpoint's ke
 class Checkpoint:
     """A published state dict; every lookup that fails names the file and the key."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, dtype: torch.dtype | None = torch.float32) -> None:
         self.path = path
         self.tensors = read_state_dict(path)
+        self.dtype = dtype  # None keeps the file's dtype
         self.used: set[str] = set()
 
     def get(self, key: str) -> torch.Tensor:
         if key not in self.tensors:
             raise TrainerError(f"{self.path}: missing key {key}")
         self.used.add(key)
-        return self.tensors[key].float()  # the scorers run in fp32; the published files are partly fp16
+        tensor = self.tensors[key]
+        return tensor if self.dtype is None else tensor.to(self.dtype)
 
     def take(self, key: str) -> tuple[str, torch.Tensor]:
         return key, self.get(key)
@@ -88,13 +95,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: torch.nn.Module, weights: Weights, checkpoint: Checkpoint) -> None:
+def load_weights(model: torch.nn.Module, weights: Weights, checkpoint: Checkpoint,
+                 sizes_from: str = "the sizes of the other weights") -> None:
+    """Every tensor's shape checked against the model (naming the checkpoint's key), then loaded; a model built
+    on the meta device takes the tensors themselves (no copy)."""
     expected = model.state_dict()
     for ours, (theirs, tensor) in weights.items():
         if tensor.shape != expected[ours].shape:
             raise TrainerError(f"{checkpoint.path}: {theirs} has shape {list(tensor.shape)}, expected "
-                               f"{list(expected[ours].shape)} from the sizes of the other weights")
-    model.load_state_dict({ours: tensor for ours, (_, tensor) in weights.items()}, strict=True)
+                               f"{list(expected[ours].shape)} from {sizes_from}")
+    on_meta = any(tensor.is_meta for tensor in expected.values())
+    model.load_state_dict({ours: tensor for ours, (_, tensor) in weights.items()}, strict=True, assign=on_meta)
 
 
 def heads(width: int, head_width: int, what: str) -> int:
@@ -341,3 +352,83 @@ def convert_image_reward(checkpoint_path: Path, out: Path, bert_tokenizer: Path,
     image_processor = BlipImageProcessor(size={"height": size, "width": size}, image_mean=list(OPENAI_CLIP_MEAN),
                                          image_std=list(OPENAI_CLIP_STD))
     BlipProcessor(image_processor, tokenizer).save_pretrained(out)
+
+
+# ---- HPS v3: the hpsv3 package's Qwen2VLRewardModelBT -> Qwen2VLForConditionalGeneration + head + instruction -----
+
+HPSV3_INSTRUCTION_MODULE = Path("dataset") / "data_collator_qwen.py"  # inside the hpsv3 package
+
+
+def hps_v3_template(hpsv3_package: Path) -> str:
+    """The instruction HPS v3 was trained with, read from the package's source without running it: INSTRUCTION
+    (with its `{text_prompt}` field) followed by the text that holds the reward token, as the package's
+    prepare_batch joins them; our field is `{prompt}`."""
+    import ast
+
+    source = hpsv3_package / HPSV3_INSTRUCTION_MODULE
+    if not source.is_file():
+        raise TrainerError(f"{hpsv3_package}: has no {HPSV3_INSTRUCTION_MODULE} (the installed hpsv3 package)")
+    strings = {target.id: node.value.value for node in ast.parse(source.read_text()).body
+               if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+               and isinstance(node.value.value, str) for target in node.targets if isinstance(target, ast.Name)}
+    for name in ("INSTRUCTION", "prompt_with_special_token"):
+        if name not in strings:
+            raise TrainerError(f"{source}: no string {name} (the hpsv3 version this converter reads defines it)")
+    template = strings["INSTRUCTION"].format(text_prompt="{prompt}") + strings["prompt_with_special_token"]
+    if template.count(HPS_V3_TOKEN) != 1:
+        raise TrainerError(f"{source}: the instruction holds {HPS_V3_TOKEN} {template.count(HPS_V3_TOKEN)} times")
+    return template
+
+
+def installed_hpsv3_package() -> Path:
+    from importlib.util import find_spec
+
+    spec = find_spec("hpsv3")
+    if spec is None or spec.origin is None:
+        raise TrainerError("hps_v3: the hpsv3 package is not installed here; pass --hpsv3-package DIR (its folder, "
+                           "e.g. site-packages/hpsv3 of the environment it is installed in)")
+    return Path(spec.origin).parent
+
+
+def hps_v3_source_key(ours: str) -> str:
+    """The package's transformers (4.45) names: the decoder directly under `model.`, the vision tower at the top."""
+    for our_prefix, their_prefix in (("model.language_model.", "model."), ("model.visual.", "visual.")):
+        if ours.startswith(our_prefix):
+            return their_prefix + ours[len(our_prefix):]
+    return ours
+
+
+def convert_hps_v3(checkpoint_path: Path, out: Path, base_model: Path, hpsv3_package: Path | None = None) -> None:
+    """The decoder and vision tower keep the checkpoint's dtype (bf16 for the published 7B): the model is built on
+    the meta device and takes the checkpoint's tensors as they are, so conversion needs the checkpoint's memory
+    only."""
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoProcessor, Qwen2VLForConditionalGeneration
+
+    template = hps_v3_template(hpsv3_package or installed_hpsv3_package())
+    if not (base_model / "config.json").is_file():
+        raise TrainerError(f"{base_model}: has no config.json (the Qwen2-VL base model directory the checkpoint "
+                           f"was trained from, Qwen2-VL-7B-Instruct for the published one)")
+    checkpoint = Checkpoint(checkpoint_path, dtype=None)
+    processor = AutoProcessor.from_pretrained(base_model, local_files_only=True)
+    processor.tokenizer.add_special_tokens({"additional_special_tokens": [HPS_V3_TOKEN]})  # as the package does
+    vocab_size = checkpoint.get("model.embed_tokens.weight").shape[0]  # the package resizes to the tokenizer
+    if len(processor.tokenizer) != vocab_size:
+        raise TrainerError(f"{base_model}: its tokenizer with {HPS_V3_TOKEN} has {len(processor.tokenizer)} tokens, "
+                           f"the checkpoint's model.embed_tokens.weight {vocab_size} rows")
+    config = AutoConfig.from_pretrained(base_model, local_files_only=True)
+    config.text_config.vocab_size = vocab_size
+    with torch.device("meta"):
+        model = Qwen2VLForConditionalGeneration(config)
+    load_weights(model, {ours: checkpoint.take(hps_v3_source_key(ours)) for ours in model.state_dict()}, checkpoint,
+                 sizes_from=str(base_model / "config.json"))
+    head = hps_v3_head(config.text_config.hidden_size)
+    head_weights = {ours: checkpoint.take(f"rm_head.{ours}") for ours in head.state_dict()}
+    load_weights(head, {ours: (theirs, tensor.float()) for ours, (theirs, tensor) in head_weights.items()},
+                 checkpoint)  # the package keeps its head in fp32 too
+    checkpoint.check_all_used()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    save_file(head.state_dict(), out / HPS_V3_HEAD)
+    (out / HPS_V3_PROMPT).write_text(template)

@@ -197,6 +197,7 @@ class ImageRewardReward(Reward):
 HPS_V3_HEAD = "rm_head.safetensors"
 HPS_V3_PROMPT = "reward_prompt.txt"
 HPS_V3_TOKEN = "<|Reward|>"
+HPS_V3_PIXELS = 256 * 28 * 28  # the package's prepare_batch: every image resized to this many pixels
 
 
 def hps_v3_head(hidden_size: int) -> torch.nn.Sequential:
@@ -210,11 +211,14 @@ def hps_v3_head(hidden_size: int) -> torch.nn.Sequential:
 class HpsV3Reward(Reward):
     """HPS v3 (Ma et al. 2025): Qwen2-VL reads the image and the prompt, filled into the instruction the model was
     trained with, followed by the reward token `<|Reward|>`; the head maps that token's last hidden state to
-    (mean, spread) and the score is the mean. `model_path`: the checkpoint as a transformers
-    `Qwen2VLForConditionalGeneration` directory with its processor (tokenizer with the reward token, image
-    processor at the published 256 x 28 x 28 pixels), the head in `rm_head.safetensors`, and the trained
-    instruction in `reward_prompt.txt` (a template with a `{prompt}` field that ends in the reward token; copied
-    from the hpsv3 package when converting, so this code carries no copy of it)."""
+    (mean, spread) and the score is the mean. As in the package, each image is first resized (PIL, bicubic) to
+    HPS_V3_PIXELS on Qwen2-VL's 28-pixel grid, and the language model numbers the tokens 0..L-1 in all three
+    rotary sections: the package's forward hands the decoder no position ids, so it was trained without
+    Qwen2-VL's multimodal (M-RoPE) positions. `model_path`: the checkpoint as a transformers
+    `Qwen2VLForConditionalGeneration` directory with its processor (tokenizer with the reward token), the head in
+    `rm_head.safetensors`, and the trained instruction in `reward_prompt.txt` (a template with a `{prompt}` field
+    that ends in the reward token; `python -m trainer.rewards convert hps_v3` copies it from the hpsv3 package, so
+    this code carries no copy of it)."""
 
     def __init__(self, model_path: str) -> None:
         from safetensors.torch import load_file
@@ -243,12 +247,22 @@ class HpsV3Reward(Reward):
         return [self.processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
                 for conversation in conversations]
 
+    def resized(self, image: Image.Image) -> Image.Image:
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        grid = self.processor.image_processor.patch_size * self.processor.image_processor.merge_size
+        height, width = smart_resize(image.height, image.width, factor=grid, min_pixels=HPS_V3_PIXELS,
+                                     max_pixels=HPS_V3_PIXELS)
+        return image.convert("RGB").resize((width, height), resample=3)  # PIL's bicubic, the package's default
+
     @torch.no_grad()
     def score(self, batch: RewardInput) -> RewardOutput:
         inputs = self.processor(text=self.prompt_texts(batch.prompts),
-                                images=[image.convert("RGB") for image in batch.images], padding=True,
+                                images=[self.resized(image) for image in batch.images], padding=True,
                                 return_tensors="pt")
-        hidden = self.model.model(**inputs).last_hidden_state  # right padding: the padding comes after the token
+        sequential = torch.arange(inputs["input_ids"].shape[1]).expand(3, *inputs["input_ids"].shape)
+        # right padding: the padding comes after the reward token, which causal attention keeps it from seeing
+        hidden = self.model.model(**inputs, position_ids=sequential).last_hidden_state
         at_token = inputs["input_ids"] == self.reward_token_id
         if not bool((at_token.sum(dim=1) == 1).all()):
             raise TrainerError(f"rewards.hps_v3: each prompt must hold {HPS_V3_TOKEN} once (a prompt contains it)")
