@@ -8,14 +8,13 @@
   timm-style ViT under `blip.visual_encoder`, BLIP's cross-attention BERT under `blip.text_encoder`, the MLP under
   `mlp.layers`) -> `BlipForImageTextRetrieval`, `reward_head.safetensors` and the BERT tokenizer with the tokens
   BLIP adds.
-
 - hps_v3: the hpsv3 package's checkpoint (HPSv3.safetensors: its `Qwen2VLRewardModelBT`, Qwen2-VL with the
   `<|Reward|>` token and the `rm_head` MLP) -> `Qwen2VLForConditionalGeneration` with the base model's processor
   plus the reward token, `rm_head.safetensors`, and `reward_prompt.txt` read from the installed package.
 
 Sizes are read from the weights; what weights cannot tell (attention head widths, a tokenizer, Qwen2-VL's
-configuration) comes from the published architecture or from paths the user passes. Nothing downloads. Every error is one line naming the file
-and key.
+configuration) comes from the published architecture or from paths the user passes. Nothing downloads. Every
+error is one line naming the file and key.
 """
 
 from __future__ import annotations
@@ -24,12 +23,16 @@ import gzip
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from trainer.core import TrainerError
 from trainer.rewards.scorers import (HPS_V3_HEAD, HPS_V3_PROMPT, HPS_V3_TOKEN, IMAGE_REWARD_HEAD, hps_v3_head,
                                      image_reward_head)
+
+if TYPE_CHECKING:
+    from transformers import BertTokenizer, BlipConfig, CLIPConfig
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # the normalisation both HPS v2 and ImageReward use
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -59,18 +62,17 @@ class Checkpoint:
         """How many numbered blocks `prefix{N}.` the state dict holds (N from 0, without gaps)."""
         numbers = {int(key[len(prefix):].split(".")[0]) for key in self.tensors
                    if key.startswith(prefix) and key[len(prefix):].split(".")[0].isdigit()}
-        for number in range(max(numbers, default=-1) + 1):
-            if number not in numbers:
-                raise TrainerError(f"{self.path}: missing keys {prefix}{number}.*")
-        if not numbers:
-            raise TrainerError(f"{self.path}: missing keys {prefix}0.*")
+        gaps = sorted(set(range(max(numbers, default=0) + 1)) - numbers)
+        if gaps:
+            raise TrainerError(f"{self.path}: missing keys {prefix}{gaps[0]}.*")
         return len(numbers)
 
-    def check_all_used(self, under: Iterable[str] = ("",)) -> None:
+    def check_all_used(self, under: Iterable[str] = ("",), rebuilt: Iterable[str] = ()) -> None:
         """Refuse keys of the converted modules that no mapping consumed: weights this converter does not know
-        would change the computation (keys outside `under` belong to modules the score never runs)."""
-        for key in sorted(self.tensors):
-            if key not in self.used and any(key.startswith(prefix) for prefix in under):
+        would change the computation (keys outside `under` belong to modules the score never runs; `rebuilt` are
+        buffers transformers recreates)."""
+        for key in sorted(set(self.tensors) - self.used - set(rebuilt)):
+            if any(key.startswith(prefix) for prefix in under):
                 raise TrainerError(f"{self.path}: unexpected key {key} (not part of the published architecture)")
 
 
@@ -141,7 +143,7 @@ def open_clip_block(checkpoint: Checkpoint, theirs: str, ours: str) -> Weights:
     return weights
 
 
-def hps_v2_config(checkpoint: Checkpoint, vision_head_width: int, text_head_width: int):
+def hps_v2_config(checkpoint: Checkpoint, vision_head_width: int, text_head_width: int) -> CLIPConfig:
     from transformers import CLIPConfig
 
     tokens = checkpoint.get("token_embedding.weight")
@@ -252,25 +254,27 @@ def convert_hps_v2(checkpoint_path: Path, out: Path, bpe: Path | None = None,
 IMAGE_REWARD_VISION_HEAD_WIDTH, IMAGE_REWARD_TEXT_HEAD_WIDTH = 64, 64  # BLIP's ViT-L/16 (1024 / 16), BERT (768 / 12)
 BLIP_VIT = "blip.visual_encoder"
 BLIP_BERT = "blip.text_encoder"
-BLIP_ADDED_TOKENS = {"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]}  # BLIP's init_tokenizer
+BLIP_DECODER_TOKEN, BLIP_ENCODER_TOKEN = "[DEC]", "[ENC]"  # what BLIP's init_tokenizer adds to bert-base-uncased
 
 
-def blip_tokenizer(bert_tokenizer: Path, vocab_size: int):
+def blip_tokenizer(bert_tokenizer: Path, vocab_size: int) -> BertTokenizer:
     """The package's tokenizer: bert-base-uncased's word pieces plus BLIP's decoder and encoder tokens."""
     from transformers import BertTokenizer
 
     if not (bert_tokenizer / "vocab.txt").is_file():
         raise TrainerError(f"{bert_tokenizer}: has no vocab.txt (a bert-base-uncased tokenizer directory)")
     tokenizer = BertTokenizer.from_pretrained(bert_tokenizer, local_files_only=True)
-    tokenizer.add_special_tokens({"bos_token": BLIP_ADDED_TOKENS["bos_token"]})
-    tokenizer.add_special_tokens({"additional_special_tokens": BLIP_ADDED_TOKENS["additional_special_tokens"]})
+    tokenizer.add_special_tokens({"bos_token": BLIP_DECODER_TOKEN})
+    tokenizer.add_special_tokens({"additional_special_tokens": [BLIP_ENCODER_TOKEN]})
     if len(tokenizer) != vocab_size:
-        raise TrainerError(f"{bert_tokenizer}: {len(tokenizer)} tokens with BLIP's [DEC] and [ENC], the "
+        raise TrainerError(f"{bert_tokenizer}: {len(tokenizer)} tokens with BLIP's {BLIP_DECODER_TOKEN} and "
+                           f"{BLIP_ENCODER_TOKEN}, the "
                            f"checkpoint's {BLIP_BERT}.embeddings.word_embeddings.weight has {vocab_size}")
     return tokenizer
 
 
-def image_reward_config(checkpoint: Checkpoint, vision_head_width: int, text_head_width: int, tokenizer):
+def image_reward_config(checkpoint: Checkpoint, vision_head_width: int, text_head_width: int,
+                        tokenizer: BertTokenizer) -> BlipConfig:
     from transformers import BlipConfig
 
     patches = checkpoint.get(f"{BLIP_VIT}.patch_embed.proj.weight")
@@ -343,8 +347,8 @@ def convert_image_reward(checkpoint_path: Path, out: Path, bert_tokenizer: Path,
     model = BlipForImageTextRetrieval(config).eval()
     load_weights(model, image_reward_weights(checkpoint, model), checkpoint)
     head = image_reward_head_weights(checkpoint, config.text_config.hidden_size)
-    checkpoint.used.add(f"{BLIP_BERT}.embeddings.position_ids")  # a buffer of arange, rebuilt by transformers
-    checkpoint.check_all_used(under=(f"{BLIP_VIT}.", f"{BLIP_BERT}.", "mlp."))
+    checkpoint.check_all_used(under=(f"{BLIP_VIT}.", f"{BLIP_BERT}.", "mlp."),
+                              rebuilt=(f"{BLIP_BERT}.embeddings.position_ids",))  # an arange
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     save_file(head, out / IMAGE_REWARD_HEAD)
