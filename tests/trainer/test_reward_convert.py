@@ -160,7 +160,8 @@ def image_reward_state_dict(vision_width: int = 128, vision_layers: int = 2, gri
     """image-reward's `ImageReward` (BLIP_Pretrain + MLP) in the published key layout; the defaults are the parity
     test's tiny model (reward_parity_package.IMAGE_REWARD_VISION / _TEXT)."""
     vit, bert = "blip.visual_encoder", "blip.text_encoder"
-    state = {f"{vit}.cls_token": random(1, 1, vision_width), f"{vit}.pos_embed": random(1, grid * grid + 1, vision_width),
+    state = {f"{vit}.cls_token": random(1, 1, vision_width),
+             f"{vit}.pos_embed": random(1, grid * grid + 1, vision_width),
              f"{vit}.patch_embed.proj.weight": random(vision_width, 3, 16, 16),
              f"{vit}.patch_embed.proj.bias": random(vision_width)}
     for layer in range(vision_layers):
@@ -257,8 +258,10 @@ def hps_v3_state_dict(vocab: int, hidden: int = 32, intermediate: int = 64, laye
                   f"{prefix}.attn.qkv.bias": random(3 * vision_width),
                   f"{prefix}.attn.proj.weight": random(vision_width, vision_width),
                   f"{prefix}.attn.proj.bias": random(vision_width),
-                  f"{prefix}.mlp.fc1.weight": random(vision_mlp, vision_width), f"{prefix}.mlp.fc1.bias": random(vision_mlp),
-                  f"{prefix}.mlp.fc2.weight": random(vision_width, vision_mlp), f"{prefix}.mlp.fc2.bias": random(vision_width)}
+                  f"{prefix}.mlp.fc1.weight": random(vision_mlp, vision_width),
+                  f"{prefix}.mlp.fc1.bias": random(vision_mlp),
+                  f"{prefix}.mlp.fc2.weight": random(vision_width, vision_mlp),
+                  f"{prefix}.mlp.fc2.bias": random(vision_width)}
     state |= {"visual.merger.ln_q.weight": 1 + random(vision_width), "visual.merger.ln_q.bias": random(vision_width),
               "visual.merger.mlp.0.weight": random(merged, merged), "visual.merger.mlp.0.bias": random(merged),
               "visual.merger.mlp.2.weight": random(hidden, merged), "visual.merger.mlp.2.bias": random(hidden),
@@ -298,7 +301,8 @@ def hps_v3_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     """A Qwen2-VL base directory (tiny config, the tiny Qwen tokenizer), a fake hpsv3 package folder, and a
     checkpoint in the package's layout whose vocabulary is the tokenizer plus `<|Reward|>`."""
     from safetensors.torch import save_file
-    from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+    from transformers import (AutoTokenizer, Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor,
+                              Qwen2VLVideoProcessor)
 
     from data_engine.model_refs import tiny_model_path
     from trainer.tiny_models import QWEN_CHAT_TEMPLATE
@@ -376,3 +380,11 @@ def test_hps_v3_needs_the_packages_instruction(hps_v3_inputs, tmp_path: Path) ->
     (tmp_path / "dataset" / "data_collator_qwen.py").write_text('INSTRUCTION = "Rate {text_prompt}"\n')
     with pytest.raises(TrainerError, match="no string prompt_with_special_token"):
         convert_hps_v3(checkpoint, tmp_path / "out", base, tmp_path)
+
+
+def test_the_cli_names_the_option_a_kind_needs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch.save(image_reward_state_dict(vision_width=64, grid=2, text_width=128), tmp_path / "ir.pt")
+    for kind, option in (("image_reward", "--bert-tokenizer"), ("hps_v3", "--base-model")):
+        assert rewards_cli(["convert", kind, "--checkpoint", str(tmp_path / "ir.pt"), "--out", str(tmp_path)]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"{kind}: pass {option} DIR" in error

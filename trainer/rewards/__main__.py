@@ -34,8 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="hps_v2, image_reward: attention head widths (default: the published architecture's)")
     convert.add_argument("--base-model", type=Path, help="hps_v3: the Qwen2-VL-7B-Instruct directory (config, "
                                                          "tokenizer, image processor, chat template)")
-    convert.add_argument("--hpsv3-package", type=Path, help="hps_v3: the installed hpsv3 package's folder, whose "
-                                                            "instruction text is copied (default: hpsv3 installed here)")
+    convert.add_argument("--hpsv3-package", type=Path,
+                         help="hps_v3: the installed hpsv3 package's folder, whose instruction text is copied "
+                              "(default: hpsv3 installed here)")
     args = parser.parse_args(argv)
     if args.command == "convert":
         return run_convert(args)

@@ -110,9 +110,10 @@ def load_weights(model: torch.nn.Module, weights: Weights, checkpoint: Checkpoin
     model.load_state_dict({ours: tensor for ours, (_, tensor) in weights.items()}, strict=True, assign=on_meta)
 
 
-def heads(width: int, head_width: int, what: str) -> int:
+def heads(checkpoint: Checkpoint, width: int, head_width: int, what: str) -> int:
     if width % head_width:
-        raise TrainerError(f"{what}: width {width} is not a multiple of the head width {head_width}")
+        raise TrainerError(f"{checkpoint.path}: {what} is {width} wide, not a multiple of the head width "
+                           f"{head_width} (--head-width)")
     return width // head_width
 
 
@@ -155,7 +156,7 @@ def hps_v2_config(checkpoint: Checkpoint, vision_head_width: int, text_head_widt
         text_config={"vocab_size": vocab_size, "hidden_size": text_width,
                      "intermediate_size": checkpoint.get("transformer.resblocks.0.mlp.c_fc.weight").shape[0],
                      "num_hidden_layers": checkpoint.block_count("transformer.resblocks."),
-                     "num_attention_heads": heads(text_width, text_head_width, "the text tower"),
+                     "num_attention_heads": heads(checkpoint, text_width, text_head_width, "the text tower"),
                      "max_position_embeddings": checkpoint.get("positional_embedding").shape[0],
                      "hidden_act": "gelu", "layer_norm_eps": 1e-5,
                      # the end-of-text token is the highest id: the text feature is read there
@@ -163,7 +164,7 @@ def hps_v2_config(checkpoint: Checkpoint, vision_head_width: int, text_head_widt
         vision_config={"hidden_size": vision_width, "patch_size": patch_size, "image_size": side * patch_size,
                        "intermediate_size": checkpoint.get("visual.transformer.resblocks.0.mlp.c_fc.weight").shape[0],
                        "num_hidden_layers": checkpoint.block_count("visual.transformer.resblocks."),
-                       "num_attention_heads": heads(vision_width, vision_head_width, "the image tower"),
+                       "num_attention_heads": heads(checkpoint, vision_width, vision_head_width, "the image tower"),
                        "hidden_act": "gelu", "layer_norm_eps": 1e-5},
         projection_dim=checkpoint.get("text_projection").shape[1])
 
@@ -286,7 +287,7 @@ def image_reward_config(checkpoint: Checkpoint, vision_head_width: int, text_hea
                      "intermediate_size": checkpoint.get(f"{BLIP_BERT}.encoder.layer.0.intermediate.dense.weight")
                      .shape[0],
                      "num_hidden_layers": checkpoint.block_count(f"{BLIP_BERT}.encoder.layer."),
-                     "num_attention_heads": heads(words.shape[1], text_head_width, "the text encoder"),
+                     "num_attention_heads": heads(checkpoint, words.shape[1], text_head_width, "the text encoder"),
                      "encoder_hidden_size": vision_width,
                      "max_position_embeddings": checkpoint.get(f"{BLIP_BERT}.embeddings.position_embeddings.weight")
                      .shape[0],
@@ -295,7 +296,7 @@ def image_reward_config(checkpoint: Checkpoint, vision_head_width: int, text_hea
         vision_config={"hidden_size": vision_width, "patch_size": patch_size, "image_size": side * patch_size,
                        "intermediate_size": checkpoint.get(f"{BLIP_VIT}.blocks.0.mlp.fc1.weight").shape[0],
                        "num_hidden_layers": checkpoint.block_count(f"{BLIP_VIT}.blocks."),
-                       "num_attention_heads": heads(vision_width, vision_head_width, "the image encoder"),
+                       "num_attention_heads": heads(checkpoint, vision_width, vision_head_width, "the image encoder"),
                        "hidden_act": "gelu", "layer_norm_eps": 1e-6})  # timm's ViT in BLIP: eps 1e-6
 
 
@@ -414,7 +415,11 @@ def convert_hps_v3(checkpoint_path: Path, out: Path, base_model: Path, hpsv3_pac
         raise TrainerError(f"{base_model}: has no config.json (the Qwen2-VL base model directory the checkpoint "
                            f"was trained from, Qwen2-VL-7B-Instruct for the published one)")
     checkpoint = Checkpoint(checkpoint_path, dtype=None)
-    processor = AutoProcessor.from_pretrained(base_model, local_files_only=True)
+    try:
+        processor = AutoProcessor.from_pretrained(base_model, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise TrainerError(f"{base_model}: no Qwen2-VL processor (tokenizer, image processor, chat template): "
+                           f"{str(exc).strip().splitlines()[0]}") from None
     processor.tokenizer.add_special_tokens({"additional_special_tokens": [HPS_V3_TOKEN]})  # as the package does
     vocab_size = checkpoint.get("model.embed_tokens.weight").shape[0]  # the package resizes to the tokenizer
     if len(processor.tokenizer) != vocab_size:
