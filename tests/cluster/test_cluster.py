@@ -116,9 +116,10 @@ def wait_for_nodes(gcs_address: str, count: int, process: subprocess.Popen, time
         probe.wait()
 
 
-def stop_nodes(processes: list[subprocess.Popen | None], grace_s: float = 10) -> None:
+def stop_nodes(processes: list[subprocess.Popen | None], grace_s: float = 3) -> None:
     """SIGTERM to every node's process group at once, SIGKILL to what is left of them after `grace_s` (a
-    `ray start --block` took 30 s to leave on SIGTERM alone; nothing of a test node outlives its test)."""
+    `ray start --block` took 30 s to leave on SIGTERM alone, and still sat the whole of a 10 s grace at each
+    teardown; nothing of a test node outlives its test, and its temp dir is the test's own)."""
     nodes = [process for process in processes if process is not None]
     signal_groups(nodes, signal.SIGTERM)
     deadline = time.monotonic() + grace_s

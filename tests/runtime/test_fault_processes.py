@@ -13,15 +13,14 @@ import pytest
 from data_engine.output_dir import LOCK_NAME
 from data_engine.shards import (CRASHPOINT_ENV, ENOSPC_ENV, MANIFEST_NAME, TEMP_PREFIX, completed_shards, iter_shards,
                                 read_manifest, shard_file_name)
-from tests.runtime.test_exactly_once import (assert_same_as_reference, corpus, finish, kill_job,  # noqa: F401
-                                             reference, start_job)
+from tests.runtime.demo_job import assert_same_as_reference, finish, kill_job, start_job
 
 pytestmark = pytest.mark.slow
 
 
-def test_disk_full_fails_in_one_line_and_the_rerun_completes_once(corpus, reference, tmp_path):
+def test_disk_full_fails_in_one_line_and_the_rerun_completes_once(job_corpus, job_reference, tmp_path):
     out = tmp_path / "out"
-    job = start_job(corpus, out, {ENOSPC_ENV: "shard_mid_write"})
+    job = start_job(job_corpus, out, {ENOSPC_ENV: "shard_mid_write"})
     output, _ = job.communicate(timeout=240)
     assert job.returncode == 2, output[-3000:]
     last = output.strip().splitlines()[-1]
@@ -31,8 +30,8 @@ def test_disk_full_fails_in_one_line_and_the_rerun_completes_once(corpus, refere
     assert completed_shards(out) == set()
     assert not (out / MANIFEST_NAME).exists()
     assert not list(out.glob(f"{TEMP_PREFIX}*"))
-    finish(start_job(corpus, out))  # space is back
-    assert_same_as_reference(out, reference)
+    finish(start_job(job_corpus, out))  # space is back
+    assert_same_as_reference(out, job_reference)
 
 
 PAGE = 4096  # tmpfs counts whole pages per file
@@ -74,27 +73,27 @@ def run_out_of_space(corpus: Path, out: Path, file_prefix: str) -> None:
 
 
 def test_a_real_full_disk_fails_in_one_line_keeps_complete_shards_and_the_rerun_completes_once(
-        corpus, reference, small_disk):
+        job_corpus, job_reference, small_disk):
     disk, mount = small_disk
     out = disk / "out"
     # One page: the run's lock fits, its job fingerprint does not (the driver's own writes, before Ray starts).
-    run_out_of_space(corpus, out, f"{TEMP_PREFIX}_job.json")
+    run_out_of_space(job_corpus, out, f"{TEMP_PREFIX}_job.json")
     assert [path.name for path in out.iterdir()] == [LOCK_NAME]
     # Room for about half of what the reference run wrote: some shards complete, then the disk is full.
-    mount(disk_pages(reference.out) // 2, remount=True)
-    run_out_of_space(corpus, out, "")
+    mount(disk_pages(job_reference.out) // 2, remount=True)
+    run_out_of_space(job_corpus, out, "")
     kept = completed_shards(out)
-    assert kept and len(kept) < len(reference.manifest["shards"]), kept
+    assert kept and len(kept) < len(job_reference.manifest["shards"]), kept
     # What is under a final name is whole and right; nothing half-written is left and no manifest claims the run.
     for _, table in iter_shards(out):
         for row in table.to_pylist():
-            assert row == reference.rows[row["id"]]
+            assert row == job_reference.rows[row["id"]]
     assert not (out / MANIFEST_NAME).exists()
     assert not list(out.glob(f"{TEMP_PREFIX}*"))
     written = {shard: os.stat(out / shard_file_name(shard)) for shard in kept}
-    mount(disk_pages(reference.out) * 2, remount=True)  # space is back
-    finish(start_job(corpus, out))
-    assert_same_as_reference(out, reference)
+    mount(disk_pages(job_reference.out) * 2, remount=True)  # space is back
+    finish(start_job(job_corpus, out))
+    assert_same_as_reference(out, job_reference)
     # The rerun resumed: the shards the full disk did not stop were kept as they were, not written again.
     for shard, before in written.items():
         after = os.stat(out / shard_file_name(shard))
@@ -102,20 +101,20 @@ def test_a_real_full_disk_fails_in_one_line_keeps_complete_shards_and_the_rerun_
     assert read_manifest(out)["timings"]["shards_skipped"] == len(kept)
 
 
-def test_a_second_run_on_the_same_output_refuses_until_the_first_dies(corpus, reference, tmp_path):
+def test_a_second_run_on_the_same_output_refuses_until_the_first_dies(job_corpus, job_reference, tmp_path):
     out, markers = tmp_path / "out", tmp_path / "markers"
     markers.mkdir()
-    first = start_job(corpus, out, {CRASHPOINT_ENV: f"shard_mid_write:300:{markers}"})
+    first = start_job(job_corpus, out, {CRASHPOINT_ENV: f"shard_mid_write:300:{markers}"})
     deadline = time.monotonic() + 240
     while not list(markers.iterdir()):
         assert time.monotonic() < deadline and first.poll() is None, "the first run never reached a shard write"
         time.sleep(0.5)
-    second = start_job(corpus, out)
+    second = start_job(job_corpus, out)
     output, _ = second.communicate(timeout=120)
     assert second.returncode == 2, output[-3000:]
     assert output.strip().splitlines() == [
         line for line in output.strip().splitlines() if line.startswith("error: ")], output  # one line, no Ray
     assert f"{out} is in use by another run (pid {first.pid} on " in output
     kill_job(first)  # SIGKILL: its lock must not outlive it
-    finish(start_job(corpus, out))
-    assert_same_as_reference(out, reference)
+    finish(start_job(job_corpus, out))
+    assert_same_as_reference(out, job_reference)
