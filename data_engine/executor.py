@@ -322,7 +322,7 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
         if pending:
             # Workers never run the composition root (pipelines/registry.py): the job's registrations travel with it.
             registrations = job_registrations(job.reader.kind, [spec.op for spec in job.stages])
-            with _temps_removed_on_failure(out), ray_session(job, address):
+            with _temps_removed_after(out), ray_session(job, address):
                 if on_cluster:
                     nodes = check_nodes([spec.model_dump_json() for spec, _ in specs_and_stages], registrations)
                     _log(f"[{job.name}] {NODES_READY} {len(nodes)} ({', '.join(nodes)})")
@@ -357,18 +357,17 @@ def run_job(job: JobConfig, *, out_dir: Path | str | None = None, address: str |
 
 
 @contextlib.contextmanager
-def _temps_removed_on_failure(out: Location) -> Iterator[None]:
-    """When a run fails, the temp files of writers that Ray stopped mid-write are deleted once its session is
-    over, still under the run's lock: a writer deletes its own temp when its write fails or is cancelled, but
-    one killed with its worker cannot (a full disk then stays full until the rerun). Local outputs only: a
-    temp deleted under a writer that outlived the session only fails its rename, whereas on an object store
-    an uncommitted shard deleted under such a writer could gain its commit marker afterwards."""
+def _temps_removed_after(out: Location) -> Iterator[None]:
+    """Once the run's Ray session is over, still under the run's lock, the temp files of writers that died
+    mid-write (a worker killed and its shard redone, or a failed run's writers stopped with their workers) are
+    deleted: a writer deletes its own temp only when its write fails or is cancelled. Local outputs only: a temp
+    deleted under a writer that outlived a failed run only fails its rename, whereas on an object store an
+    uncommitted shard deleted under such a writer could gain its commit marker afterwards."""
     try:
         yield
-    except BaseException:
+    finally:
         if out.is_local:
             remove_stale_temps(out)
-        raise
 
 
 @contextlib.contextmanager

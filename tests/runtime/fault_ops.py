@@ -4,6 +4,7 @@ reader that yields no rows for some items. Registered here (Ray workers import t
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,12 +13,16 @@ import pyarrow as pa
 
 from data_engine.readers import ImageFolderConfig, ImageFolderReader, register_reader
 from data_engine.registry import register_modules
+from data_engine.shards import TEMP_PREFIX, shard_file_name
 from data_engine.stage import StageConfig, Stage, register_stage
 
 
 class FaultConfig(StageConfig):
     fail_prefix: str = ""  # rows whose upstream_id starts with this raise ValueError ("" = none)
     hold_dir: str = ""  # the first batch of the job writes hold_dir/holder (its pid) and waits until killed
+    # the first batch of the job leaves a writer's temp file in this output directory and kills its own worker,
+    # as a worker killed in the middle of a shard write would (claimed once through a marker file beside it)
+    die_writing_into: str = ""
 
 
 class FaultStage(Stage[FaultConfig]):
@@ -32,6 +37,8 @@ class FaultStage(Stage[FaultConfig]):
     def process_batch(self, batch: pa.Table) -> dict[str, list]:
         if self.config.hold_dir:
             self._hold_first_batch(Path(self.config.hold_dir))
+        if self.config.die_writing_into:
+            self._die_in_first_write(Path(self.config.die_writing_into))
         ids = batch.column("upstream_id").to_pylist()
         failing = [i for i in ids if self.config.fail_prefix and i.startswith(self.config.fail_prefix)]
         if failing:
@@ -47,6 +54,15 @@ class FaultStage(Stage[FaultConfig]):
         os.write(descriptor, str(os.getpid()).encode())
         os.close(descriptor)
         time.sleep(120)  # the test kills this process long before
+
+    @staticmethod
+    def _die_in_first_write(out_dir: Path) -> None:
+        try:
+            os.close(os.open(out_dir.parent / f"{out_dir.name}.died", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # the restarted worker redoing the batch
+        (out_dir / f"{TEMP_PREFIX}{shard_file_name(0)}.{os.getpid()}").write_bytes(b"half a shard")
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 register_stage(FaultStage)

@@ -23,8 +23,8 @@ from data_engine.error_budget import ErrorBudgetExceeded
 from data_engine.executor import plan_shards, run_job
 from data_engine.job import parse_job_config
 from data_engine.readers import InputError
-from data_engine.shards import iter_shards, read_manifest
-from data_engine.storage import as_location
+from data_engine import shards
+from data_engine.shards import TEMP_PREFIX, iter_shards, read_manifest
 from pipelines.cli import inspect_shards
 
 
@@ -203,8 +203,6 @@ def test_shard_bytes_sizes_the_shards_of_a_run(ray_local, images, tmp_path):
 
 def test_a_cancelled_shard_write_deletes_its_temp_file(tmp_path, monkeypatch):
     """Ray cancels a failed job's other writers with KeyboardInterrupt; what they were writing goes with them."""
-    from data_engine import shards
-
     def cancelled(point: str, *_: object) -> None:
         if point == "shard_mid_write":
             raise KeyboardInterrupt
@@ -213,18 +211,16 @@ def test_a_cancelled_shard_write_deletes_its_temp_file(tmp_path, monkeypatch):
     table = pa.table({"id": [f"r{n}" for n in range(3000)]})
     with pytest.raises(KeyboardInterrupt):
         shards.write_shard(tmp_path, 0, table, [], row_group_rows=1024)
-    assert not list(tmp_path.glob(f"{shards.TEMP_PREFIX}*"))
+    assert not list(tmp_path.glob(f"{TEMP_PREFIX}*"))
     assert shards.completed_shards(tmp_path) == set()
 
 
-def test_a_failed_run_deletes_the_temp_files_its_killed_writers_left(tmp_path):
-    from data_engine.executor import _temps_removed_on_failure
-    from data_engine.shards import TEMP_PREFIX, shard_file_name
-
-    left = tmp_path / f"{TEMP_PREFIX}{shard_file_name(3)}.killed-writer"  # a writer killed with its worker
-    complete = tmp_path / shard_file_name(2)
-    left.write_bytes(b"half a shard")
-    complete.write_bytes(b"a whole shard")
-    with pytest.raises(RuntimeError), _temps_removed_on_failure(as_location(tmp_path)):
-        raise RuntimeError("a writer hit a full disk")
-    assert not left.exists() and complete.read_bytes() == b"a whole shard"
+def test_a_run_deletes_the_temp_file_of_a_writer_killed_mid_write(ray_local, images, tmp_path):
+    clean = run_job(fault_job(images, tmp_path / "clean", stage={"op": "test_faults_actor"}), progress=False)
+    out = tmp_path / "out"
+    job = fault_job(images, out, stage={"op": "test_faults_actor", "config": {"die_writing_into": str(out)}})
+    run_job(job, progress=False)
+    assert (tmp_path / "out.died").exists()  # a worker did die, leaving its temp behind
+    assert not list(out.glob(f"{TEMP_PREFIX}*"))
+    assert rows_by_id(out) == rows_by_id(tmp_path / "clean")
+    assert read_manifest(out)["rows_written"] == clean["rows_written"]

@@ -32,13 +32,22 @@ def pil_images(count: int) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (60, 45), dtype=np.uint8)) for _ in range(count)]  # grey
 
 
-def open_clip_block(prefix: str, width: int) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.ln_1.weight": 1 + random(width), f"{prefix}.ln_1.bias": random(width),
-            f"{prefix}.attn.in_proj_weight": random(3 * width, width), f"{prefix}.attn.in_proj_bias": random(3 * width),
-            f"{prefix}.attn.out_proj.weight": random(width, width), f"{prefix}.attn.out_proj.bias": random(width),
-            f"{prefix}.ln_2.weight": 1 + random(width), f"{prefix}.ln_2.bias": random(width),
-            f"{prefix}.mlp.c_fc.weight": random(4 * width, width), f"{prefix}.mlp.c_fc.bias": random(4 * width),
-            f"{prefix}.mlp.c_proj.weight": random(width, 4 * width), f"{prefix}.mlp.c_proj.bias": random(width)}
+# A pre-norm transformer block's tensors under the names a published layout gives them: the two norms, the fused
+# query-key-value and output projections, the two MLP layers.
+OPEN_CLIP_BLOCK = ("ln_1", "attn.in_proj", "attn.out_proj", "ln_2", "mlp.c_fc", "mlp.c_proj")
+BLIP_VIT_BLOCK = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
+
+
+def pre_norm_block(prefix: str, width: int, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    norm1, qkv, out, norm2, fc1, fc2 = (f"{prefix}.{name}" for name in names)
+    # open_clip names the fused projection's tensors in_proj_weight / in_proj_bias, timm qkv.weight / qkv.bias
+    qkv_weight, qkv_bias = (f"{qkv}_{t}" if qkv.endswith("in_proj") else f"{qkv}.{t}" for t in ("weight", "bias"))
+    return {f"{norm1}.weight": 1 + random(width), f"{norm1}.bias": random(width),
+            qkv_weight: random(3 * width, width), qkv_bias: random(3 * width),
+            f"{out}.weight": random(width, width), f"{out}.bias": random(width),
+            f"{norm2}.weight": 1 + random(width), f"{norm2}.bias": random(width),
+            f"{fc1}.weight": random(4 * width, width), f"{fc1}.bias": random(4 * width),
+            f"{fc2}.weight": random(width, 4 * width), f"{fc2}.bias": random(width)}
 
 
 def hps_v2_state_dict(vision_width: int = 160, vision_layers: int = 2, patch: int = 14, grid: int = 16,
@@ -52,10 +61,10 @@ def hps_v2_state_dict(vision_width: int = 160, vision_layers: int = 2, patch: in
              "visual.proj": random(vision_width, embed), "visual.conv1.weight": random(vision_width, 3, patch, patch),
              "visual.ln_pre.weight": 1 + random(vision_width), "visual.ln_pre.bias": random(vision_width)}
     for layer in range(vision_layers):
-        state |= open_clip_block(f"visual.transformer.resblocks.{layer}", vision_width)
+        state |= pre_norm_block(f"visual.transformer.resblocks.{layer}", vision_width, OPEN_CLIP_BLOCK)
     state |= {"visual.ln_post.weight": 1 + random(vision_width), "visual.ln_post.bias": random(vision_width)}
     for layer in range(text_layers):
-        state |= open_clip_block(f"transformer.resblocks.{layer}", text_width)
+        state |= pre_norm_block(f"transformer.resblocks.{layer}", text_width, OPEN_CLIP_BLOCK)
     return state | {"token_embedding.weight": random(vocab, text_width), "ln_final.weight": 1 + random(text_width),
                     "ln_final.bias": random(text_width)}
 
@@ -124,15 +133,6 @@ def test_a_checkpoint_that_is_no_file_or_no_state_dict_is_one_line_on_the_cli(
     assert not (tmp_path / "o").exists()
 
 
-def blip_vit_block(prefix: str, width: int) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.norm1.weight": 1 + random(width), f"{prefix}.norm1.bias": random(width),
-            f"{prefix}.attn.qkv.weight": random(3 * width, width), f"{prefix}.attn.qkv.bias": random(3 * width),
-            f"{prefix}.attn.proj.weight": random(width, width), f"{prefix}.attn.proj.bias": random(width),
-            f"{prefix}.norm2.weight": 1 + random(width), f"{prefix}.norm2.bias": random(width),
-            f"{prefix}.mlp.fc1.weight": random(4 * width, width), f"{prefix}.mlp.fc1.bias": random(4 * width),
-            f"{prefix}.mlp.fc2.weight": random(width, 4 * width), f"{prefix}.mlp.fc2.bias": random(width)}
-
-
 def blip_bert_layer(prefix: str, width: int, intermediate: int, vision_width: int) -> dict[str, torch.Tensor]:
     state = {}
     for attention, key_width in (("attention", width), ("crossattention", vision_width)):
@@ -165,7 +165,7 @@ def image_reward_state_dict(vision_width: int = 128, vision_layers: int = 2, gri
              f"{vit}.patch_embed.proj.weight": random(vision_width, 3, 16, 16),
              f"{vit}.patch_embed.proj.bias": random(vision_width)}
     for layer in range(vision_layers):
-        state |= blip_vit_block(f"{vit}.blocks.{layer}", vision_width)
+        state |= pre_norm_block(f"{vit}.blocks.{layer}", vision_width, BLIP_VIT_BLOCK)
     state |= {f"{vit}.norm.weight": 1 + random(vision_width), f"{vit}.norm.bias": random(vision_width),
               f"{bert}.embeddings.position_ids": torch.arange(positions)[None],
               f"{bert}.embeddings.word_embeddings.weight": random(vocab, text_width),

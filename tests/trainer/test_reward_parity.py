@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_reward_convert import hps_v2_state_dict, hps_v3_state_dict, image_reward_state_dict
+from tests.trainer.test_reward_convert import hps_v2_state_dict, hps_v3_state_dict, image_reward_state_dict
 
 from data_engine.model_refs import tiny_model_path
 from trainer.rewards import RewardInput, build_reward
